@@ -1,0 +1,36 @@
+# Every target that needs Python creates .venv and installs the project on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 5000
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List every target with what it does
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## Check style with ruff
+	$(VENV)/bin/ruff check cnn experiments tests
+
+.PHONY: clean
+clean: ## Remove caches and build files (keeps .venv, mlflow.db and mlruns/)
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,82 @@
+"""Weight initialisers, chosen by name.
+
+Each draws a weight array from (shape, fan_in, fan_out) with an explicit
+generator. The scale is what decides whether a deep network trains: He keeps
+the variance of ReLU activations constant from layer to layer, Xavier does the
+same for linear/tanh units, and a fixed std (0.01, or 1.0 for `unit_normal`)
+ignores the layer's width, so the signal shrinks or explodes with depth.
+Biases always start at zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Initializer = Callable[[tuple[int, ...], int, int, np.random.Generator], np.ndarray]
+
+
+def he_normal(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+
+
+def he_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def xavier_normal(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+
+
+def xavier_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def normal(std: float = 0.01) -> Initializer:
+    """A fixed standard deviation, blind to the layer's fan-in."""
+
+    def draw(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.normal(0.0, std, size=shape)
+
+    return draw
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """Rows (or columns) of the fan_in x fan_out matrix are orthonormal, times `gain`."""
+
+    def draw(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+        a = rng.normal(0.0, 1.0, size=(max(fan_in, fan_out), min(fan_in, fan_out)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
+        matrix = q if fan_in >= fan_out else q.T  # (fan_in, fan_out)
+        return gain * matrix.reshape(shape)
+
+    return draw
+
+
+_BY_NAME: dict[str, Callable[..., Initializer] | Initializer] = {
+    "he": he_normal,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "xavier": xavier_normal,
+    "xavier_normal": xavier_normal,
+    "xavier_uniform": xavier_uniform,
+}
+NAMES = (*_BY_NAME, "normal", "unit_normal", "orthogonal")
+
+
+def get_initializer(name: str, std: float | None = None, gain: float = 1.0) -> Initializer:
+    """Look an initialiser up by name: he, he_uniform, xavier, xavier_uniform,
+    normal (std, 0.01 unless given), unit_normal (std 1.0) or orthogonal (gain)."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]  # type: ignore[return-value]
+    if name == "normal":
+        return normal(0.01 if std is None else std)
+    if name == "unit_normal":
+        return normal(1.0 if std is None else std)
+    if name == "orthogonal":
+        return orthogonal(gain)
+    raise ValueError(f"unknown initialiser {name!r}; choose one of {', '.join(NAMES)}")

@@ -1,0 +1,27 @@
+"""Layers: each maps (N, ...) forward and its gradient backward. See base.Layer."""
+
+from cnn.layers.activations import LeakyReLU, ReLU, Softmax, softmax
+from cnn.layers.base import Layer, WeightedLayer
+from cnn.layers.batchnorm import BatchNorm1D, BatchNorm2D
+from cnn.layers.conv import Conv2D
+from cnn.layers.dense import Dense, Flatten
+from cnn.layers.dropout import Dropout
+from cnn.layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
+
+__all__ = [
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool",
+    "Layer",
+    "LeakyReLU",
+    "MaxPool2D",
+    "ReLU",
+    "Softmax",
+    "WeightedLayer",
+    "softmax",
+]

@@ -1,0 +1,57 @@
+"""im2col and its adjoint col2im for channels-last images.
+
+A convolution becomes one matrix product once every receptive field is laid
+out as a row. With (N, H, W, C) images each kernel offset (i, j) selects one
+strided slice of the padded input, so the gather is a loop over the KH*KW
+offsets only, each copying a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
+    """Spatial output size of a sliding window; raises if the window does not fit."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise ValueError(
+            f"a window of {kernel} with stride {stride} and padding {padding} "
+            f"does not fit an input of size {size}"
+        )
+    return out
+
+
+def pad_hw(x: np.ndarray, padding: int) -> np.ndarray:
+    """Zero-pad the two spatial axes of (N, H, W, C)."""
+    if padding == 0:
+        return x
+    return np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+
+def im2col(xp: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
+    """Gather receptive fields of an already padded batch.
+
+    xp: (N, Hp, Wp, C) -> cols: (N, Ho, Wo, KH, KW, C)
+    """
+    n, hp, wp, c = xp.shape
+    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    cols = np.empty((n, ho, wo, kh, kw, c), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, :, i, j, :] = xp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :]
+    return cols
+
+
+def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: int) -> np.ndarray:
+    """Adjoint of im2col: scatter-add each offset's gradient back into place.
+
+    dcols: (N, Ho, Wo, KH, KW, C) -> dxp: padded_shape (N, Hp, Wp, C)
+    Overlapping windows add up, which is why this sums instead of copying.
+    """
+    _, ho, wo, kh, kw, _ = dcols.shape
+    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += dcols[:, :, :, i, j, :]
+    return dxp

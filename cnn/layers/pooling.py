@@ -1,0 +1,96 @@
+"""Max, average and global average pooling over channels-last images.
+
+Like im2col, the windows are visited by a loop over the kernel's offsets:
+each offset is one strided slice covering the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnn.layers.base import Layer
+from cnn.layers.im2col import output_size
+
+
+def _window_slices(ho: int, wo: int, kernel: int, stride: int):
+    """Yield, per kernel offset, the (rows, cols) slices that offset selects."""
+    for i in range(kernel):
+        for j in range(kernel):
+            yield slice(i, i + stride * ho, stride), slice(j, j + stride * wo, stride)
+
+
+class MaxPool2D(Layer):
+    """(N, H, W, C) -> (N, Ho, Wo, C), the maximum of each kernel x kernel window.
+
+    The gradient flows to one maximum per window (the first, in row-major
+    order, when several tie), as in the common frameworks.
+    """
+
+    def __init__(self, kernel: int = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.stride = kernel if stride is None else stride
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        n, h, w, c = x.shape
+        ho, wo = output_size(h, self.kernel, self.stride), output_size(w, self.kernel, self.stride)
+        out = np.full((n, ho, wo, c), -np.inf, dtype=x.dtype)
+        for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
+            np.maximum(out, x[:, rows, cols, :], out=out)
+        self._cache = (x, out)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x, out = self._cache
+        _, ho, wo, _ = out.shape
+        dx = np.zeros_like(x)
+        unclaimed = np.ones(out.shape, dtype=bool)  # windows whose maximum has not had its gradient
+        for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
+            winner = unclaimed & (x[:, rows, cols, :] == out)
+            dx[:, rows, cols, :] += np.where(winner, dout, 0)
+            unclaimed &= ~winner
+        return dx
+
+    def __repr__(self) -> str:
+        return f"MaxPool2D({self.kernel}, stride={self.stride})"
+
+
+class AvgPool2D(Layer):
+    """(N, H, W, C) -> (N, Ho, Wo, C), the mean of each kernel x kernel window."""
+
+    def __init__(self, kernel: int = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.stride = kernel if stride is None else stride
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        n, h, w, c = x.shape
+        ho, wo = output_size(h, self.kernel, self.stride), output_size(w, self.kernel, self.stride)
+        out = np.zeros((n, ho, wo, c), dtype=x.dtype)
+        for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
+            out += x[:, rows, cols, :]
+        self._shape = x.shape
+        return out / (self.kernel * self.kernel)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        _, ho, wo, _ = dout.shape
+        dx = np.zeros(self._shape, dtype=dout.dtype)
+        share = dout / (self.kernel * self.kernel)
+        for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
+            dx[:, rows, cols, :] += share
+        return dx
+
+    def __repr__(self) -> str:
+        return f"AvgPool2D({self.kernel}, stride={self.stride})"
+
+
+class GlobalAvgPool(Layer):
+    """(N, H, W, C) -> (N, C), the mean over all positions."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = x.shape
+        return x.mean(axis=(1, 2))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        n, h, w, c = self._shape
+        return np.broadcast_to(dout[:, None, None, :] / (h * w), self._shape).copy()

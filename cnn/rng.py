@@ -1,0 +1,17 @@
+"""Independent random streams derived from one seed.
+
+Each consumer (weight init, data split, shuffling, augmentation, dropout)
+gets its own generator, so changing one (say, turning augmentation on) does
+not shift the draws of the others, and one seed still fixes them all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STREAMS = ("init", "split", "shuffle", "augment", "dropout")
+
+
+def make_generators(seed: int) -> dict[str, np.random.Generator]:
+    """One np.random.Generator per stream name in STREAMS, all derived from `seed`."""
+    return {name: np.random.default_rng([seed, i]) for i, name in enumerate(STREAMS)}

@@ -1,0 +1,128 @@
+"""Learning-rate schedules: callables mapping an optimiser step (0-based) to a rate.
+
+Steps are optimiser updates, not epochs, so a schedule behaves the same for
+any batch size once `total_steps` = epochs * batches per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class Schedule:
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+
+class Constant(Schedule):
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+    def __call__(self, step: int) -> float:
+        return self.lr
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by `gamma` every `step_size` steps."""
+
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
+        if step_size < 1:
+            raise ValueError(f"step_size must be >= 1, got {step_size}")
+        self.lr, self.step_size, self.gamma = lr, step_size, gamma
+
+    def __call__(self, step: int) -> float:
+        return self.lr * self.gamma ** (step // self.step_size)
+
+
+def _cosine(start: float, end: float, fraction: float) -> float:
+    """Half a cosine from `start` (fraction 0) to `end` (fraction 1)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+class Cosine(Schedule):
+    """Cosine decay from `lr` to `min_lr` over `total_steps`."""
+
+    def __init__(self, lr: float, total_steps: int, min_lr: float = 0.0) -> None:
+        self.lr, self.total_steps, self.min_lr = lr, max(total_steps, 1), min_lr
+
+    def __call__(self, step: int) -> float:
+        return _cosine(self.lr, self.min_lr, step / self.total_steps)
+
+
+class OneCycle(Schedule):
+    """The one-cycle policy (Smith & Topin), with cosine annealing in both phases.
+
+    Rises from max_lr / div_factor to max_lr over the first `pct_start` of the
+    steps, then falls to max_lr / (div_factor * final_div_factor) at the end.
+    """
+
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.25,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ) -> None:
+        if not 0.0 < pct_start < 1.0:
+            raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
+        self.max_lr, self.total_steps = max_lr, max(total_steps, 2)
+        self.initial_lr = max_lr / div_factor
+        self.final_lr = self.initial_lr / final_div_factor
+        self.peak_step = max(pct_start * self.total_steps - 1, 1.0)
+
+    def __call__(self, step: int) -> float:
+        if step <= self.peak_step:
+            return _cosine(self.initial_lr, self.max_lr, step / self.peak_step)
+        last = self.total_steps - 1
+        return _cosine(self.max_lr, self.final_lr, (step - self.peak_step) / (last - self.peak_step))
+
+
+class Warmup(Schedule):
+    """Linear warm-up over `warmup_steps` in front of any schedule.
+
+    The rate climbs linearly to `after(0)`; then `after` runs from its own step 0.
+    """
+
+    def __init__(self, after: Schedule, warmup_steps: int) -> None:
+        self.after, self.warmup_steps = after, warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.after(0) * (step + 1) / (self.warmup_steps + 1)
+        return self.after(step - self.warmup_steps)
+
+
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+
+
+def make_schedule(
+    name: str,
+    lr: float,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    step_size: int = 1,
+    gamma: float = 0.1,
+    min_lr: float = 0.0,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    """Build a schedule by name; `lr` is the base (or, for onecycle, the peak) rate.
+
+    `total_steps` includes any warm-up; the schedule after it gets the rest.
+    """
+    main_steps = max(total_steps - warmup_steps, 1)
+    if name == "constant":
+        schedule: Schedule = Constant(lr)
+    elif name == "step":
+        schedule = StepDecay(lr, step_size, gamma)
+    elif name == "cosine":
+        schedule = Cosine(lr, main_steps, min_lr)
+    elif name == "onecycle":
+        schedule = OneCycle(lr, main_steps, pct_start, div_factor, final_div_factor)
+    else:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    return Warmup(schedule, warmup_steps) if warmup_steps > 0 else schedule

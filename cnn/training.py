@@ -1,0 +1,127 @@
+"""The training loop: epochs of mini-batch gradient descent, with metrics.
+
+It knows nothing of configs or tracking. Whoever calls it observes progress
+through callbacks:
+    on_batch_end(step, loss, acc)          after every optimiser step
+    on_epoch_end(epoch, metrics)           metrics: train_loss, train_acc, lr,
+                                           epoch_time_s, images_per_s, and
+                                           val_loss / val_acc with validation data
+A loss that stops being finite raises DivergenceError, so a diverged run ends
+at once with the step and the reason instead of training on NaNs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from cnn.losses import SoftmaxCrossEntropy
+from cnn.network import Sequential
+from cnn.optim import Optimizer
+from cnn.schedules import Schedule
+
+Batches = Iterable[tuple[np.ndarray, np.ndarray]]
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        self.epoch, self.step, self.loss = epoch, step, loss
+        self.reason = f"loss became {loss} at epoch {epoch}, step {step}"
+        super().__init__(f"training diverged: {self.reason}")
+
+
+class Callback(Protocol):
+    def on_batch_end(self, step: int, loss: float, acc: float) -> None: ...
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches) -> tuple[float, float]:
+    """Mean loss and accuracy over all batches, in evaluation mode."""
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in batches:
+        logits = net.forward(x, training=False)
+        total_loss += loss_fn.forward(logits, y) * len(y)
+        correct += int((logits.argmax(axis=1) == y).sum())
+        seen += len(y)
+    if seen == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    return total_loss / seen, correct / seen
+
+
+def train_step(
+    net: Sequential, loss_fn: SoftmaxCrossEntropy, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """One forward, backward and update on a batch; returns its loss and accuracy."""
+    logits = net.forward(x, training=True)
+    loss = loss_fn.forward(logits, y)
+    if math.isfinite(loss):
+        net.backward(loss_fn.backward())
+        optimizer.step(net.params, net.grads)
+    return loss, float((logits.argmax(axis=1) == y).mean())
+
+
+def fit(
+    net: Sequential,
+    loss_fn: SoftmaxCrossEntropy,
+    optimizer: Optimizer,
+    schedule: Schedule,
+    train_batches: Batches,
+    epochs: int,
+    *,
+    val_batches: Batches | None = None,
+    callbacks: Sequence[object] = (),
+    start_epoch: int = 1,
+) -> list[dict[str, float]]:
+    """Train for epochs start_epoch..epochs (1-based) and return each epoch's metrics.
+
+    `train_batches` is iterated once per epoch (a reshuffling iterator gives
+    a new order each time). The schedule is indexed by optimiser step.
+    """
+    net.train()
+    history: list[dict[str, float]] = []
+    step = (start_epoch - 1) * _len_or_zero(train_batches)
+    for epoch in range(start_epoch, epochs + 1):
+        started = time.perf_counter()
+        loss_sum, acc_sum, seen = 0.0, 0.0, 0
+        for x, y in train_batches:
+            optimizer.lr = schedule(step)
+            loss, acc = train_step(net, loss_fn, optimizer, x, y)
+            if not math.isfinite(loss):
+                raise DivergenceError(epoch, step, loss)
+            loss_sum, acc_sum, seen = loss_sum + loss * len(y), acc_sum + acc * len(y), seen + len(y)
+            step += 1
+            _notify(callbacks, "on_batch_end", step, loss, acc)
+        elapsed = time.perf_counter() - started
+        metrics = {
+            "train_loss": loss_sum / seen,
+            "train_acc": acc_sum / seen,
+            "lr": optimizer.lr,
+            "epoch_time_s": elapsed,
+            "images_per_s": seen / elapsed,
+        }
+        if val_batches is not None:
+            metrics["val_loss"], metrics["val_acc"] = evaluate(net, loss_fn, val_batches)
+            net.train()
+        history.append(metrics)
+        _notify(callbacks, "on_epoch_end", epoch, metrics)
+    return history
+
+
+def _len_or_zero(batches: Batches) -> int:
+    try:
+        return len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        return 0
+
+
+def _notify(callbacks: Sequence[object], event: str, *args) -> None:
+    for callback in callbacks:
+        handler = getattr(callback, event, None)
+        if handler is not None:
+            handler(*args)
