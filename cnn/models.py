@@ -53,6 +53,7 @@ def build_model(
     input_shape: tuple[int, int, int] = (32, 32, 3),
     init: str = "he",
     init_std: float | None = None,
+    head_gain: float = 0.1,
     seed: int = 0,
     dtype: np.dtype | type = np.float32,
 ) -> Sequential:
@@ -60,11 +61,20 @@ def build_model(
 
     `init` is an initialiser name (he, xavier, normal, unit_normal, orthogonal,
     ...); `init_std` sets the std of the normal ones.
+
+    The classifier (last Dense) is drawn by the same scheme and then scaled by
+    `head_gain`. Why: He init keeps the activations' second moment at about 1
+    and max-pooling raises it, so unscaled logits have a variance of several
+    units and a fresh network is confidently wrong (loss 4-6 instead of
+    ln 10 = 2.3). A small head lets training start from an uncommitted guess;
+    a broken scheme (unit_normal) still starts far off, as it should.
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     draw = get_initializer(init, std=init_std)
     layers = ARCHITECTURES[name](tuple(input_shape), num_classes, draw, np.random.default_rng(seed))
+    head = next(layer for layer in reversed(layers) if isinstance(layer, WeightedLayer))
+    head.params["W"] *= head_gain
     return Sequential(layers, input_shape=tuple(input_shape)).to(dtype)
 
 

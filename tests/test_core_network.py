@@ -1,0 +1,106 @@
+"""Sequential's bookkeeping: names, params, modes, weights on disk, initialisers."""
+
+import numpy as np
+import pytest
+
+from cnn.initializers import get_initializer
+from cnn.layers import Conv2D, Dense, Flatten, ReLU
+from cnn.models import build_model, reinitialize
+from cnn.network import Sequential, WeightsMismatchError
+
+
+def test_params_and_grads_share_keys_and_arrays():
+    net = build_model("seed")
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    net.backward(np.ones_like(net.forward(x)))
+    assert net.params.keys() == net.grads.keys()
+    assert list(net.params) == ["conv1.W", "conv1.b", "conv2.W", "conv2.b", "dense1.W", "dense1.b"]
+    net.params["conv1.W"][...] = 0  # the same array the layer uses
+    assert not net.layers[0].params["W"].any()
+
+
+def test_summary_lists_shapes_and_counts():
+    lines = []
+    text = build_model("seed").summary(print_fn=lines.append)
+    assert lines == [text]
+    assert "(32, 32, 16)" in text and "(8, 8, 32)" in text and "25,578" in text
+
+
+def test_predict_gives_probabilities_in_eval_mode():
+    net = build_model("vgg", seed=3)
+    x = np.random.default_rng(1).standard_normal((5, 32, 32, 3)).astype(np.float32)
+    before = net.buffers["bn1.running_mean"].copy()
+    probs = net.predict(x, batch_size=2)
+    assert probs.shape == (5, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(before, net.buffers["bn1.running_mean"])  # eval: no update
+
+
+def test_weights_round_trip_through_npz(tmp_path):
+    net = build_model("vgg", seed=1)
+    net.buffers["bn2.running_var"][...] = 3.0
+    net.save(tmp_path / "w.npz")
+    other = build_model("vgg", seed=2)
+    other.load(tmp_path / "w.npz")
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, other.state_dict()[key])
+
+
+def test_loading_into_another_shape_names_the_layer_and_both_shapes(tmp_path):
+    build_model("seed").save(tmp_path / "w.npz")
+    wide = Sequential([Conv2D(3, 8, 3, padding=1), ReLU(), Conv2D(8, 32, 3, padding=1)])
+    narrow = Sequential([Conv2D(3, 16, 3, padding=1), ReLU(), Conv2D(16, 32, 3, padding=1)])
+    narrow.save(tmp_path / "n.npz")
+    with pytest.raises(WeightsMismatchError, match=r"conv1.*'W'.*\(3, 3, 3, 16\).*\(3, 3, 3, 8\)"):
+        wide.load(tmp_path / "n.npz")
+    with pytest.raises(WeightsMismatchError, match="missing.*dense1"):
+        build_model("seed").load(tmp_path / "n.npz")
+
+
+def test_pickled_weights_are_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"conv1.W": np.array([object()], dtype=object)})
+    with pytest.raises(ValueError, match="pickle"):
+        build_model("seed").load(path)
+
+
+@pytest.mark.parametrize(
+    "name,expected_std",
+    [("he", np.sqrt(2 / 288)), ("xavier", np.sqrt(2 / (288 + 576))), ("normal", 0.01), ("unit_normal", 1.0)],
+)
+def test_initialisers_have_their_scale(name, expected_std):
+    w = get_initializer(name)((3, 3, 32, 64), 288, 576, np.random.default_rng(0))
+    assert w.std() == pytest.approx(expected_std, rel=0.03)
+    assert abs(w.mean()) < 0.05 * expected_std
+
+
+def test_uniform_initialisers_respect_their_limit():
+    for name, limit in [("he_uniform", np.sqrt(6 / 100)), ("xavier_uniform", np.sqrt(6 / 150))]:
+        w = get_initializer(name)((100, 50), 100, 50, np.random.default_rng(0))
+        assert np.abs(w).max() <= limit and np.abs(w).max() > 0.95 * limit
+
+
+def test_orthogonal_is_orthogonal():
+    w = get_initializer("orthogonal")((64, 32), 64, 32, np.random.default_rng(0))
+    np.testing.assert_allclose(w.T @ w, np.eye(32), atol=1e-10)
+
+
+def test_reinitialize_redraws_weights_and_zeroes_biases():
+    net = Sequential([Flatten(), Dense(12, 4)])
+    net.params["dense1.b"][...] = 1.0
+    reinitialize(net, "normal", np.random.default_rng(0), std=0.5)
+    assert net.params["dense1.W"].std() == pytest.approx(0.5, rel=0.4)
+    assert not net.params["dense1.b"].any()
+
+
+def test_unknown_initialiser_and_model_are_named():
+    with pytest.raises(ValueError, match="'hee'"):
+        get_initializer("hee")
+    with pytest.raises(ValueError, match="'resnet'"):
+        build_model("resnet")
+
+
+def test_same_seed_same_weights_different_seed_different():
+    a, b, c = build_model("vgg", seed=0), build_model("vgg", seed=0), build_model("vgg", seed=1)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert not np.array_equal(a.params["conv1.W"], c.params["conv1.W"])
