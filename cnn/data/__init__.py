@@ -1,0 +1,36 @@
+"""CIFAR-10 data pipeline: loading, splitting, normalising, augmenting and batching.
+
+Everything here is NumPy and the standard library; images are channels-last uint8
+(N, 32, 32, 3) until a BatchIterator turns each batch into float32.
+"""
+
+from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, Cifar10, load_cifar10, resolve_root
+from cnn.data.download import download, extract_tar, md5sum
+from cnn.data.errors import (
+    ChecksumError,
+    CorruptDatasetError,
+    DatasetNotFoundError,
+    DownloadError,
+    UnsafeArchiveError,
+    UnsafePickleError,
+)
+from cnn.data.safe_pickle import SafeUnpickler, load_pickle
+
+__all__ = [
+    "OFFICIAL_MD5",
+    "OFFICIAL_URL",
+    "ChecksumError",
+    "Cifar10",
+    "CorruptDatasetError",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "SafeUnpickler",
+    "UnsafeArchiveError",
+    "UnsafePickleError",
+    "download",
+    "extract_tar",
+    "load_cifar10",
+    "load_pickle",
+    "md5sum",
+    "resolve_root",
+]

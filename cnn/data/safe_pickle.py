@@ -1,0 +1,74 @@
+"""Unpickling limited to the NumPy names that the CIFAR-10 batch files need.
+
+A pickle can call any importable function while it loads, so a tampered or
+mistaken file could run code. The CIFAR-10 files only need NumPy's array
+reconstruction, so every other global is refused before it is imported.
+"""
+
+import importlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cnn.data.errors import UnsafePickleError
+
+# (module, name) pairs as they appear in the pickle. The official files were written by
+# NumPy 1.x under Python 2 (`numpy.core.*`); NumPy 2 writes `numpy._core.*`; protocol 5
+# pickles use `_frombuffer`. Each resolves to the same harmless constructor.
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+)
+
+
+def _import_numpy_global(module: str, name: str) -> Any:
+    # Prefer the NumPy 2 spelling: importing `numpy.core` there warns that it is deprecated,
+    # and NumPy 1.x may lack `numpy._core`, hence the fallback.
+    candidates = [module]
+    if module.startswith("numpy.core."):
+        candidates.insert(0, "numpy._core." + module.removeprefix("numpy.core."))
+    elif module.startswith("numpy._core."):
+        candidates.append("numpy.core." + module.removeprefix("numpy._core."))
+    for candidate in candidates:
+        try:
+            return getattr(importlib.import_module(candidate), name)
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError(f"cannot import allowed global {module}.{name} from NumPy")
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An Unpickler that resolves only ALLOWED_GLOBALS and refuses everything else.
+
+    `source` names the file in error messages.
+    """
+
+    def __init__(self, file: BinaryIO, *, source: str | os.PathLike = "<pickle>") -> None:
+        # The batch files are Python 2 pickles: `encoding="bytes"` keeps their str objects
+        # (keys, label names, the raw pixel buffer) as bytes instead of guessing a text codec.
+        super().__init__(file, encoding="bytes")
+        self.source = str(source)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in ALLOWED_GLOBALS:
+            return _import_numpy_global(module, name)
+        raise UnsafePickleError(
+            f"{self.source}: refused to unpickle global '{module}.{name}'; CIFAR-10 files only "
+            "contain NumPy arrays, so this file is not a genuine CIFAR-10 batch. Delete it and "
+            "extract or download the dataset again (check CIFAR10_ROOT / data.root)."
+        )
+
+
+def load_pickle(path: str | os.PathLike) -> Any:
+    """Unpickle `path` with SafeUnpickler (raises UnsafePickleError on a refused global)."""
+    with open(path, "rb") as f:
+        return SafeUnpickler(f, source=Path(path)).load()
