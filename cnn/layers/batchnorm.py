@@ -38,33 +38,40 @@ class BatchNorm1D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x2 = x.reshape(-1, self.num_features)  # (M, C)
         if training:
-            mean, var = x2.mean(axis=0), x2.var(axis=0)
             m = x2.shape[0]
-            unbiased = var * (m / max(m - 1, 1))
-            for key, batch_value in (("running_mean", mean), ("running_var", unbiased)):
+            mean = x2.mean(axis=0)
+            xc = x2 - mean  # (M, C)
+            var = np.einsum("mc,mc->c", xc, xc) / m  # biased: the batch's own spread
+            for key, batch_value in (("running_mean", mean), ("running_var", var * m / max(m - 1, 1))):
                 running = self.buffers[key]
                 running *= 1.0 - self.momentum
                 running += self.momentum * batch_value
         else:
-            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
-        inv_std = 1.0 / np.sqrt(var + self.eps)  # (C,)
-        xhat = (x2 - mean) * inv_std  # (M, C)
+            xc, var = x2 - self.buffers["running_mean"], self.buffers["running_var"]
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+        xhat = xc
+        xhat *= inv_std  # (M, C), in place: xc is a temporary
         self._cache = (xhat, inv_std, training)
-        return (xhat * self.params["gamma"] + self.params["beta"]).reshape(x.shape)
+        out = xhat * self.params["gamma"]
+        out += self.params["beta"]
+        return out.reshape(x.shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         xhat, inv_std, training = self._cache
         d2 = dout.reshape(-1, self.num_features)  # (M, C)
-        self.grads["gamma"] = (d2 * xhat).sum(axis=0)
-        self.grads["beta"] = d2.sum(axis=0)
-        dxhat = d2 * self.params["gamma"]
+        dbeta = d2.sum(axis=0)
+        dgamma = np.einsum("mc,mc->c", d2, xhat)
+        self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
+        scale = self.params["gamma"] * inv_std  # (C,)
         if not training:  # the statistics are constants
-            return (dxhat * inv_std).reshape(dout.shape)
+            return (d2 * scale).reshape(dout.shape)
         # The batch mean and variance depend on every input, which adds two
-        # terms: one removes the gradient's mean, one its projection on xhat.
-        dx = inv_std * (
-            dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0)
-        )
+        # terms: one removes the gradient's mean (dbeta / M), the other its
+        # projection on xhat (dgamma / M).
+        m = d2.shape[0]
+        dx = d2 - dbeta / m
+        dx -= xhat * (dgamma / m)
+        dx *= scale
         return dx.reshape(dout.shape)
 
     def __repr__(self) -> str:

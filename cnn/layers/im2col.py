@@ -29,29 +29,42 @@ def pad_hw(x: np.ndarray, padding: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
 
 
-def im2col(xp: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
+def im2col(
+    xp: np.ndarray, kh: int, kw: int, stride: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Gather receptive fields of an already padded batch.
 
-    xp: (N, Hp, Wp, C) -> cols: (N, Ho, Wo, KH, KW, C)
+    xp: (N, Hp, Wp, C) -> cols: (N, Ho, Wo, KH, KW, C), written into `out` if given.
     """
     n, hp, wp, c = xp.shape
     ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
-    cols = np.empty((n, ho, wo, kh, kw, c), dtype=xp.dtype)
+    cols = np.empty((n, ho, wo, kh, kw, c), dtype=xp.dtype) if out is None else out
     for i in range(kh):
         for j in range(kw):
             cols[:, :, :, i, j, :] = xp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :]
     return cols
 
 
-def col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], stride: int) -> np.ndarray:
-    """Adjoint of im2col: scatter-add each offset's gradient back into place.
+def col2im(dcols: np.ndarray, dxp: np.ndarray, stride: int) -> np.ndarray:
+    """Adjoint of im2col: add each offset's gradient back into place, in `dxp`.
 
-    dcols: (N, Ho, Wo, KH, KW, C) -> dxp: padded_shape (N, Hp, Wp, C)
+    dcols: (N, Ho, Wo, KH, KW, C) -> dxp: (N, Hp, Wp, C), zeroed first.
     Overlapping windows add up, which is why this sums instead of copying.
     """
     _, ho, wo, kh, kw, _ = dcols.shape
-    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
+    dxp[...] = 0
     for i in range(kh):
         for j in range(kw):
             dxp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += dcols[:, :, :, i, j, :]
     return dxp
+
+
+def batch_chunks(n: int, bytes_per_item: int, budget: int) -> list[slice]:
+    """Split range(n) into slices whose temporaries need about `budget` bytes each.
+
+    Why: a whole batch's patch matrix (9x the input for a 3x3 kernel) is far
+    larger than the CPU caches; chunk by chunk it stays in cache between the
+    copy that builds it and the matrix product that reads it.
+    """
+    size = max(1, min(n, budget // max(bytes_per_item, 1)))
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]

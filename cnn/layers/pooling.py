@@ -34,21 +34,24 @@ class MaxPool2D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         n, h, w, c = x.shape
         ho, wo = output_size(h, self.kernel, self.stride), output_size(w, self.kernel, self.stride)
-        out = np.full((n, ho, wo, c), -np.inf, dtype=x.dtype)
-        for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
-            np.maximum(out, x[:, rows, cols, :], out=out)
-        self._cache = (x, out)
+        offsets = _window_slices(ho, wo, self.kernel, self.stride)
+        rows, cols = next(offsets)
+        out = x[:, rows, cols, :].copy()  # (N, Ho, Wo, C)
+        # Which offset holds each window's maximum; strict ">" keeps the first on ties.
+        # Offsets come in increasing k, so the latest better one is also the largest k.
+        self._winner = np.zeros(out.shape, dtype=np.uint8)
+        for k, (rows, cols) in enumerate(offsets, start=1):
+            candidate = x[:, rows, cols, :]
+            np.maximum(self._winner, (candidate > out) * np.uint8(k), out=self._winner)
+            np.maximum(out, candidate, out=out)
+        self._shape = x.shape
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        x, out = self._cache
-        _, ho, wo, _ = out.shape
-        dx = np.zeros_like(x)
-        unclaimed = np.ones(out.shape, dtype=bool)  # windows whose maximum has not had its gradient
-        for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
-            winner = unclaimed & (x[:, rows, cols, :] == out)
-            dx[:, rows, cols, :] += np.where(winner, dout, 0)
-            unclaimed &= ~winner
+        _, ho, wo, _ = dout.shape
+        dx = np.zeros(self._shape, dtype=dout.dtype)
+        for k, (rows, cols) in enumerate(_window_slices(ho, wo, self.kernel, self.stride)):
+            dx[:, rows, cols, :] += dout * (self._winner == k)
         return dx
 
     def __repr__(self) -> str:
