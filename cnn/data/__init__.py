@@ -5,6 +5,7 @@ Everything here is NumPy and the standard library; images are channels-last uint
 """
 
 from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, Cifar10, load_cifar10, resolve_root
+from cnn.data.dataset import Splits, prepare_cifar10
 from cnn.data.download import download, extract_tar, md5sum
 from cnn.data.errors import (
     ChecksumError,
@@ -15,6 +16,7 @@ from cnn.data.errors import (
     UnsafePickleError,
 )
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle
+from cnn.data.splits import stratified_split
 
 __all__ = [
     "OFFICIAL_MD5",
@@ -25,6 +27,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DownloadError",
     "SafeUnpickler",
+    "Splits",
     "UnsafeArchiveError",
     "UnsafePickleError",
     "download",
@@ -32,5 +35,7 @@ __all__ = [
     "load_cifar10",
     "load_pickle",
     "md5sum",
+    "prepare_cifar10",
     "resolve_root",
+    "stratified_split",
 ]

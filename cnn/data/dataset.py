@@ -1,0 +1,108 @@
+"""The single entry point that turns a data config into train/validation/test arrays."""
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnn.data.cifar10 import NUM_CLASSES, OFFICIAL_MD5, OFFICIAL_URL, load_cifar10
+from cnn.data.splits import stratified_split
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """The images and labels one run uses; arrays are read-only.
+
+    x_train, x_val, x_test: uint8 (N, 32, 32, 3) (x_val may be (0, 32, 32, 3)).
+    y_train, y_val, y_test: int64 (N,) in 0..num_classes-1.
+    class_names: names indexed by those labels. source: the folder the data came from.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: Path
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def digest(self) -> str:
+        """Short sha256 (16 hex digits) of the images and labels of all three splits.
+
+        Two runs with the same digest trained, validated and tested on identical data.
+        """
+        h = hashlib.sha256()
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            array = np.ascontiguousarray(getattr(self, name))
+            # Shape and dtype mark where one array ends, so moving an image from one split
+            # to another changes the digest.
+            h.update(f"{name}{array.shape}{array.dtype.str};".encode())
+            h.update(array.data)
+        return h.hexdigest()[:16]
+
+
+def _check_classes(classes: Sequence[int]) -> list[int]:
+    chosen = [int(c) for c in classes]
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"classes must be a non-empty list without repeats, got {list(classes)}")
+    outside = [c for c in chosen if not 0 <= c < NUM_CLASSES]
+    if outside:
+        raise ValueError(f"classes {outside} are not CIFAR-10 labels (0..{NUM_CLASSES - 1})")
+    return chosen
+
+
+def _read_only(*arrays: np.ndarray) -> None:
+    for array in arrays:
+        array.setflags(write=False)
+
+
+def prepare_cifar10(
+    root: str | os.PathLike | None = None,
+    *,
+    n_train: int | None = None,
+    n_val: int = 0,
+    seed: int = 0,
+    classes: Sequence[int] | None = None,
+    download: bool = False,
+    url: str = OFFICIAL_URL,
+    md5: str = OFFICIAL_MD5,
+) -> Splits:
+    """Load CIFAR-10 and select the images of one run.
+
+    root, download, url, md5: as for load_cifar10 (root None: $CIFAR10_ROOT, else ./data).
+    classes: labels to keep, e.g. [3, 5] (cat, dog); they become 0..k-1 in this order in
+        every split and class_names follows. None keeps all 10.
+    n_val: validation images carved, stratified, from the official training set.
+    n_train: training images from the rest (None: all the rest), stratified and nested
+        across sizes for one seed (see stratified_split).
+    The test split is the whole official test set for the kept classes.
+    """
+    data = load_cifar10(root, download=download, url=url, md5=md5)
+    chosen = list(range(NUM_CLASSES)) if classes is None else _check_classes(classes)
+    train_idx, val_idx = stratified_split(data.y_train, n_train, n_val, seed, chosen)
+    test_idx = np.flatnonzero(np.isin(data.y_test, chosen))
+
+    new_label = np.full(NUM_CLASSES, -1, dtype=np.int64)
+    new_label[chosen] = np.arange(len(chosen))
+    splits = Splits(
+        x_train=data.x_train[train_idx],
+        y_train=new_label[data.y_train[train_idx]],
+        x_val=data.x_train[val_idx],
+        y_val=new_label[data.y_train[val_idx]],
+        x_test=data.x_test[test_idx],
+        y_test=new_label[data.y_test[test_idx]],
+        class_names=tuple(data.class_names[c] for c in chosen),
+        source=data.source,
+    )
+    _read_only(
+        splits.x_train, splits.y_train, splits.x_val, splits.y_val, splits.x_test, splits.y_test
+    )
+    return splits
