@@ -15,6 +15,7 @@ from cnn.data.errors import (
     UnsafeArchiveError,
     UnsafePickleError,
 )
+from cnn.data.preprocess import Normalizer, ZCAWhitener
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle
 from cnn.data.splits import stratified_split
 
@@ -26,10 +27,12 @@ __all__ = [
     "CorruptDatasetError",
     "DatasetNotFoundError",
     "DownloadError",
+    "Normalizer",
     "SafeUnpickler",
     "Splits",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "ZCAWhitener",
     "download",
     "extract_tar",
     "load_cifar10",
