@@ -4,6 +4,7 @@ Everything here is NumPy and the standard library; images are channels-last uint
 (N, 32, 32, 3) until a BatchIterator turns each batch into float32.
 """
 
+from cnn.data.augment import Augmenter, random_crop, random_flip
 from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, Cifar10, load_cifar10, resolve_root
 from cnn.data.dataset import Splits, prepare_cifar10
 from cnn.data.download import download, extract_tar, md5sum
@@ -22,6 +23,7 @@ from cnn.data.splits import stratified_split
 __all__ = [
     "OFFICIAL_MD5",
     "OFFICIAL_URL",
+    "Augmenter",
     "ChecksumError",
     "Cifar10",
     "CorruptDatasetError",
@@ -39,6 +41,8 @@ __all__ = [
     "load_pickle",
     "md5sum",
     "prepare_cifar10",
+    "random_crop",
+    "random_flip",
     "resolve_root",
     "stratified_split",
 ]
