@@ -16,6 +16,7 @@ from cnn.data.errors import (
     UnsafeArchiveError,
     UnsafePickleError,
 )
+from cnn.data.loader import BatchIterator
 from cnn.data.preprocess import Normalizer, ZCAWhitener
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle
 from cnn.data.splits import stratified_split
@@ -24,6 +25,7 @@ __all__ = [
     "OFFICIAL_MD5",
     "OFFICIAL_URL",
     "Augmenter",
+    "BatchIterator",
     "ChecksumError",
     "Cifar10",
     "CorruptDatasetError",
