@@ -85,8 +85,9 @@ def prepare_cifar10(
         across sizes for one seed (see stratified_split).
     The test split is the whole official test set for the kept classes.
     """
-    data = load_cifar10(root, download=download, url=url, md5=md5)
+    # Checked before loading so that a config typo fails at once, not after the read.
     chosen = list(range(NUM_CLASSES)) if classes is None else _check_classes(classes)
+    data = load_cifar10(root, download=download, url=url, md5=md5)
     train_idx, val_idx = stratified_split(data.y_train, n_train, n_val, seed, chosen)
     test_idx = np.flatnonzero(np.isin(data.y_test, chosen))
 
