@@ -1,5 +1,6 @@
 """Reading CIFAR-10 from disk: layouts, channels-last conversion, safety and clear errors."""
 
+import errno
 import os
 import pickle
 import re
@@ -133,6 +134,28 @@ def test_read_only_root_extracts_to_user_cache(cifar10, cifar_archive, tmp_path,
     assert data.source.is_relative_to(home / ".cache")
     assert again.source == data.source
     np.testing.assert_array_equal(data.x_test, cifar10.x_test)
+
+
+@pytest.mark.data
+def test_read_only_mount_falls_back_to_user_cache(cifar_archive, tmp_path, monkeypatch):
+    # A read-only mount keeps its write bits, so only the failed write reveals it.
+    import cnn.data.cifar10 as cifar10_module
+
+    real_extract = cifar10_module.extract_tar
+
+    def extract(archive, dest):
+        if Path(dest) == root:
+            raise OSError(errno.EROFS, "Read-only file system", str(dest))
+        return real_extract(archive, dest)
+
+    monkeypatch.setattr(cifar10_module, "extract_tar", extract)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "mounted"
+    root.mkdir()
+    shutil.copy(cifar_archive, root / "cifar-10-python.tar.gz")
+    data = load_cifar10(root)
+    assert data.source.is_relative_to(tmp_path / "cache")
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz"]
 
 
 # --- where the data is looked for ---------------------------------------------------------

@@ -5,6 +5,7 @@ The data root may hold the extracted `cifar-10-batches-py/` folder, the official
 returned channels-last, (N, 32, 32, 3) uint8, converted once here.
 """
 
+import errno
 import hashlib
 import logging
 import os
@@ -108,26 +109,41 @@ def _cache_dir_for(archive: Path) -> Path:
     )
 
 
-def _extract(archive: Path) -> Path:
-    """Extract `archive` beside itself, or into a cache folder if that is read-only.
-
-    Returns the extracted cifar-10-batches-py folder.
-    """
-    target = archive.parent
-    if not _is_writable_dir(target):
-        target = _cache_dir_for(archive)
-        if (target / FOLDER_NAME).is_dir():
-            return target / FOLDER_NAME  # extracted by an earlier run
-        logger.warning(
-            "%s is read-only; extracting %s into %s instead", archive.parent, archive.name, target
-        )
+def _extract_into(archive: Path, target: Path) -> Path:
     try:
         extract_tar(archive, target)
     except FileExistsError:
         # Another process extracting the same archive won the race; use its result.
         if not (target / FOLDER_NAME).is_dir():
             raise
-    folder = target / FOLDER_NAME
+    return target / FOLDER_NAME
+
+
+def _extract_to_cache(archive: Path) -> Path:
+    target = _cache_dir_for(archive)
+    if (target / FOLDER_NAME).is_dir():
+        return target / FOLDER_NAME  # extracted by an earlier run
+    logger.warning(
+        "%s is read-only; extracting %s into %s instead", archive.parent, archive.name, target
+    )
+    return _extract_into(archive, target)
+
+
+def _extract(archive: Path) -> Path:
+    """Extract `archive` beside itself, or into a cache folder if that is read-only.
+
+    Returns the extracted cifar-10-batches-py folder.
+    """
+    if not _is_writable_dir(archive.parent):
+        folder = _extract_to_cache(archive)
+    else:
+        try:
+            folder = _extract_into(archive, archive.parent)
+        except OSError as e:
+            # A read-only mount or an ACL can refuse writes that the mode bits allow.
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            folder = _extract_to_cache(archive)
     if not folder.is_dir():
         raise CorruptDatasetError(
             f"{archive} does not contain a {FOLDER_NAME}/ folder; it is not the CIFAR-10 "

@@ -103,7 +103,11 @@ def _fetch_once(url: str, folder: Path, name: str, timeout: float, progress: boo
     rename on one file system; it is deleted on any failure.
     """
     response = _open(url, timeout)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    except OSError:
+        response.close()
+        raise
     tmp = Path(tmp_name)
     bar = None
     try:
