@@ -57,7 +57,9 @@ def _sample_indices(shape: tuple[int, ...], limit: int | None, rng: np.random.Ge
 
 def _rng_snapshot(layers: Iterable[Layer]) -> Callable[[], None]:
     """Return a function that puts every layer generator back in its current state."""
-    gens = [g for layer in layers if isinstance(g := getattr(layer, "rng", None), np.random.Generator)]
+    gens = [
+        g for layer in layers if isinstance(g := getattr(layer, "rng", None), np.random.Generator)
+    ]
     states = [g.bit_generator.state for g in gens]
 
     def restore() -> None:
@@ -102,7 +104,9 @@ def check_layer(
     output entry contributes. Returns {"x": err, "W": err, ...}.
     """
     if x.dtype != np.float64 or any(p.dtype != np.float64 for p in layer.params.values()):
-        raise TypeError("gradient checks need float64 inputs and parameters: use layer.to(np.float64)")
+        raise TypeError(
+            "gradient checks need float64 inputs and parameters: use layer.to(np.float64)"
+        )
     rng = np.random.default_rng(seed)
     restore = _rng_snapshot([layer])
     upstream = rng.standard_normal(layer.forward(x, training=training).shape)
@@ -133,7 +137,9 @@ def check_network(
     Returns {"input": err, "conv1.W": err, ...}.
     """
     if net.dtype != np.float64 or x.dtype != np.float64:
-        raise TypeError("gradient checks need float64: use net.to(np.float64) and x.astype(np.float64)")
+        raise TypeError(
+            "gradient checks need float64: use net.to(np.float64) and x.astype(np.float64)"
+        )
     loss = loss or SoftmaxCrossEntropy()
     rng = np.random.default_rng(seed)
     restore = _rng_snapshot(net.layers)
@@ -143,5 +149,8 @@ def check_network(
         return loss.forward(net.forward(x, training=training), y)
 
     f()
-    analytic = {"input": net.backward(loss.backward()), **{k: g.copy() for k, g in net.grads.items()}}
+    analytic = {
+        "input": net.backward(loss.backward()),
+        **{k: g.copy() for k, g in net.grads.items()},
+    }
     return _compare(f, [("input", x), *net.params.items()], analytic, eps, max_checks, rng)

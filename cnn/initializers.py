@@ -17,20 +17,28 @@ import numpy as np
 Initializer = Callable[[tuple[int, ...], int, int, np.random.Generator], np.ndarray]
 
 
-def he_normal(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+def he_normal(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+) -> np.ndarray:
     return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
 
 
-def he_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+def he_uniform(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+) -> np.ndarray:
     limit = np.sqrt(6.0 / fan_in)
     return rng.uniform(-limit, limit, size=shape)
 
 
-def xavier_normal(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+def xavier_normal(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+) -> np.ndarray:
     return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
-def xavier_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+def xavier_uniform(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
 
@@ -38,7 +46,9 @@ def xavier_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.ra
 def normal(std: float = 0.01) -> Initializer:
     """A fixed standard deviation, blind to the layer's fan-in."""
 
-    def draw(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    def draw(
+        shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+    ) -> np.ndarray:
         return rng.normal(0.0, std, size=shape)
 
     return draw
@@ -47,7 +57,9 @@ def normal(std: float = 0.01) -> Initializer:
 def orthogonal(gain: float = 1.0) -> Initializer:
     """Rows (or columns) of the fan_in x fan_out matrix are orthonormal, times `gain`."""
 
-    def draw(shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    def draw(
+        shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+    ) -> np.ndarray:
         a = rng.normal(0.0, 1.0, size=(max(fan_in, fan_out), min(fan_in, fan_out)))
         q, r = np.linalg.qr(a)
         q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices

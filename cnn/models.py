@@ -9,23 +9,33 @@ from cnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, Re
 from cnn.network import Sequential
 
 
-def seed_cnn(input_shape: tuple[int, int, int], num_classes: int, init: Initializer,
-             rng: np.random.Generator) -> list[Layer]:
+def seed_cnn(
+    input_shape: tuple[int, int, int], num_classes: int, init: Initializer, rng: np.random.Generator
+) -> list[Layer]:
     """The classic small network: conv3x3(16)-ReLU-maxpool2, conv3x3(32)-ReLU-maxpool2, dense.
 
     (N, H, W, C) -> (N, num_classes) logits; the softmax lives in the loss.
     """
     h, w, c = input_shape
     return [
-        Conv2D(c, 16, 3, padding=1, init=init, rng=rng), ReLU(), MaxPool2D(2),
-        Conv2D(16, 32, 3, padding=1, init=init, rng=rng), ReLU(), MaxPool2D(2),
+        Conv2D(c, 16, 3, padding=1, init=init, rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(16, 32, 3, padding=1, init=init, rng=rng),
+        ReLU(),
+        MaxPool2D(2),
         Flatten(),
         Dense((h // 4) * (w // 4) * 32, num_classes, init=init, rng=rng),
     ]
 
 
-def vgg_cnn(input_shape: tuple[int, int, int], num_classes: int, init: Initializer,
-            rng: np.random.Generator, widths: tuple[int, ...] = (32, 64, 128)) -> list[Layer]:
+def vgg_cnn(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    init: Initializer,
+    rng: np.random.Generator,
+    widths: tuple[int, ...] = (32, 64, 128),
+) -> list[Layer]:
     """Three VGG stages of two conv3x3-BatchNorm-ReLU blocks, each stage then maxpool2.
 
     (N, H, W, C) -> (N, num_classes). Convolutions before batch norm carry no
@@ -35,8 +45,11 @@ def vgg_cnn(input_shape: tuple[int, int, int], num_classes: int, init: Initializ
     layers: list[Layer] = []
     for width in widths:
         for _ in range(2):
-            layers += [Conv2D(c, width, 3, padding=1, bias=False, init=init, rng=rng),
-                       BatchNorm2D(width), ReLU()]
+            layers += [
+                Conv2D(c, width, 3, padding=1, bias=False, init=init, rng=rng),
+                BatchNorm2D(width),
+                ReLU(),
+            ]
             c = width
         layers.append(MaxPool2D(2))
         h, w = h // 2, w // 2
@@ -78,7 +91,9 @@ def build_model(
     return Sequential(layers, input_shape=tuple(input_shape)).to(dtype)
 
 
-def reinitialize(net: Sequential, init: str, rng: np.random.Generator, std: float | None = None) -> None:
+def reinitialize(
+    net: Sequential, init: str, rng: np.random.Generator, std: float | None = None
+) -> None:
     """Redraw every weight of `net` in place with another initialiser; biases to zero."""
     draw = get_initializer(init, std=std)
     for layer in net.layers:

@@ -8,13 +8,20 @@ from collections.abc import Iterable
 import numpy as np
 
 from cnn.layers.activations import softmax
-from cnn.layers.base import Layer
+from cnn.layers.base import Layer, WeightedLayer
 
 
 def _default_names(layers: Iterable[Layer]) -> list[str]:
     """conv1, relu1, pool1, conv2, ...: numbered per layer type, as people write them."""
-    short = {"Conv2D": "conv", "MaxPool2D": "pool", "AvgPool2D": "avgpool", "Dense": "dense",
-             "BatchNorm2D": "bn", "BatchNorm1D": "bn1d", "GlobalAvgPool": "gap"}
+    short = {
+        "Conv2D": "conv",
+        "MaxPool2D": "pool",
+        "AvgPool2D": "avgpool",
+        "Dense": "dense",
+        "BatchNorm2D": "bn",
+        "BatchNorm1D": "bn1d",
+        "GlobalAvgPool": "gap",
+    }
     counts: dict[str, int] = {}
     names = []
     for layer in layers:
@@ -65,10 +72,22 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Gradient of the loss for the input; fills every layer's grads.
+
+        With input_grad=False (training) the first layer skips computing dx,
+        which nothing uses, and None is returned.
+        """
+        first, *rest = self.layers
+        for layer in reversed(rest):
             dout = layer.backward(dout)
-        return dout
+        if input_grad:
+            return first.backward(dout)
+        if isinstance(first, WeightedLayer):
+            first.backward(dout, input_grad=False)
+        elif first.params:
+            first.backward(dout)
+        return None
 
     __call__ = forward
 

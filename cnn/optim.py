@@ -154,5 +154,7 @@ def make_optimizer(name: str, **kwargs) -> Optimizer:
     try:
         cls = OPTIMIZERS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown optimiser {name!r}; choose one of {', '.join(OPTIMIZERS)}") from None
+        raise ValueError(
+            f"unknown optimiser {name!r}; choose one of {', '.join(OPTIMIZERS)}"
+        ) from None
     return cls(**kwargs)

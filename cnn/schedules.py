@@ -76,7 +76,9 @@ class OneCycle(Schedule):
         if step <= self.peak_step:
             return _cosine(self.initial_lr, self.max_lr, step / self.peak_step)
         last = self.total_steps - 1
-        return _cosine(self.max_lr, self.final_lr, (step - self.peak_step) / (last - self.peak_step))
+        return _cosine(
+            self.max_lr, self.final_lr, (step - self.peak_step) / (last - self.peak_step)
+        )
 
 
 class Warmup(Schedule):

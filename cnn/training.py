@@ -41,7 +41,9 @@ class Callback(Protocol):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
 
-def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches) -> tuple[float, float]:
+def evaluate(
+    net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches
+) -> tuple[float, float]:
     """Mean loss and accuracy over all batches, in evaluation mode."""
     total_loss, correct, seen = 0.0, 0, 0
     for x, y in batches:
@@ -55,13 +57,17 @@ def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches) ->
 
 
 def train_step(
-    net: Sequential, loss_fn: SoftmaxCrossEntropy, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
+    net: Sequential,
+    loss_fn: SoftmaxCrossEntropy,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
 ) -> tuple[float, float]:
     """One forward, backward and update on a batch; returns its loss and accuracy."""
     logits = net.forward(x, training=True)
     loss = loss_fn.forward(logits, y)
     if math.isfinite(loss):
-        net.backward(loss_fn.backward())
+        net.backward(loss_fn.backward(), input_grad=False)
         optimizer.step(net.params, net.grads)
     return loss, float((logits.argmax(axis=1) == y).mean())
 
@@ -94,7 +100,11 @@ def fit(
             loss, acc = train_step(net, loss_fn, optimizer, x, y)
             if not math.isfinite(loss):
                 raise DivergenceError(epoch, step, loss)
-            loss_sum, acc_sum, seen = loss_sum + loss * len(y), acc_sum + acc * len(y), seen + len(y)
+            loss_sum, acc_sum, seen = (
+                loss_sum + loss * len(y),
+                acc_sum + acc * len(y),
+                seen + len(y),
+            )
             step += 1
             _notify(callbacks, "on_batch_end", step, loss, acc)
         elapsed = time.perf_counter() - started

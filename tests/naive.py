@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padding: int) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padding: int
+) -> np.ndarray:
     """x (N, H, W, C), w (KH, KW, C, F) -> (N, Ho, Wo, F)."""
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
@@ -49,7 +51,9 @@ def pool2d(x: np.ndarray, kernel: int, stride: int, reduce) -> np.ndarray:
         for r in range(ho):
             for s in range(wo):
                 for ch in range(c):
-                    window = x[i, r * stride : r * stride + kernel, s * stride : s * stride + kernel, ch]
+                    window = x[
+                        i, r * stride : r * stride + kernel, s * stride : s * stride + kernel, ch
+                    ]
                     out[i, r, s, ch] = reduce(window)
     return out
 
@@ -62,7 +66,9 @@ def maxpool2d_backward(x, kernel, stride, dout):
         for r in range(ho):
             for s in range(wo):
                 for ch in range(c):
-                    window = x[i, r * stride : r * stride + kernel, s * stride : s * stride + kernel, ch]
+                    window = x[
+                        i, r * stride : r * stride + kernel, s * stride : s * stride + kernel, ch
+                    ]
                     a, bb = np.unravel_index(np.argmax(window), window.shape)
                     dx[i, r * stride + a, s * stride + bb, ch] += dout[i, r, s, ch]
     return dx

@@ -99,7 +99,9 @@ def test_batchnorm2d(training):
     layer.params["beta"][...] = rng.standard_normal(3)
     layer.buffers["running_mean"][...] = rng.standard_normal(3)
     layer.buffers["running_var"][...] = rng.uniform(0.5, 2.0, 3)
-    assert_all_close(check_layer(layer, 2 + 3 * rng.standard_normal((4, 3, 3, 3)), training=training))
+    assert_all_close(
+        check_layer(layer, 2 + 3 * rng.standard_normal((4, 3, 3, 3)), training=training)
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -1,9 +1,9 @@
 """The vectorised convolution and pooling agree with loop-by-loop references."""
 
+import naive
 import numpy as np
 import pytest
 
-import naive
 from cnn.layers import AvgPool2D, Conv2D, MaxPool2D
 
 CONV_CASES = [

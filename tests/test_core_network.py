@@ -66,7 +66,12 @@ def test_pickled_weights_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "name,expected_std",
-    [("he", np.sqrt(2 / 288)), ("xavier", np.sqrt(2 / (288 + 576))), ("normal", 0.01), ("unit_normal", 1.0)],
+    [
+        ("he", np.sqrt(2 / 288)),
+        ("xavier", np.sqrt(2 / (288 + 576))),
+        ("normal", 0.01),
+        ("unit_normal", 1.0),
+    ],
 )
 def test_initialisers_have_their_scale(name, expected_std):
     w = get_initializer(name)((3, 3, 32, 64), 288, 576, np.random.default_rng(0))
@@ -104,3 +109,17 @@ def test_same_seed_same_weights_different_seed_different():
     a, b, c = build_model("vgg", seed=0), build_model("vgg", seed=0), build_model("vgg", seed=1)
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
     assert not np.array_equal(a.params["conv1.W"], c.params["conv1.W"])
+
+
+@pytest.mark.parametrize("name", ["seed", "vgg"])
+def test_skipping_the_input_gradient_leaves_parameter_gradients_unchanged(name):
+    net = build_model(name, seed=4)
+    x = np.random.default_rng(2).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    dout = np.random.default_rng(3).standard_normal((3, 10)).astype(np.float32)
+    net.forward(x, training=True)
+    dx = net.backward(dout)
+    full = {k: g.copy() for k, g in net.grads.items()}
+    net.forward(x, training=True)
+    assert net.backward(dout, input_grad=False) is None and dx.shape == x.shape
+    for key, grad in net.grads.items():
+        np.testing.assert_array_equal(grad, full[key])

@@ -53,7 +53,14 @@ def train_briefly(seed, epochs=2):
     x, y = synthetic(96)
     net = build_model("vgg", input_shape=(16, 16, 3), seed=seed)
     opt = SGD(0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    fit(net, SoftmaxCrossEntropy(), opt, Constant(0.05), batches(x, y, 32, np.random.default_rng(seed)), epochs)
+    fit(
+        net,
+        SoftmaxCrossEntropy(),
+        opt,
+        Constant(0.05),
+        batches(x, y, 32, np.random.default_rng(seed)),
+        epochs,
+    )
     return net.state_dict()
 
 
@@ -81,9 +88,23 @@ def test_fit_reports_metrics_through_callbacks():
         def on_epoch_end(self, epoch, metrics):
             seen.append((epoch, metrics))
 
-    history = fit(build_model("seed", input_shape=(16, 16, 3)), SoftmaxCrossEntropy(), SGD(0.01),
-                  Constant(0.01), batches(x, y, 16), 2, val_batches=batches(x, y, 32), callbacks=[Recorder()])
-    assert [e for e, _ in seen] == [1, 2] and history == [m for _, m in seen]
-    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "images_per_s"} <= set(
-        history[0]
+    history = fit(
+        build_model("seed", input_shape=(16, 16, 3)),
+        SoftmaxCrossEntropy(),
+        SGD(0.01),
+        Constant(0.01),
+        batches(x, y, 16),
+        2,
+        val_batches=batches(x, y, 32),
+        callbacks=[Recorder()],
     )
+    assert [e for e, _ in seen] == [1, 2] and history == [m for _, m in seen]
+    assert {
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "epoch_time_s",
+        "images_per_s",
+    } <= set(history[0])

@@ -45,7 +45,11 @@ class Layer:
 
 
 class WeightedLayer(Layer):
-    """A layer with a weight `W` drawn by an initialiser and an optional zero bias `b`."""
+    """A layer with a weight `W` drawn by an initialiser and an optional zero bias `b`.
+
+    Its backward takes `input_grad=False` to fill `grads` without computing
+    dx: the first layer of a network has nobody upstream to pass dx to.
+    """
 
     use_bias: bool
 

@@ -42,7 +42,10 @@ class BatchNorm1D(Layer):
             mean = x2.mean(axis=0)
             xc = x2 - mean  # (M, C)
             var = np.einsum("mc,mc->c", xc, xc) / m  # biased: the batch's own spread
-            for key, batch_value in (("running_mean", mean), ("running_var", var * m / max(m - 1, 1))):
+            for key, batch_value in (
+                ("running_mean", mean),
+                ("running_var", var * m / max(m - 1, 1)),
+            ):
                 running = self.buffers[key]
                 running *= 1.0 - self.momentum
                 running += self.momentum * batch_value

@@ -68,29 +68,60 @@ class Conv2D(WeightedLayer):
         self._cache = (xp, x.shape)
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         xp, input_shape = self._cache
         n, ho, wo, f = dout.shape
         kh, kw = self.kernel
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
         dw = np.zeros_like(w2)
-        dxp = np.empty_like(xp)  # (N, Hp, Wp, C)
         for chunk in self._chunks(xp, ho, wo):
             cols = im2col(xp[chunk], kh, kw, self.stride).reshape(-1, w2.shape[0])
-            d2 = dout[chunk].reshape(-1, f)  # (n*Ho*Wo, F)
-            dw += cols.T @ d2
-            dcols = (d2 @ w2.T).reshape(-1, ho, wo, kh, kw, self.in_channels)
-            col2im(dcols, dxp[chunk], self.stride)
+            dw += cols.T @ dout[chunk].reshape(-1, f)
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
             self.grads["b"] = dout.reshape(-1, f).sum(axis=0)
+        if not input_grad:
+            return None
+        if self.stride == 1 and self.padding < min(kh, kw):
+            return self._input_grad_as_convolution(dout, input_shape)
+        return self._input_grad_by_scatter(dout, xp.shape, input_shape)
+
+    def _input_grad_as_convolution(self, dout: np.ndarray, input_shape: tuple) -> np.ndarray:
+        """With stride 1, dx is a convolution of the output gradient, padded by
+        K - 1 - padding, with the kernel flipped in space and its channel axes
+        swapped: every input pixel collects from the outputs whose windows saw it."""
+        kh, kw = self.kernel
+        n, h, w, c = input_shape
+        flipped = self.params["W"][::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, c)  # (KH*KW*F, C)
+        dpad = np.pad(
+            dout, ((0, 0), (kh - 1 - self.padding,) * 2, (kw - 1 - self.padding,) * 2, (0, 0))
+        )
+        dx = np.empty(input_shape, dtype=dout.dtype)  # (N, H, W, C)
+        for chunk in self._chunks(dpad, h, w):
+            cols = im2col(dpad[chunk], kh, kw, 1).reshape(-1, flipped.shape[0])
+            np.matmul(cols, flipped, out=dx[chunk].reshape(-1, c))
+        return dx
+
+    def _input_grad_by_scatter(
+        self, dout: np.ndarray, padded_shape: tuple, input_shape: tuple
+    ) -> np.ndarray:
+        """Any stride: spread each window's gradient back over the pixels it covered."""
+        kh, kw = self.kernel
+        f = self.out_channels
+        w2t = self.params["W"].reshape(-1, f).T  # (F, KH*KW*C)
+        dxp = np.empty(padded_shape, dtype=dout.dtype)  # (N, Hp, Wp, C)
+        _, ho, wo, _ = dout.shape
+        for chunk in self._chunks(dxp, ho, wo):
+            dcols = (dout[chunk].reshape(-1, f) @ w2t).reshape(-1, ho, wo, kh, kw, self.in_channels)
+            col2im(dcols, dxp[chunk], self.stride)
         p = self.padding
         return dxp[:, p : p + input_shape[1], p : p + input_shape[2], :]
 
-    def _chunks(self, xp: np.ndarray, ho: int, wo: int) -> list[slice]:
+    def _chunks(self, images: np.ndarray, ho: int, wo: int) -> list[slice]:
+        """Batch slices whose patch matrices, (Ho*Wo, KH*KW*C) per image, fit the budget."""
         kh, kw = self.kernel
-        patch_bytes = ho * wo * kh * kw * xp.shape[3] * xp.itemsize  # one image's patch matrix
-        return batch_chunks(xp.shape[0], patch_bytes, self.chunk_bytes)
+        patch_bytes = ho * wo * kh * kw * images.shape[3] * images.itemsize
+        return batch_chunks(images.shape[0], patch_bytes, self.chunk_bytes)
 
     def __repr__(self) -> str:
         kh, kw = self.kernel

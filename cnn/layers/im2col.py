@@ -2,13 +2,14 @@
 
 A convolution becomes one matrix product once every receptive field is laid
 out as a row. With (N, H, W, C) images each kernel offset (i, j) selects one
-strided slice of the padded input, so the gather is a loop over the KH*KW
-offsets only, each copying a whole batch at once.
+strided slice of the padded input, so the scatter back (col2im) is a loop over
+the KH*KW offsets only, each covering the whole batch at once.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
@@ -35,13 +36,21 @@ def im2col(
     """Gather receptive fields of an already padded batch.
 
     xp: (N, Hp, Wp, C) -> cols: (N, Ho, Wo, KH, KW, C), written into `out` if given.
+
+    In channels-last memory one kernel row of a window, its KW pixels of C
+    channels, is KW*C consecutive numbers. So all windows are a strided view
+    of shape (N, Ho, Wo, KH, KW*C) over xp, and one copy of that view builds
+    the patch matrix, moving whole kernel rows instead of C numbers at a time.
     """
+    xp = np.ascontiguousarray(xp)  # the view below needs each pixel's channels adjacent
     n, hp, wp, c = xp.shape
     ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    sn, sh, sw, sc = xp.strides
+    windows = as_strided(
+        xp, (n, ho, wo, kh, kw * c), (sn, stride * sh, stride * sw, sh, sc), writeable=False
+    )
     cols = np.empty((n, ho, wo, kh, kw, c), dtype=xp.dtype) if out is None else out
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, :, i, j, :] = xp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :]
+    cols.reshape(n, ho, wo, kh, kw * c)[...] = windows
     return cols
 
 
@@ -55,7 +64,9 @@ def col2im(dcols: np.ndarray, dxp: np.ndarray, stride: int) -> np.ndarray:
     dxp[...] = 0
     for i in range(kh):
         for j in range(kw):
-            dxp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += dcols[:, :, :, i, j, :]
+            dxp[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += dcols[
+                :, :, :, i, j, :
+            ]
     return dxp
 
 
