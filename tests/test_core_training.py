@@ -108,3 +108,23 @@ def test_fit_reports_metrics_through_callbacks():
         "epoch_time_s",
         "images_per_s",
     } <= set(history[0])
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_small_cnn_overfits_50_real_images(cifar10):
+    """The classic sanity check: a working network memorises a tiny training set."""
+    from cnn.data import BatchIterator, Normalizer
+
+    x, y = cifar10.x_train[:50], cifar10.y_train[:50]
+    iterator = BatchIterator(
+        x, y, 25, transform=Normalizer().fit(x), shuffle=True, rng=np.random.default_rng(0)
+    )
+    net = build_model("seed", seed=0)
+    opt = SGD(0.05, momentum=0.9)
+    history = fit(net, SoftmaxCrossEntropy(), opt, Constant(0.05), iterator, epochs=60)
+    _, acc = evaluate(
+        net, SoftmaxCrossEntropy(), BatchIterator(x, y, 50, transform=iterator.transform)
+    )
+    assert history[0]["train_acc"] < 0.5
+    assert acc == 1.0, history[-1]
