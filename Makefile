@@ -26,6 +26,10 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 test: $(STAMP) ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)
 
+.PHONY: bench
+bench: $(STAMP) ## Time training and inference of seed and vgg (vs PyTorch when installed); ARGS=... for options
+	$(PY) -m experiments.bench $(ARGS)
+
 .PHONY: lint
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check cnn experiments tests

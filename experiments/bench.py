@@ -1,0 +1,286 @@
+"""How fast is the NumPy network, and how close to the machine's limit?
+
+    python -m experiments.bench                 # both models, batch 128, float32
+    python -m experiments.bench --models vgg --repeats 10 --no-mlflow
+
+For each model it prints training and inference throughput (median of several
+timed repeats after a warm-up), each layer's forward and backward time, each
+convolution's GFLOP/s next to what NumPy's own matrix product reaches on this
+machine in the same run, and the peak resident memory of a training step
+(measured in a fresh process). When PyTorch is installed it times a twin of
+the same network (experiments.torch_reference) and ends with one line a model:
+
+    vgg train_ratio_vs_torch=0.74 infer_ratio_vs_torch=0.81
+
+Results are logged to the MLflow experiment `benchmarks` unless --no-mlflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnn.layers import Conv2D
+from cnn.losses import SoftmaxCrossEntropy
+from cnn.models import build_model
+from cnn.network import Sequential
+from cnn.optim import SGD
+from cnn.training import train_step
+
+INPUT_SHAPE = (32, 32, 3)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(repeats: int) -> float:
+    """What NumPy's BLAS reaches on a large float32 product: the yardstick for convolutions."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4096, 1024), dtype=np.float32)
+    b = rng.standard_normal((1024, 1024), dtype=np.float32)
+    seconds = median_seconds(lambda: a @ b, repeats, warmup=2)
+    return 2 * 4096 * 1024 * 1024 / seconds / 1e9
+
+
+def batch(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, *INPUT_SHAPE), dtype=np.float32)
+    return x, rng.integers(0, 10, batch_size)
+
+
+@dataclass
+class LayerTiming:
+    name: str
+    forward_ms: float
+    backward_ms: float
+    conv_gflops: float | None = None
+
+
+@dataclass
+class ModelResult:
+    model: str
+    train_images_per_s: float
+    infer_images_per_s: float
+    layers: list[LayerTiming] = field(default_factory=list)
+    peak_rss_mb: float | None = None
+    torch_train_images_per_s: float | None = None
+    torch_infer_images_per_s: float | None = None
+
+
+def conv_flops(layer: Conv2D, out_shape: tuple[int, ...]) -> int:
+    """Multiply-adds x 2 of one forward pass: every output value is a KH*KW*C dot product."""
+    n, ho, wo, f = out_shape
+    kh, kw = layer.kernel
+    return 2 * n * ho * wo * f * kh * kw * layer.in_channels
+
+
+def time_layers(net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int) -> list[LayerTiming]:
+    """Per-layer forward and backward time (median over repeats) in a training step."""
+    loss_fn = SoftmaxCrossEntropy()
+    forward = {name: [] for name in net.names}
+    backward = {name: [] for name in net.names}
+    shapes = {}
+    for _ in range(repeats + 1):  # the first pass warms up
+        h = x
+        for name, layer in net.named_layers():
+            start = time.perf_counter()
+            h = layer.forward(h, training=True)
+            forward[name].append(time.perf_counter() - start)
+            shapes[name] = h.shape
+        loss_fn.forward(h, y)
+        d = loss_fn.backward()
+        for i, (name, layer) in reversed(list(enumerate(net.named_layers()))):
+            start = time.perf_counter()
+            # As in training, the first layer skips the input gradient nobody needs.
+            d = layer.backward(d, input_grad=False) if i == 0 else layer.backward(d)
+            backward[name].append(time.perf_counter() - start)
+    timings = []
+    for name, layer in net.named_layers():
+        fw, bw = statistics.median(forward[name][1:]), statistics.median(backward[name][1:])
+        gflops = None
+        if isinstance(layer, Conv2D):
+            # Backward does two products of forward's size (dW and dx), or one for the first layer.
+            flops = conv_flops(layer, shapes[name]) * (2 if name == net.names[0] else 3)
+            gflops = flops / (fw + bw) / 1e9
+        timings.append(LayerTiming(name, fw * 1e3, bw * 1e3, gflops))
+    return timings
+
+
+def _peak_rss_child(model: str, batch_size: int, queue) -> None:
+    net = build_model(model)
+    x, y = batch(batch_size)
+    train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
+    train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
+
+
+def peak_rss_mb(model: str, batch_size: int) -> float:
+    """Peak resident memory of a fresh process that builds the model and takes training steps."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_peak_rss_child, args=(model, batch_size, queue))
+    child.start()
+    value = queue.get(timeout=600)
+    child.join()
+    return value
+
+
+def bench_numpy(model: str, batch_size: int, repeats: int, warmup: int) -> ModelResult:
+    net = build_model(model)
+    x, y = batch(batch_size)
+    loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
+    train_s = median_seconds(lambda: train_step(net, loss_fn, opt, x, y), repeats, warmup)
+    infer_s = median_seconds(lambda: net.forward(x, training=False), repeats, warmup)
+    return ModelResult(
+        model, batch_size / train_s, batch_size / infer_s, time_layers(net, x, y, repeats)
+    )
+
+
+def bench_torch(model: str, batch_size: int, repeats: int, warmup: int) -> tuple[float, float]:
+    """Training and inference images/s of the PyTorch twin of the same network."""
+    import torch
+
+    from experiments.torch_reference import nhwc_to_nchw, to_torch
+
+    twin = to_torch(build_model(model), copy_weights=False)
+    x, y = batch(batch_size)
+    tx, ty = nhwc_to_nchw(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(twin(tx), ty).backward()
+        opt.step()
+
+    twin.train()
+    train_s = median_seconds(step, repeats, warmup)
+    twin.eval()
+    with torch.no_grad():
+        infer_s = median_seconds(lambda: twin(tx), repeats, warmup)
+    return batch_size / train_s, batch_size / infer_s
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def report(result: ModelResult, matmul: float) -> str:
+    lines = [
+        f"== {result.model}: train {result.train_images_per_s:.0f} img/s, "
+        f"inference {result.infer_images_per_s:.0f} img/s",
+        f"{'layer':<10} {'forward ms':>10} {'backward ms':>11} "
+        f"{'conv GFLOP/s':>13} {'of matmul':>9}",
+    ]
+    for t in result.layers:
+        conv = f"{t.conv_gflops:13.1f} {t.conv_gflops / matmul:9.0%}" if t.conv_gflops else ""
+        lines.append(f"{t.name:<10} {t.forward_ms:10.2f} {t.backward_ms:11.2f} {conv}")
+    if result.peak_rss_mb is not None:
+        lines.append(f"peak resident memory of a training step: {result.peak_rss_mb:.0f} MB")
+    if result.torch_train_images_per_s:
+        lines.append(
+            f"PyTorch twin: train {result.torch_train_images_per_s:.0f} img/s, "
+            f"inference {result.torch_infer_images_per_s:.0f} img/s"
+        )
+    return "\n".join(lines)
+
+
+def log_to_mlflow(results: list[ModelResult], matmul: float, batch_size: int) -> None:
+    import mlflow
+
+    from experiments.tracking import git_state, use_store
+
+    use_store(None, "benchmarks")
+    commit, dirty, _ = git_state()
+    for r in results:
+        with mlflow.start_run(run_name=f"bench-{r.model}-b{batch_size}"):
+            mlflow.set_tags({"git_commit": commit, "git_dirty": str(dirty)})
+            mlflow.log_params(
+                {
+                    "model": r.model,
+                    "batch_size": batch_size,
+                    "numpy": np.__version__,
+                    "machine": platform.processor() or platform.machine(),
+                }
+            )
+            metrics = {
+                "train_images_per_s": r.train_images_per_s,
+                "infer_images_per_s": r.infer_images_per_s,
+                "matmul_gflops": matmul,
+            }
+            if r.peak_rss_mb is not None:
+                metrics["peak_rss_mb"] = r.peak_rss_mb
+            if r.torch_train_images_per_s:
+                metrics["torch_train_images_per_s"] = r.torch_train_images_per_s
+                metrics["torch_infer_images_per_s"] = r.torch_infer_images_per_s
+                metrics["train_ratio_vs_torch"] = r.train_images_per_s / r.torch_train_images_per_s
+                metrics["infer_ratio_vs_torch"] = r.infer_images_per_s / r.torch_infer_images_per_s
+            for t in r.layers:
+                metrics[f"{t.name}.forward_ms"] = t.forward_ms
+                metrics[f"{t.name}.backward_ms"] = t.backward_ms
+                if t.conv_gflops:
+                    metrics[f"{t.name}.gflops"] = t.conv_gflops
+            mlflow.log_metrics(metrics)
+
+
+def main(argv: list[str] | None = None) -> list[ModelResult]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["seed", "vgg"], choices=["seed", "vgg"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
+    parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
+    args = parser.parse_args(argv)
+
+    matmul = matmul_gflops(args.repeats)
+    print(f"NumPy {np.__version__} float32 matrix product: {matmul:.1f} GFLOP/s")
+    use_torch = not args.no_torch and torch_available()
+    if not use_torch and not args.no_torch:
+        print("PyTorch is not installed: no comparison (pip install torch==2.13.0)")
+    results = []
+    for model in args.models:
+        result = bench_numpy(model, args.batch_size, args.repeats, args.warmup)
+        if not args.no_memory:
+            result.peak_rss_mb = peak_rss_mb(model, args.batch_size)
+        if use_torch:
+            result.torch_train_images_per_s, result.torch_infer_images_per_s = bench_torch(
+                model, args.batch_size, args.repeats, args.warmup
+            )
+        print(report(result, matmul), flush=True)
+        results.append(result)
+    if not args.no_mlflow:
+        log_to_mlflow(results, matmul, args.batch_size)
+    for r in results:
+        if r.torch_train_images_per_s:
+            train_ratio = r.train_images_per_s / r.torch_train_images_per_s
+            infer_ratio = r.infer_images_per_s / r.torch_infer_images_per_s
+            print(
+                f"{r.model} train_ratio_vs_torch={train_ratio:.2f} "
+                f"infer_ratio_vs_torch={infer_ratio:.2f}"
+            )
+    return results
+
+
+if __name__ == "__main__":
+    main()

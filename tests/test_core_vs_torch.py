@@ -1,0 +1,38 @@
+"""Optional: the NumPy networks agree with PyTorch twins built from them.
+
+Skipped when PyTorch is not installed (`pip install torch==2.13.0` here).
+"""
+
+import numpy as np
+import pytest
+
+from cnn.losses import SoftmaxCrossEntropy
+from cnn.models import build_model
+
+torch = pytest.importorskip("torch")
+from experiments.torch_reference import nhwc_to_nchw, to_torch  # noqa: E402
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["seed", "vgg"])
+def test_forward_and_gradients_match_pytorch(name):
+    net = build_model(name, seed=0, dtype=np.float64)
+    twin = to_torch(net).double().train()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 32, 32, 3)), rng.integers(0, 10, 6)
+
+    loss_fn = SoftmaxCrossEntropy()
+    logits = net.forward(x, training=True)
+    loss = loss_fn.forward(logits, y)
+    net.backward(loss_fn.backward())
+
+    torch_logits = twin(nhwc_to_nchw(x))
+    torch_loss = torch.nn.functional.cross_entropy(torch_logits, torch.from_numpy(y))
+    torch_loss.backward()
+
+    np.testing.assert_allclose(logits, torch_logits.detach().numpy(), rtol=1e-9, atol=1e-10)
+    assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
+    first_conv = twin[0].weight.grad.numpy().transpose(2, 3, 1, 0)  # (F, C, KH, KW) -> ours
+    np.testing.assert_allclose(net.grads["conv1.W"], first_conv, rtol=1e-8, atol=1e-12)
+    head = twin[len(twin) - 1].weight.grad.numpy().T
+    np.testing.assert_allclose(net.grads["dense1.W"], head, rtol=1e-8, atol=1e-12)
