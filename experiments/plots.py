@@ -1,0 +1,82 @@
+"""Figures for one run: learning curves, confusion matrix, first-layer filters.
+
+Built with matplotlib's object API (`Figure`) rather than pyplot, so no global figure
+state or GUI backend is involved; save them with `fig.savefig` or `mlflow.log_figure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def learning_curves(history: Sequence[dict[str, float]], title: str = "") -> Figure:
+    """Loss and accuracy per epoch, training and (if present) validation."""
+    epochs = np.arange(1, len(history) + 1)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            key = f"{split}_{metric}"
+            if history and key in history[0]:
+                ax.plot(epochs, [h[key] for h in history], style, ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy" if metric == "loss" else "accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_acc.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[i, j] = images of class i predicted as class j; (K, K) int64."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def confusion_figure(counts: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
+    """The confusion matrix as a heat map, each row normalised to the class's total."""
+    k = len(class_names)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_title(title or f"test accuracy {np.trace(counts) / max(counts.sum(), 1):.3f}")
+    return fig
+
+
+def filters_figure(weights: np.ndarray, title: str = "first-layer filters") -> Figure:
+    """A conv layer's filters W (KH, KW, C_in, F) as small images, one per output channel.
+
+    Each filter is scaled to [0, 1] on its own, so the pattern shows whatever its size;
+    with 3 input channels it is drawn in colour (as RGB), otherwise channel 0 in grey.
+    """
+    kh, kw, c_in, n = weights.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(cols * 0.9, rows * 0.9 + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for f, ax in enumerate(axes):
+        ax.set_axis_off()
+        if f >= n:
+            continue
+        w = weights[..., f].astype(np.float64)
+        w = (w - w.min()) / (w.max() - w.min() + 1e-12)
+        ax.imshow(w if c_in == 3 else w[..., 0], cmap=None if c_in == 3 else "gray",
+                  interpolation="nearest")
+    fig.suptitle(title)
+    return fig
