@@ -34,6 +34,28 @@ bench: $(STAMP) ## Time training and inference of seed and vgg (vs PyTorch when 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check cnn experiments tests
 
+.PHONY: train
+train: $(STAMP) ## Train one network and log it to MLflow; ARGS="model=vgg optim.lr=0.05" etc.
+	$(PY) -m experiments.train $(ARGS)
+
+.PHONY: sweep
+sweep: $(STAMP) ## Run a sweep (SWEEP=convergence: ~15 min) with its parent run and report
+	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $(ARGS)
+
+.PHONY: report
+report: $(STAMP) ## Rebuild the latest sweep's comparison report; ARGS="--parent <run id>"
+	$(PY) -m experiments.report $(ARGS)
+
+.PHONY: ui
+ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1, port PORT (default 5000)
+	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" \
+	  --host 127.0.0.1 --port $(PORT)
+
+.PHONY: rerun
+rerun: $(STAMP) ## Rerun a logged run and compare metrics: make rerun RUN_ID=<run id>
+	@test -n "$(RUN_ID)" || { echo "usage: make rerun RUN_ID=<mlflow run id>" >&2; exit 2; }
+	$(PY) -m experiments.rerun $(RUN_ID) $(ARGS)
+
 .PHONY: clean
 clean: ## Remove caches and build files (keeps .venv, mlflow.db and mlruns/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
