@@ -8,6 +8,7 @@ import pytest
 
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
+from cnn.optim import SGD, AdamW
 
 torch = pytest.importorskip("torch")
 from experiments.torch_reference import nhwc_to_nchw, to_torch  # noqa: E402
@@ -36,3 +37,37 @@ def test_forward_and_gradients_match_pytorch(name):
     np.testing.assert_allclose(net.grads["conv1.W"], first_conv, rtol=1e-8, atol=1e-12)
     head = twin[len(twin) - 1].weight.grad.numpy().T
     np.testing.assert_allclose(net.grads["dense1.W"], head, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [
+        (
+            lambda: SGD(0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+            lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        ),
+        (
+            lambda: AdamW(1e-3, weight_decay=0.01),
+            lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01),
+        ),
+    ],
+    ids=["sgd-nesterov-wd", "adamw"],
+)
+def test_training_trajectory_matches_pytorch(ours, theirs):
+    """Same network, data and optimiser: the two losses agree step for step."""
+    net = build_model("seed", seed=0, dtype=np.float64)
+    twin = to_torch(net).double()
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((16, 32, 32, 3)), rng.integers(0, 10, 16)
+    tx, ty = nhwc_to_nchw(x), torch.from_numpy(y)
+    opt, topt, loss_fn = ours(), theirs(twin.parameters()), SoftmaxCrossEntropy()
+    for _ in range(15):
+        loss = loss_fn.forward(net.forward(x, training=True), y)
+        net.backward(loss_fn.backward(), input_grad=False)
+        opt.step(net.params, net.grads)
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(twin(tx), ty)
+        tloss.backward()
+        topt.step()
+        assert loss == pytest.approx(tloss.item(), rel=1e-9)

@@ -1,0 +1,111 @@
+"""The diagnostics name the cause of a run that cannot train, and pass a healthy one."""
+
+import numpy as np
+import pytest
+
+from cnn.data import Normalizer
+from cnn.diagnostics import (
+    FAIL,
+    PASS,
+    WARN,
+    LayerMonitor,
+    check_gradients,
+    health_checks,
+    health_report,
+    layer_statistics,
+    verdict,
+)
+from cnn.layers import ReLU
+from cnn.losses import SoftmaxCrossEntropy
+from cnn.models import build_model
+from cnn.optim import SGD
+from cnn.schedules import Constant
+from cnn.training import fit
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def images(cifar10):
+    x, y = cifar10.x_train[:64], cifar10.y_train[:64]
+    return Normalizer().fit(x)(x), y
+
+
+def run_checks(net, images, lr):
+    x, y = images
+    return health_checks(
+        net, SoftmaxCrossEntropy(), lambda: SGD(lr, momentum=0.9, nesterov=True), x, y, 10
+    )
+
+
+def by_name(checks, prefix):
+    return next(c for c in checks if c.name.startswith(prefix))
+
+
+@pytest.mark.slow
+def test_a_healthy_network_passes_every_check(images):
+    checks, stats = run_checks(build_model("vgg", seed=0), images, lr=0.01)
+    assert verdict(checks) == PASS, health_report(checks)
+    assert "conv1.act_std" in stats and "relu1.dead_frac" in stats and "conv1.grad_norm" in stats
+
+
+def test_unit_normal_init_is_blamed_on_the_initial_scale(images):
+    checks, _ = run_checks(build_model("seed", init="unit_normal", seed=0), images, lr=0.01)
+    initial = by_name(checks, "initial loss")
+    assert initial.status == FAIL and "initial weights far too large" in initial.cause
+    assert verdict(checks) == FAIL
+    assert health_report(checks).startswith("health: FAIL - most likely: initial weights")
+
+
+def test_learning_rate_of_100_is_blamed_on_the_learning_rate(images):
+    checks, _ = run_checks(build_model("seed", seed=0), images, lr=100.0)
+    assert by_name(checks, "initial loss").status == PASS  # the network itself is fine
+    assert by_name(checks, "largest update-to-weight").status == FAIL
+    assert "learning rate too high" in health_report(checks).splitlines()[0]
+    memorise = by_name(checks, "memorise")
+    assert memorise.status == WARN and "too high" in memorise.cause
+
+
+def test_a_broken_layer_gradient_is_found_and_located(images):
+    class HalfGradientReLU(ReLU):
+        def backward(self, dout):
+            return 0.5 * super().backward(dout)
+
+    net = build_model("seed", seed=0)
+    net.layers[1] = HalfGradientReLU()  # conv1's ReLU: conv1's gradients come out wrong
+    x, y = images
+    check = check_gradients(net, SoftmaxCrossEntropy(), x[:4], y[:4])
+    assert check.status == FAIL and "gradient bug" in check.cause and "conv1" in check.cause
+    assert (
+        check_gradients(build_model("seed", seed=0), SoftmaxCrossEntropy(), x[:4], y[:4]).status
+        == PASS
+    )
+
+
+def test_std_001_init_is_flagged_as_vanishing(images):
+    checks, _ = run_checks(build_model("seed", init="normal", seed=0), images, lr=0.01)
+    assert any(c.status == WARN and "vanishing" in c.cause for c in checks)
+
+
+def test_diagnosing_leaves_the_network_untouched(images):
+    net = build_model("vgg", seed=0)
+    before = net.state_dict()
+    run_checks(net, images, lr=0.01)
+    layer_statistics(net, SoftmaxCrossEntropy(), *images)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_layer_monitor_records_each_epoch(images):
+    x, y = images
+    net = build_model("seed", seed=0)
+    seen = []
+    monitor = LayerMonitor(
+        net, SoftmaxCrossEntropy(), x[:32], y[:32], on_stats=lambda e, s: seen.append(e)
+    )
+    batches = [(x[:32], y[:32]), (x[32:], y[32:])]
+    fit(net, SoftmaxCrossEntropy(), SGD(0.01), Constant(0.01), batches, 2, callbacks=[monitor])
+    assert seen == [1, 2] and len(monitor.history) == 2
+    stats = monitor.history[-1]
+    assert 0 < stats["conv1.update_ratio"] < 0.1 and stats["relu1.dead_frac"] < 0.5
+    assert {"conv2.act_std", "dense1.grad_norm"} <= set(stats)
