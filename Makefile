@@ -26,6 +26,10 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 test: $(STAMP) ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)
 
+.PHONY: diagnose
+diagnose: $(STAMP) ## Health report of a configured run before training; same overrides as training, e.g. ARGS="init=unit_normal"
+	$(PY) -m experiments.diagnose hydra.run.dir=outputs/diagnose/$$(date +%Y-%m-%d_%H-%M-%S) $(ARGS)
+
 .PHONY: bench
 bench: $(STAMP) ## Time training and inference of seed and vgg (vs PyTorch when installed); ARGS=... for options
 	$(PY) -m experiments.bench $(ARGS)
