@@ -121,8 +121,10 @@ def rerun(run_id: str, tracking_uri: str | None = None) -> tuple[str, list[Serie
     client = mlflow.MlflowClient()
     old = client.get_run(run_id)
     cfg = load_logged_config(run_id)
-    # Log next to the original, whatever store its config named (or left to the default).
-    cfg.tracking.uri = mlflow.get_tracking_uri()
+    # Log next to the original. Usually the logged config already leads there; it is
+    # changed only if not, so that the two runs' params stay comparable.
+    if tracking.resolve_tracking_uri(cfg.tracking.uri) != mlflow.get_tracking_uri():
+        cfg.tracking.uri = mlflow.get_tracking_uri()
     cfg.tracking.experiment = client.get_experiment(old.info.experiment_id).name
 
     splits = load_splits(cfg, make_generators(cfg.trainer.seed))

@@ -156,7 +156,9 @@ def _train(cfg: DictConfig, name: str, outcome: Outcome, hydra_dir: Path | None,
                                        "counts": counts.tolist()}), "confusion_matrix.yaml")
     _log_weights(run)
     if cfg.tracking.log_model:
-        log_pyfunc_model(run.net, cfg.model.name, run.normalizer, run.splits.class_names)
+        info = log_pyfunc_model(run.net, cfg.model.name, run.normalizer, run.splits.class_names)
+        # runs:/<run_id>/model works too; this URI names the model itself.
+        mlflow.set_tag("model_uri", info.model_uri)
 
 
 def _log_weights(run: Run) -> None:
