@@ -66,3 +66,81 @@ def cifar_archive(cifar_root: Path, cifar_folder: Path, tmp_path_factory) -> Pat
 # ---------------------------------------------------------------------------------------
 # End of data fixtures.
 # ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# Harness fixtures (experiments/; used by tests/test_harness_*.py).
+#
+# The harness is tested end to end: `python -m experiments.<module>` runs in a subprocess
+# inside a temporary folder with its own SQLite MLflow store, so Hydra's output folders,
+# MLflow's global state and signals never touch the test process or the repository.
+# ---------------------------------------------------------------------------------------
+
+
+class HarnessCli:
+    """Runs harness commands in `folder` against the store `folder`/mlflow.db."""
+
+    def __init__(self, folder: Path, cifar_root: Path) -> None:
+        self.folder = folder
+        self.tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+        self.env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "CIFAR10_ROOT": str(cifar_root),
+            # This checkout's code, whatever the venv's editable install points at.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                        os.environ.get("PYTHONPATH")])),
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
+
+    def command(self, module: str, *args: str) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", module, *args]
+
+    def run(self, module: str, *args: str, timeout: float = 300):
+        """Run to completion; returns the CompletedProcess (output captured as text)."""
+        import subprocess
+
+        return subprocess.run(self.command(module, *args), cwd=self.folder, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, module: str, *args: str):
+        """Start in the background (for signal tests); returns the Popen."""
+        import signal
+        import subprocess
+
+        # Create the store's tables now: if the test polled the store while the child was
+        # still creating them, both would try to and one would fail.
+        self.client().search_experiments()
+
+        def default_sigint() -> None:
+            # A shell that starts jobs in the background may have set SIGINT to ignored,
+            # and Python keeps that; restore it so the test's SIGINT acts like Ctrl-C.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        return subprocess.Popen(self.command(module, *args), cwd=self.folder, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=default_sigint)
+
+    def client(self):
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+
+@pytest.fixture
+def harness_cli(cifar_root: Path, tmp_path: Path) -> HarnessCli:
+    """A HarnessCli in a fresh temporary folder."""
+    return HarnessCli(tmp_path, cifar_root)
+
+
+@pytest.fixture(scope="module")
+def module_harness_cli(cifar_root: Path, tmp_path_factory) -> HarnessCli:
+    """A HarnessCli shared by one test module (e.g. one sweep that several tests inspect)."""
+    return HarnessCli(tmp_path_factory.mktemp("harness"), cifar_root)
+
+
+# ---------------------------------------------------------------------------------------
+# End of harness fixtures.
+# ---------------------------------------------------------------------------------------

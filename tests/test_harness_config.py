@@ -1,0 +1,208 @@
+"""Configs: every group option composes and builds, the schemas reject mistakes, the
+presets state the recipes exactly, and a config survives the trip through a logged file."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from experiments.config import ConfigError, compose_config, config_from_container, validate
+from experiments.pipeline import build_run, load_splits
+from experiments.train import default_run_name
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("model", "init", "optim", "schedule", "data", "trainer", "tracking")
+
+
+def group_options() -> list[tuple[str, str]]:
+    """Every (group, option) in conf/, found on disk so a new option is tested too."""
+    return [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_every_group_has_options():
+    found = {g for g, _ in group_options()}
+    assert found == set(GROUPS)
+    assert {"he", "xavier", "normal", "unit_normal"} <= {o for g, o in group_options()
+                                                          if g == "init"}
+    assert {"seed", "vgg"} <= {o for g, o in group_options() if g == "model"}
+
+
+@pytest.fixture(scope="module")
+def tiny_splits(cifar_root):
+    cfg = compose_config(["data.n_train=40", "data.n_val=20"])
+    return load_splits(cfg, {"split": np.random.default_rng(0)})
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(("group", "option"), group_options())
+def test_every_option_composes_and_builds(group, option, tiny_splits):
+    cfg = compose_config([f"{group}={option}", "data.n_train=40", "data.n_val=20"])
+    assert OmegaConf.select(cfg, f"{group}") is not None
+    validate(cfg)
+    run = build_run(cfg, splits=tiny_splits)
+    x, y = next(iter(run.train_batches))
+    assert x.dtype == np.dtype(cfg.trainer.dtype) and x.shape[1:] == (32, 32, 3)
+    probs = run.net.predict(x[:4])
+    assert probs.shape == (4, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert run.schedule(0) > 0
+    assert run.optimizer.lr == cfg.optim.lr
+
+
+def test_choices_reach_the_built_objects(tiny_splits):
+    cfg = compose_config(["model=vgg", "init=unit_normal", "optim=adamw", "schedule=onecycle",
+                          "data=cifar10_aug", "trainer.batch_size=16", "data.n_train=40",
+                          "data.n_val=20"])
+    run = build_run(cfg, splits=tiny_splits)
+    assert type(run.optimizer).__name__ == "AdamW"
+    assert any(type(layer).__name__ == "BatchNorm2D" for layer in run.net.layers)
+    # unit_normal draws weights with std 1.0, whatever the layer's width
+    assert abs(float(run.net.layers[0].params["W"].std()) - 1.0) < 0.1
+    assert run.augmenter is not None and run.augmenter.flip and run.augmenter.crop_pad == 4
+    assert run.steps_per_epoch == len(run.train_batches) == 3  # 40 images in batches of 16
+    # one-cycle starts at lr / div_factor and peaks at lr
+    peak = max(run.schedule(s) for s in range(run.total_steps))
+    assert run.schedule(0) == pytest.approx(cfg.optim.lr / cfg.schedule.div_factor)
+    assert peak == pytest.approx(cfg.optim.lr, rel=1e-2)  # steps fall near, not on, the peak
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["optim.lrr=0.1"], "optim.lrr"),                  # a mistyped key
+    (["trainer.epochs=ten"], "trainer.epochs"),        # a wrong type
+    (["data.n_val=0.5"], "data.n_val"),
+    (["optim=adam", "optim.momentum=0.9"], "optim.momentum"),  # a key of another optimiser
+])
+def test_schema_rejects_mistakes_at_composition(overrides, message):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(overrides)
+    text = str(info.value) + str(info.value.__cause__)
+    assert message.split(".")[-1] in text
+
+
+def test_preset_with_keys_of_another_optimiser_fails_clearly():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["experiment=seed_subset", "optim=adam"])
+    assert "momentum" in str(info.value) + str(info.value.__cause__)
+
+
+def test_unknown_option_lists_the_available_ones():
+    with pytest.raises(MissingConfigException) as info:
+        compose_config(["model=resnet"])
+    assert "seed" in str(info.value) and "vgg" in str(info.value)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["trainer.epochs=0"], "trainer.epochs must be >= 1"),
+    (["optim.lr=-1"], "optim.lr must be > 0"),
+    (["init.name=glorot"], "init.name='glorot'"),
+    (["optim.name=adam"], "optim.name='adam' does not match"),
+    (["data.augment.pad_mode=wrap"], "data.augment"),
+    (["trainer.dtype=float16"], "trainer.dtype"),
+])
+def test_validate_names_the_bad_value(overrides, message):
+    cfg = compose_config(overrides)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate(cfg)
+
+
+def _recipe(cfg):
+    return dict(
+        n_train=cfg.data.n_train, n_val=cfg.data.n_val, normalize=cfg.data.normalize,
+        crop_pad=cfg.data.augment.crop_pad, pad_mode=cfg.data.augment.pad_mode,
+        flip=cfg.data.augment.flip, optim=cfg.optim.name, lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+        weight_decay=cfg.optim.weight_decay, schedule=cfg.schedule.name,
+        pct_start=cfg.schedule.pct_start, warmup=cfg.schedule.warmup_epochs,
+        batch_size=cfg.trainer.batch_size, epochs=cfg.trainer.epochs,
+    )
+
+
+@pytest.mark.parametrize(("preset", "model"), [("seed_subset", "seed"), ("vgg_subset", "vgg")])
+def test_experiment_presets_state_the_recipe(preset, model):
+    cfg = compose_config([f"experiment={preset}"])
+    assert cfg.model.name == model and cfg.init.name == "he"
+    assert _recipe(cfg) == dict(
+        n_train=None, n_val=0, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
+        optim="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        schedule="onecycle", pct_start=0.25, warmup=0.0, batch_size=128, epochs=30,
+    )
+    validate(cfg)
+
+
+def _hydra_cfg(overrides):
+    from hydra import compose, initialize_config_module
+
+    from experiments.config import register_configs
+
+    register_configs()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def test_convergence_sweep_preset():
+    from hydra.types import RunMode
+
+    cfg = _hydra_cfg(["sweep=convergence"])
+    assert cfg.hydra.mode == RunMode.MULTIRUN  # `make sweep` needs no -m
+    params = cfg.hydra.sweeper.params
+    assert params["init"].split(",") == ["he", "xavier", "normal", "unit_normal"]
+    assert len(params["optim.lr"].split(",")) == 3
+    assert len(params["data.n_train"].split(",")) == 3
+    assert cfg.model.name == "seed" and cfg.data.n_val > 0
+    # the largest size plus the validation split must fit the 5,085-image subset
+    assert max(int(n) for n in params["data.n_train"].split(",")) + cfg.data.n_val <= 5085
+    assert [c._target_ for c in cfg.hydra.callbacks.values()] == [
+        "experiments.callbacks.SweepTracking"]
+
+
+def test_learning_curve_sweep_preset_only_sweeps():
+    cfg = _hydra_cfg(["sweep=learning_curve"])
+    params = cfg.hydra.sweeper.params
+    assert params["data.n_train"] == "500,1000,2000,4000"
+    assert params["trainer.seed"] == "0,1,2"
+    # it sweeps sizes and seeds only, so it composes with a preset's recipe
+    combined = _hydra_cfg(["sweep=learning_curve", "experiment=seed_subset"])
+    assert combined.trainer.epochs == 30 and combined.schedule.name == "onecycle"
+
+
+def test_logged_config_round_trip():
+    cfg = compose_config(["optim=adam", "schedule=step", "data.classes=[3,5]",
+                          "data.n_train=100"])
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    again = config_from_container(OmegaConf.to_container(OmegaConf.create(text)))
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+    assert OmegaConf.get_type(again.optim).__name__ == "AdamConfig"
+    broken = OmegaConf.to_container(cfg)
+    broken["optim"]["momentum"] = 0.9
+    with pytest.raises(Exception, match="momentum"):
+        config_from_container(broken)
+
+
+def test_default_run_name():
+    cfg = compose_config(["optim.lr=0.03", "data.n_train=2500"])
+    assert default_run_name(cfg) == "seed-he-lr0.03-n2500-s0"
+    assert default_run_name(compose_config(["model=vgg", "init=xavier"])) == \
+        "vgg-xavier-lr0.03-nall-s0"
+
+
+@pytest.mark.data
+def test_build_run_is_reproducible_and_streams_are_independent(cifar_root):
+    base = ["data.n_train=200", "data.n_val=50", "trainer.batch_size=32"]
+    first, second = build_run(compose_config(base)), build_run(compose_config(base))
+    for key, value in first.net.params.items():
+        np.testing.assert_array_equal(value, second.net.params[key])
+    assert first.splits.digest() == second.splits.digest()
+    x1, y1 = next(iter(first.train_batches))
+    x2, y2 = next(iter(second.train_batches))
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    # Augmentation draws from its own stream: switching it on leaves the shuffle order alone.
+    flipped = build_run(compose_config([*base, "data.augment.flip=true"]))
+    _, y3 = next(iter(flipped.train_batches))
+    np.testing.assert_array_equal(y1, y3)
+    # Another seed: other weights, other split.
+    other = build_run(compose_config([*base, "trainer.seed=1"]))
+    assert not np.array_equal(other.net.params["conv1.W"], first.net.params["conv1.W"])
+    assert other.splits.digest() != first.splits.digest()

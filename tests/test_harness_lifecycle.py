@@ -1,0 +1,121 @@
+"""How runs end: Ctrl-C or SIGTERM -> KILLED, a diverged loss or an error -> FAILED with
+the reason, and a failed job in a sweep leaves the other jobs and the report alone.
+No run is ever left RUNNING."""
+
+import re
+import signal
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
+
+QUICK = ["model=seed", "trainer.progress=false", "tracking.log_dataset=false"]
+
+
+def all_runs(cli):
+    client = cli.client()
+    experiment = client.get_experiment_by_name("cifar10-cnn")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def only_run(cli):
+    runs = all_runs(cli)
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return runs[0]
+
+
+def wait_for_first_epoch(cli, proc, timeout: float = 120.0):
+    """Poll the store until the run has logged an epoch; fail if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it was interrupted:\n{proc.stdout.read()}")
+        for run in all_runs(cli):
+            if "train_loss" in run.data.metrics:
+                return run
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail("no epoch was logged in time")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_ends_killed(harness_cli, signum):
+    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
+                             "trainer.epochs=500", "trainer.batch_size=100")
+    try:
+        run = wait_for_first_epoch(harness_cli, proc)
+        assert run.info.status == "RUNNING"
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output
+    run = only_run(harness_cli)
+    assert run.info.status == "KILLED", output
+    assert "interrupted" in run.data.tags["failure_reason"]
+    assert len(harness_cli.client().get_metric_history(run.info.run_id, "train_loss")) < 500
+
+
+def test_absurd_learning_rate_ends_failed_with_reason(harness_cli):
+    done = harness_cli.run("experiments.train", *QUICK, "optim.lr=1e6", "data.n_train=200",
+                           "trainer.epochs=5", "trainer.batch_size=50")
+    assert done.returncode != 0
+    assert "diverged" in done.stderr
+    run = only_run(harness_cli)
+    tags = run.data.tags
+    assert run.info.status == "FAILED"
+    assert tags["error_type"] == "DivergenceError"
+    assert re.fullmatch(r"loss became (nan|inf|-inf) at epoch \d+, step \d+",
+                        tags["failure_reason"])
+    epoch = int(tags["failure_epoch"])
+    assert 1 <= epoch <= 5 and int(tags["failure_step"]) >= 0
+    # It stopped at once: no epoch was logged from the diverged one onwards.
+    history = harness_cli.client().get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in history] == list(range(1, epoch))
+    assert "test_acc" not in run.data.metrics
+
+
+def test_error_ends_failed_with_the_error(harness_cli):
+    # More training images than the data has: the data pipeline refuses.
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=1000000")
+    assert done.returncode != 0
+    run = only_run(harness_cli)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error_type"] == "ValueError"
+    assert "n_train=1000000" in run.data.tags["failure_reason"]
+
+
+def test_a_failed_job_does_not_stop_the_sweep(harness_cli):
+    done = harness_cli.run("experiments.train", "-m", *QUICK, "tracking.log_model=false",
+                           "data.n_train=200", "trainer.epochs=2", "trainer.batch_size=50",
+                           "optim.lr=1e6,0.03", f"hydra.sweep.dir={harness_cli.folder / 'mr'}")
+    assert done.returncode == 0, done.stderr
+    runs = all_runs(harness_cli)
+    parent = next(r for r in runs if "sweep_dir" in r.data.tags)
+    children = sorted((r for r in runs if r is not parent), key=lambda r: r.info.start_time)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
+    assert children[0].data.tags["error_type"] == "DivergenceError"
+    assert "test_acc" in children[1].data.metrics
+    assert parent.data.tags["jobs"] == "2 runs: 1 FAILED, 1 FINISHED"
+    assert all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_interrupted_sweep_leaves_nothing_running(harness_cli):
+    proc = harness_cli.start("experiments.train", "-m", *QUICK, "data.n_train=300",
+                             "trainer.epochs=500", "trainer.batch_size=100", "init=he,xavier",
+                             f"hydra.sweep.dir={harness_cli.folder / 'mr'}")
+    try:
+        wait_for_first_epoch(harness_cli, proc)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output
+    runs = all_runs(harness_cli)
+    statuses = {("parent" if "sweep_dir" in r.data.tags else "job"): r.info.status for r in runs}
+    # Ctrl-C stops the whole sweep: the second job never starts.
+    assert len(runs) == 2 and statuses == {"parent": "KILLED", "job": "KILLED"}, output
