@@ -7,8 +7,8 @@ with the full key in the message. The schemas' defaults mirror the defaults of t
 `cnn` functions they feed, so a YAML file states only what it changes.
 
 Optimisers and schedules take different arguments, so each has its own schema (a
-subclass of `OptimConfig` / `ScheduleConfig`), registered in its group as
-`<name>_schema`; `conf/optim/sgd.yaml` starts from `sgd_schema`, and so on.
+subclass of `OptimConfig` / `ScheduleConfig`), stored as `schema/optim/<name>` and
+`schema/schedule/<name>`; `conf/optim/sgd.yaml` starts from `/schema/optim/sgd`, and so on.
 
 `validate` adds the checks a type cannot express (names, ranges), and
 `config_from_container` rebuilds a validated config from a plain dict, such as the
@@ -161,6 +161,9 @@ class TrainerConfig:
     label_smoothing: float = 0.0
     dtype: str = "float32"  # float32 | float64
     progress: bool = True  # show a tqdm progress bar
+    # Check the configured network before training (experiments.diagnose: initial loss,
+    # gradient check, activations, ...) and log the report; about 3 s for seed, 30 s for vgg.
+    health_checks: bool = True
 
 
 @dataclass
@@ -197,9 +200,9 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for name, schema in OPTIM_SCHEMAS.items():
-        store.store(group="optim", name=f"{name}_schema", node=schema)
+        store.store(group="schema/optim", name=name, node=schema)
     for name, schema in SCHEDULE_SCHEMAS.items():
-        store.store(group="schedule", name=f"{name}_schema", node=schema)
+        store.store(group="schema/schedule", name=name, node=schema)
 
 
 # -- checks beyond types --------------------------------------------------------------------
