@@ -124,6 +124,8 @@ def _train(cfg: DictConfig, name: str, outcome: Outcome, hydra_dir: Path | None,
     if cfg.tracking.log_dataset:
         log_datasets(run)
     mlflow.log_text(run.net.summary(print_fn=lambda _: None), "model_summary.txt")
+    if cfg.trainer.health_checks:
+        _log_health(run)
     log.info("run %s (%s): %d training, %d validation, %d test images, %d steps",
              outcome.run_id, name, len(run.splits.x_train), len(run.splits.x_val),
              len(run.splits.x_test), run.total_steps)
@@ -159,6 +161,17 @@ def _train(cfg: DictConfig, name: str, outcome: Outcome, hydra_dir: Path | None,
         info = log_pyfunc_model(run.net, cfg.model.name, run.normalizer, run.splits.class_names)
         # runs:/<run_id>/model works too; this URI names the model itself.
         mlflow.set_tag("model_uri", info.model_uri)
+
+
+def _log_health(run: Run) -> None:
+    """Diagnose the untrained network and log why it might fail (it trains a copy only)."""
+    from experiments.diagnose import diagnose, layer_table
+
+    diagnosis = diagnose(run)
+    mlflow.log_text(diagnosis.report + "\n\n" + layer_table(diagnosis.stats) + "\n",
+                    "health_report.txt")
+    mlflow.set_tags({"health": diagnosis.verdict, "health_cause": diagnosis.cause or "-"})
+    log.info("%s", diagnosis.report.splitlines()[0])
 
 
 def _log_weights(run: Run) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 
-QUICK = ["model=seed", "trainer.progress=false", "tracking.log_dataset=false"]
+QUICK = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
+         "tracking.log_dataset=false"]
 
 
 def all_runs(cli):

@@ -88,7 +88,8 @@ def test_children_log_artifacts(sweep, tmp_path):
     assert {"config/config.yaml", "config/hydra/config.yaml", "config/hydra/hydra.yaml",
             "config/hydra/overrides.yaml", "weights.npz", "figures/learning_curves.png",
             "figures/confusion_matrix.png", "figures/first_layer_filters.png",
-            "train.log"} <= paths
+            "train.log", "health_report.txt", "model_summary.txt"} <= paths
+    assert child.data.tags["health"] in ("pass", "warn", "fail")
     local = sweep.client.download_artifacts(child.info.run_id, "figures", str(tmp_path))
     for png in ("learning_curves.png", "confusion_matrix.png", "first_layer_filters.png"):
         with open(f"{local}/{png}", "rb") as f:
