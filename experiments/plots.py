@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def learning_curves(history: Sequence[dict[str, float]], title: str = "") -> Figure:
@@ -23,6 +24,7 @@ def learning_curves(history: Sequence[dict[str, float]], title: str = "") -> Fig
             if history and key in history[0]:
                 ax.plot(epochs, [h[key] for h in history], style, ms=3, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("cross-entropy" if metric == "loss" else "accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -55,7 +57,8 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], title: str 
         for j in range(k):
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title(title or f"test accuracy {np.trace(counts) / max(counts.sum(), 1):.3f}")
+    accuracy = f"test accuracy {np.trace(counts) / max(counts.sum(), 1):.3f}"
+    ax.set_title(f"{title}: {accuracy}" if title else accuracy)
     return fig
 
 

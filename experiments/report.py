@@ -30,6 +30,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from experiments import tracking
 
@@ -125,6 +126,7 @@ def curves_figure(runs: Sequence[RunSummary], metric: str, ylabel: str, log_y: b
                         label=f"n={run.n_train}")
                 if run.status != "FINISHED":  # where it stopped, and why (see the table)
                     ax.plot(epochs[-1:], values[-1:], "x", ms=8, color=colours[run.n_train])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if log_y:
                 ax.set_yscale("log")
             if i == len(inits) - 1:

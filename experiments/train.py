@@ -35,7 +35,7 @@ from experiments.config import register_configs, validate
 from experiments.pipeline import Run, build_run, evaluate_with_predictions
 from experiments.pyfunc_model import log_pyfunc_model
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("experiments.train")  # not "__main__" under python -m
 
 
 @dataclass
