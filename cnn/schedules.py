@@ -13,6 +13,10 @@ class Schedule:
     def __call__(self, step: int) -> float:
         raise NotImplementedError
 
+    def momentum(self, step: int) -> float | None:
+        """The momentum to use at `step`, or None to leave the optimiser's own."""
+        return None
+
 
 class Constant(Schedule):
     def __init__(self, lr: float) -> None:
@@ -55,6 +59,8 @@ class OneCycle(Schedule):
 
     Rises from max_lr / div_factor to max_lr over the first `pct_start` of the
     steps, then falls to max_lr / (div_factor * final_div_factor) at the end.
+    With `momentum_range=(low, high)` the momentum moves the opposite way, from
+    high to low at the peak and back: a large step gets less inertia.
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class OneCycle(Schedule):
         pct_start: float = 0.25,
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
+        momentum_range: tuple[float, float] | None = None,
     ) -> None:
         if not 0.0 < pct_start < 1.0:
             raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
@@ -71,14 +78,27 @@ class OneCycle(Schedule):
         self.initial_lr = max_lr / div_factor
         self.final_lr = self.initial_lr / final_div_factor
         self.peak_step = max(pct_start * self.total_steps - 1, 1.0)
+        self.momentum_range = momentum_range
+
+    def _phase(self, step: int) -> tuple[bool, float]:
+        """(rising, fraction of that phase done)."""
+        if step <= self.peak_step:
+            return True, step / self.peak_step
+        last = self.total_steps - 1
+        return False, (step - self.peak_step) / (last - self.peak_step)
 
     def __call__(self, step: int) -> float:
-        if step <= self.peak_step:
-            return _cosine(self.initial_lr, self.max_lr, step / self.peak_step)
-        last = self.total_steps - 1
-        return _cosine(
-            self.max_lr, self.final_lr, (step - self.peak_step) / (last - self.peak_step)
-        )
+        rising, fraction = self._phase(step)
+        if rising:
+            return _cosine(self.initial_lr, self.max_lr, fraction)
+        return _cosine(self.max_lr, self.final_lr, fraction)
+
+    def momentum(self, step: int) -> float | None:
+        if self.momentum_range is None:
+            return None
+        low, high = self.momentum_range
+        rising, fraction = self._phase(step)
+        return _cosine(high, low, fraction) if rising else _cosine(low, high, fraction)
 
 
 class Warmup(Schedule):
@@ -94,6 +114,9 @@ class Warmup(Schedule):
         if step < self.warmup_steps:
             return self.after(0) * (step + 1) / (self.warmup_steps + 1)
         return self.after(step - self.warmup_steps)
+
+    def momentum(self, step: int) -> float | None:
+        return self.after.momentum(max(step - self.warmup_steps, 0))
 
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -111,10 +134,12 @@ def make_schedule(
     pct_start: float = 0.25,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
+    momentum_range: tuple[float, float] | None = None,
 ) -> Schedule:
     """Build a schedule by name; `lr` is the base (or, for onecycle, the peak) rate.
 
     `total_steps` includes any warm-up; the schedule after it gets the rest.
+    `momentum_range` (onecycle only) cycles the momentum inversely to the rate.
     """
     main_steps = max(total_steps - warmup_steps, 1)
     if name == "constant":
@@ -124,7 +149,7 @@ def make_schedule(
     elif name == "cosine":
         schedule = Cosine(lr, main_steps, min_lr)
     elif name == "onecycle":
-        schedule = OneCycle(lr, main_steps, pct_start, div_factor, final_div_factor)
+        schedule = OneCycle(lr, main_steps, pct_start, div_factor, final_div_factor, momentum_range)
     else:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     return Warmup(schedule, warmup_steps) if warmup_steps > 0 else schedule

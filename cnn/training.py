@@ -97,6 +97,8 @@ def fit(
         loss_sum, acc_sum, seen = 0.0, 0.0, 0
         for x, y in train_batches:
             optimizer.lr = schedule(step)
+            if (momentum := schedule.momentum(step)) is not None:
+                optimizer.momentum = momentum
             loss, acc = train_step(net, loss_fn, optimizer, x, y)
             if not math.isfinite(loss):
                 raise DivergenceError(epoch, step, loss)

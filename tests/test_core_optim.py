@@ -118,3 +118,33 @@ def test_warmup_ramps_linearly_into_any_schedule():
 def test_unknown_schedule_is_named():
     with pytest.raises(ValueError, match="'cosin'"):
         make_schedule("cosin", 0.1, 10)
+
+
+def test_one_cycle_moves_momentum_opposite_to_the_rate():
+    sched = OneCycle(0.05, total_steps=1000, pct_start=0.25, momentum_range=(0.85, 0.95))
+    moms = np.array([sched.momentum(s) for s in range(1000)])
+    lrs = np.array([sched(s) for s in range(1000)])
+    assert moms[0] == pytest.approx(0.95) and moms[-1] == pytest.approx(0.95)
+    assert moms.argmin() == lrs.argmax() and moms.min() == pytest.approx(0.85)
+    assert OneCycle(0.05, 1000).momentum(10) is None  # without a range the optimiser's own stays
+
+
+def test_fit_applies_the_schedule_momentum_to_the_optimizer():
+    from cnn.layers import Dense
+    from cnn.losses import SoftmaxCrossEntropy
+    from cnn.network import Sequential
+    from cnn.training import fit
+
+    seen = []
+
+    class Spy(SGD):
+        def step(self, params, grads):
+            seen.append(self.momentum)
+            super().step(params, grads)
+
+    sched = Warmup(OneCycle(0.1, 10, 0.3, momentum_range=(0.8, 0.9)), warmup_steps=2)
+    batch = (np.ones((2, 3)), np.array([0, 1]))
+    fit(
+        Sequential([Dense(3, 2)]), SoftmaxCrossEntropy(), Spy(0.1, momentum=0.5), sched, [batch], 12
+    )
+    assert seen[:3] == pytest.approx([0.9, 0.9, 0.9]) and min(seen) == pytest.approx(0.8)
