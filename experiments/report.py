@@ -165,6 +165,9 @@ def accuracy_vs_size_figure(runs: Sequence[RunSummary]) -> Figure:
             ax.errorbar(sizes, means, yerr=spread if max(spread) > 0 else None, fmt="-o",
                         ms=4, capsize=3, color=f"C{k}", label=init)
         ax.set_xscale("log", base=2)
+        sizes_here = sorted({r.size for r in runs if r.lr == lr and math.isfinite(r.size)})
+        ax.set_xticks(sizes_here, [f"{s:g}" for s in sizes_here])  # the sizes, not powers of 2
+        ax.minorticks_off()
         ax.set_title(f"lr {lr:g}", fontsize=9)
         ax.set_xlabel("training images")
         ax.grid(alpha=0.3)
