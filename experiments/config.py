@@ -120,6 +120,9 @@ class OneCycleScheduleConfig(ScheduleConfig):
     pct_start: float = 0.25  # fraction of the steps spent rising to the peak rate
     div_factor: float = 25.0  # start at lr / div_factor
     final_div_factor: float = 1e4  # end at lr / (div_factor * final_div_factor)
+    # [low, high]: cycle the momentum against the rate (high -> low at the peak -> high);
+    # None keeps the optimiser's own momentum. Only optimisers with momentum use it.
+    momentum_range: list[float] | None = None
 
 
 SCHEDULE_SCHEMAS: dict[str, type[ScheduleConfig]] = {
@@ -238,6 +241,13 @@ def validate(cfg: Any) -> None:
     check(cfg.schedule.name in SCHEDULE_SCHEMAS,
           f"schedule.name={cfg.schedule.name!r}: choose one of {', '.join(SCHEDULE_SCHEMAS)}")
     _check_schema_matches(cfg, "schedule", SCHEDULE_SCHEMAS, check)
+    momentum_range = cfg.schedule.get("momentum_range")
+    check(momentum_range is None or (len(momentum_range) == 2
+                                     and 0 <= momentum_range[0] <= momentum_range[1] < 1),
+          f"schedule.momentum_range must be [low, high] with 0 <= low <= high < 1, "
+          f"got {momentum_range}")
+    check(momentum_range is None or cfg.optim.name in ("sgd", "rmsprop"),
+          f"schedule.momentum_range needs an optimiser with momentum, not {cfg.optim.name}")
     check(cfg.schedule.warmup_epochs >= 0,
           f"schedule.warmup_epochs must be >= 0, got {cfg.schedule.warmup_epochs}")
     check(cfg.data.name == "cifar10", f"data.name={cfg.data.name!r}: only cifar10 exists")

@@ -125,7 +125,9 @@ def make_schedule_from(cfg_schedule: Any, lr: float, steps_per_epoch: int, epoch
         kwargs.update(min_lr=s.min_lr)
     elif s.name == "onecycle":
         kwargs.update(pct_start=s.pct_start, div_factor=s.div_factor,
-                      final_div_factor=s.final_div_factor)
+                      final_div_factor=s.final_div_factor,
+                      momentum_range=None if s.momentum_range is None
+                      else tuple(s.momentum_range))
     return make_schedule(s.name, lr, steps_per_epoch * epochs, **kwargs)
 
 

@@ -100,6 +100,9 @@ def test_unknown_option_lists_the_available_ones():
     (["optim.name=adam"], "optim.name='adam' does not match"),
     (["data.augment.pad_mode=wrap"], "data.augment"),
     (["trainer.dtype=float16"], "trainer.dtype"),
+    (["schedule=onecycle", "schedule.momentum_range=[0.95,0.85]"], "low <= high"),
+    (["optim=adam", "schedule=onecycle", "schedule.momentum_range=[0.85,0.95]"],
+     "needs an optimiser with momentum"),
 ])
 def test_validate_names_the_bad_value(overrides, message):
     cfg = compose_config(overrides)
@@ -115,8 +118,17 @@ def _recipe(cfg):
         momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
         weight_decay=cfg.optim.weight_decay, schedule=cfg.schedule.name,
         pct_start=cfg.schedule.pct_start, warmup=cfg.schedule.warmup_epochs,
+        momentum_range=cfg.schedule.momentum_range,
         batch_size=cfg.trainer.batch_size, epochs=cfg.trainer.epochs,
     )
+
+
+def test_onecycle_momentum_range_reaches_the_schedule(tiny_splits):
+    cfg = compose_config(["schedule=onecycle", "schedule.momentum_range=[0.85,0.95]",
+                          "data.n_train=40", "data.n_val=20", "trainer.batch_size=8"])
+    run = build_run(cfg, splits=tiny_splits)
+    momenta = [run.schedule.momentum(s) for s in range(run.total_steps)]
+    assert momenta[0] == pytest.approx(0.95) and min(momenta) == pytest.approx(0.85, abs=1e-3)
 
 
 @pytest.mark.parametrize(("preset", "model"), [("seed_subset", "seed"), ("vgg_subset", "vgg")])
@@ -126,7 +138,8 @@ def test_experiment_presets_state_the_recipe(preset, model):
     assert _recipe(cfg) == dict(
         n_train=None, n_val=0, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
         optim="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        schedule="onecycle", pct_start=0.25, warmup=0.0, batch_size=128, epochs=30,
+        schedule="onecycle", pct_start=0.25, warmup=0.0, momentum_range=None,
+        batch_size=128, epochs=30,
     )
     validate(cfg)
 
