@@ -55,15 +55,20 @@ def normal(std: float = 0.01) -> Initializer:
 
 
 def orthogonal(gain: float = 1.0) -> Initializer:
-    """Rows (or columns) of the fan_in x fan_out matrix are orthonormal, times `gain`."""
+    """The weight, seen as a matrix of inputs x outputs, has orthonormal rows or columns.
+
+    For Dense (D_in, D_out) and Conv2D (KH, KW, C_in, F) alike the outputs are
+    the last axis, so the matrix is (all other axes) x (last axis).
+    """
 
     def draw(
         shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
     ) -> np.ndarray:
-        a = rng.normal(0.0, 1.0, size=(max(fan_in, fan_out), min(fan_in, fan_out)))
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        a = rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(a)
         q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
-        matrix = q if fan_in >= fan_out else q.T  # (fan_in, fan_out)
+        matrix = q if rows >= cols else q.T  # (rows, cols)
         return gain * matrix.reshape(shape)
 
     return draw

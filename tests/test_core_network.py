@@ -90,6 +90,22 @@ def test_orthogonal_is_orthogonal():
     np.testing.assert_allclose(w.T @ w, np.eye(32), atol=1e-10)
 
 
+@pytest.mark.parametrize("c_in,f", [(3, 16), (32, 64)])
+def test_orthogonal_works_for_convolutions(c_in, f):
+    w = get_initializer("orthogonal")((3, 3, c_in, f), 9 * c_in, 9 * f, np.random.default_rng(0))
+    m = w.reshape(-1, f)  # (KH*KW*C_in, F): more rows than columns here
+    np.testing.assert_allclose(m.T @ m, np.eye(f), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "init", ["he", "he_uniform", "xavier", "xavier_uniform", "normal", "unit_normal", "orthogonal"]
+)
+@pytest.mark.parametrize("name", ["seed", "vgg"])
+def test_every_initialiser_builds_every_model(name, init):
+    net = build_model(name, init=init)
+    assert np.isfinite(net.forward(np.zeros((1, 32, 32, 3), np.float32))).all()
+
+
 def test_reinitialize_redraws_weights_and_zeroes_biases():
     net = Sequential([Flatten(), Dense(12, 4)])
     net.params["dense1.b"][...] = 1.0

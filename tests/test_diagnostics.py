@@ -59,7 +59,7 @@ def test_unit_normal_init_is_blamed_on_the_initial_scale(images):
 
 def test_learning_rate_of_100_is_blamed_on_the_learning_rate(images):
     checks, _ = run_checks(build_model("seed", seed=0), images, lr=100.0)
-    assert by_name(checks, "initial loss").status == PASS  # the network itself is fine
+    assert by_name(checks, "initial loss").status != FAIL  # the network itself is not blamed
     assert by_name(checks, "largest update-to-weight").status == FAIL
     assert "learning rate too high" in health_report(checks).splitlines()[0]
     memorise = by_name(checks, "memorise")
