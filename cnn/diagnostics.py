@@ -195,12 +195,17 @@ def check_gradients(
 ) -> Check:
     """Backpropagation against finite differences on a float64 copy of the network.
 
-    The tolerance is looser than the unit tests' 1e-6: real images put some
-    ReLU and max-pool inputs within eps of a kink, where the difference quotient
-    straddles two slopes. A wrong backward gives errors of order 1.
+    Real images put some ReLU and max-pool inputs within eps of a kink, where
+    the difference quotient straddles two slopes. Such an error shrinks with
+    eps; a wrong backward does not. So entries above `tol` are measured again
+    with eps ten times smaller, and the smaller error counts.
     """
     twin = copy.deepcopy(net).to(np.float64)
-    errors = check_network(twin, x.astype(np.float64), y, loss=loss_fn, max_checks=6)
+    x64 = x.astype(np.float64)
+    errors = check_network(twin, x64, y, loss=loss_fn, max_checks=6, eps=1e-6)
+    if max(errors.values()) > tol:
+        finer = check_network(twin, x64, y, loss=loss_fn, max_checks=6, eps=1e-7)
+        errors = {k: min(v, finer[k]) for k, v in errors.items()}
     # Training never uses the input's gradient, and with small weights it is so small
     # that finite differences lose their precision: judge the parameters only.
     errors.pop("input")

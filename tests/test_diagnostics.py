@@ -109,3 +109,17 @@ def test_layer_monitor_records_each_epoch(images):
     stats = monitor.history[-1]
     assert 0 < stats["conv1.update_ratio"] < 0.1 and stats["relu1.dead_frac"] < 0.5
     assert {"conv2.act_std", "dense1.grad_norm"} <= set(stats)
+
+
+def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):
+    """vgg on these images puts a ReLU input within 1e-6 of zero for bn1.beta (seen in a run)."""
+    from experiments.config import compose_config, register_configs
+    from experiments.pipeline import build_run
+
+    register_configs()
+    root = str(cifar10.source.parent)
+    run = build_run(
+        compose_config(["experiment=vgg_subset", "trainer.seed=0", f"data.root={root}"])
+    )
+    x, y = run.transform(run.splits.x_train[:4]), run.splits.y_train[:4]
+    assert check_gradients(run.net, run.loss_fn, x, y).status == PASS
