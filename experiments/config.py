@@ -167,6 +167,9 @@ class TrainerConfig:
     # Check the configured network before training (experiments.diagnose: initial loss,
     # gradient check, activations, ...) and log the report; about 3 s for seed, 30 s for vgg.
     health_checks: bool = True
+    # Log per-layer statistics every epoch (cnn.diagnostics.LayerMonitor): activation mean
+    # and std, dead ReLUs, gradient norm and update-to-weight ratio, keyed by layer name.
+    layer_stats: bool = True
 
 
 @dataclass

@@ -28,10 +28,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cnn.data import Splits
+from cnn.diagnostics import LayerMonitor
 from cnn.training import DivergenceError, fit
 from experiments import plots, tracking
 from experiments.callbacks import MetricsLogger, ProgressBar, read_parent_run
 from experiments.config import register_configs, validate
+from experiments.diagnose import PROBE_IMAGES
 from experiments.pipeline import Run, build_run, evaluate_with_predictions
 from experiments.pyfunc_model import log_pyfunc_model
 
@@ -135,7 +137,7 @@ def _train(cfg: DictConfig, name: str, outcome: Outcome, hydra_dir: Path | None,
     try:
         outcome.history = fit(run.net, run.loss_fn, run.optimizer, run.schedule,
                               run.train_batches, run.epochs, val_batches=run.val_batches,
-                              callbacks=[metrics, bar])
+                              callbacks=[metrics, bar, *_layer_monitor(run)])
     finally:
         bar.close()
         outcome.history = metrics.history
@@ -171,7 +173,20 @@ def _log_health(run: Run) -> None:
     mlflow.log_text(diagnosis.report + "\n\n" + layer_table(diagnosis.stats) + "\n",
                     "health_report.txt")
     mlflow.set_tags({"health": diagnosis.verdict, "health_cause": diagnosis.cause or "-"})
+    # The untrained network's per-layer statistics start the per-epoch series at step 0.
+    mlflow.log_metrics({k: v for k, v in diagnosis.stats.items() if k != "loss"}, step=0)
     log.info("%s", diagnosis.report.splitlines()[0])
+
+
+def _layer_monitor(run: Run) -> list[LayerMonitor]:
+    """Per-layer statistics every epoch, logged as e.g. conv1.act_std or relu1.dead_frac at
+    step=epoch, so a curve shows when activations explode or units die."""
+    if not run.cfg.trainer.layer_stats:
+        return []
+    x = run.transform(run.splits.x_train[:PROBE_IMAGES])
+    y = run.splits.y_train[:PROBE_IMAGES]
+    return [LayerMonitor(run.net, run.loss_fn, x, y,
+                         on_stats=lambda epoch, stats: mlflow.log_metrics(stats, step=epoch))]
 
 
 def _log_weights(run: Run) -> None:
