@@ -13,7 +13,9 @@ report/ unless --no-log:
     accuracy_vs_size.png       final test accuracy against training-set size, one panel
                                per learning rate, one line per initialisation (mean and
                                spread over seeds when there are several)
-    summary.md, summary.csv    one row per run: its choices, status and final metrics
+    summary.md, summary.csv    one row per run: its choices, status, final metrics and
+                               diagnosis; summary.md then lists the runs that did not
+                               converge, with what happened and their diagnosis
 `make sweep` runs this at the end of the sweep (experiments.callbacks.SweepTracking).
 """
 
@@ -52,6 +54,8 @@ class RunSummary:
     test_acc: float | None = None
     test_loss: float | None = None
     failure: str = ""
+    health: str = ""  # the pre-training diagnosis: pass | warn | fail (experiments.diagnose)
+    health_cause: str = ""  # its most likely cause in plain words
 
     @property
     def size(self) -> float:
@@ -87,6 +91,8 @@ def collect_runs(parent_run_id: str) -> list[RunSummary]:
             test_acc=m.get("test_acc"),
             test_loss=m.get("test_loss"),
             failure=run.data.tags.get(tracking.TAG_FAILURE_REASON, ""),
+            health=run.data.tags.get("health", ""),
+            health_cause=run.data.tags.get("health_cause", ""),
         )
         for key in CURVE_METRICS:
             if key in m:
@@ -196,9 +202,36 @@ def summary_rows(runs: Sequence[RunSummary]) -> list[dict[str, str]]:
             "train_loss": _last(r.curves.get("train_loss")),
             "val_acc": _last(r.curves.get("val_acc")),
             "test_acc": "" if r.test_acc is None else f"{r.test_acc:.4f}",
+            "health": r.health,
             "note": r.failure[:80],
         })
     return rows
+
+
+def not_converged(runs: Sequence[RunSummary]) -> list[RunSummary]:
+    """Runs that failed, were killed, or reached less than half the sweep's best test accuracy.
+
+    Judged against the best run rather than chance, so it needs no class count.
+    """
+    finished = [r.test_acc for r in runs if r.status == "FINISHED" and r.test_acc is not None]
+    bar = 0.5 * max(finished, default=0.0)
+    return [r for r in runs
+            if r.status != "FINISHED" or r.test_acc is None or r.test_acc < bar]
+
+
+def diagnosis_section(runs: Sequence[RunSummary]) -> str:
+    """Markdown: each run that did not converge, what happened, and its diagnosis."""
+    stuck = not_converged(runs)
+    lines = ["## Runs that did not converge, and why", ""]
+    if not stuck:
+        return "\n".join([*lines, "Every run converged.", ""])
+    for r in sorted(stuck, key=lambda r: (r.init, r.lr, r.size, r.seed)):
+        outcome = r.failure or (f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None
+                                else "no test accuracy")
+        cause = r.health_cause if r.health_cause not in ("", "-") else "no cause found"
+        lines.append(f"- **{r.name}** ({r.status}): {outcome}. "
+                     f"Diagnosis before training: {r.health or '?'}, {cause}.")
+    return "\n".join([*lines, ""])
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
@@ -234,7 +267,7 @@ def write_report(parent_run_id: str, out_dir: str | Path, log_to_parent: bool = 
         counts[r.status] += 1
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
-                                    + markdown_table(rows))
+                                    + markdown_table(rows) + "\n" + diagnosis_section(runs))
     with open(out / "summary.csv", "w", newline="") as f:
         if rows:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
