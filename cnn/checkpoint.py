@@ -1,0 +1,190 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+One `.npz` file (read without pickle) holds
+    net/<name>          the network's parameters and buffers (Sequential.state_dict)
+    optim/<name>        the optimiser's state (Optimizer.state_dict: moments, step count)
+    epoch, step         the last completed epoch and optimiser step
+    rng                 the state of every random generator, as JSON text (uint8 bytes)
+    format              the checkpoint format version
+
+The schedule needs no state of its own: it is indexed by the optimiser step, which
+`cnn.training.fit(start_epoch=epoch + 1)` recomputes. Dropout layers draw from their own
+generator; their states are saved under "layer:<name>" in the rng entry.
+
+`save` writes a temporary file next to the target and renames it over the target, so a
+crash or a full disk never leaves a half-written checkpoint in place of a good one.
+`load` checks the file and names it and the problem if it cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnn.network import Sequential
+from cnn.optim import Optimizer
+
+FORMAT_VERSION = 1
+_NET, _OPTIM = "net/", "optim/"
+_LAYER_RNG = "layer:"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written, read, or does not fit the run."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file, as plain arrays and dicts."""
+
+    epoch: int
+    step: int
+    net: dict[str, np.ndarray]
+    optim: dict[str, np.ndarray]
+    rng: dict[str, dict] = field(default_factory=dict)  # bit_generator.state per stream
+
+
+def _generators_with_layers(
+    net: Sequential, generators: Mapping[str, np.random.Generator]
+) -> dict[str, np.random.Generator]:
+    """The run's streams plus every layer that owns a generator (Dropout's `rng`)."""
+    streams = dict(generators)
+    for name, layer in net.named_layers():
+        rng = getattr(layer, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            streams[_LAYER_RNG + name] = rng
+    return streams
+
+
+def capture(
+    net: Sequential,
+    optimizer: Optimizer,
+    generators: Mapping[str, np.random.Generator],
+    epoch: int,
+    step: int,
+) -> Checkpoint:
+    """A snapshot of the training state after `epoch` (copies: later training leaves it alone)."""
+    streams = _generators_with_layers(net, generators)
+    return Checkpoint(
+        epoch=int(epoch),
+        step=int(step),
+        net=net.state_dict(),
+        optim=optimizer.state_dict(),
+        rng={name: g.bit_generator.state for name, g in streams.items()},
+    )
+
+
+def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """Write `checkpoint` to `path` atomically; raises CheckpointError naming the path."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(FORMAT_VERSION),
+        "epoch": np.array(checkpoint.epoch),
+        "step": np.array(checkpoint.step),
+        "rng": np.frombuffer(json.dumps(checkpoint.rng, sort_keys=True).encode(), np.uint8),
+    }
+    arrays.update({_NET + k: v for k, v in checkpoint.net.items()})
+    arrays.update({_OPTIM + k: v for k, v in checkpoint.optim.items()})
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as e:
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {e.strerror or e} (is the disk full or the "
+            f"folder read-only?); the previous checkpoint, if any, is unchanged"
+        ) from e
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return path
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by `save`; raises CheckpointError naming the file and problem."""
+    path = Path(path)
+    hint = "delete it and resume from an earlier copy, or train again from the start"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); {hint}"
+        ) from e
+    missing = [k for k in ("format", "epoch", "step", "rng") if k not in arrays]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is not a training checkpoint: "
+                              f"missing {', '.join(missing)}; {hint}")
+    version = int(arrays["format"])
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {version}; this code reads "
+                              f"format {FORMAT_VERSION}")
+    try:
+        rng = json.loads(arrays["rng"].tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path}: the generator states are corrupt ({e}); "
+                              f"{hint}") from e
+    return Checkpoint(
+        epoch=int(arrays["epoch"]),
+        step=int(arrays["step"]),
+        net={k[len(_NET):]: v for k, v in arrays.items() if k.startswith(_NET)},
+        optim={k[len(_OPTIM):]: v for k, v in arrays.items() if k.startswith(_OPTIM)},
+        rng=rng,
+    )
+
+
+def restore(
+    checkpoint: Checkpoint,
+    net: Sequential,
+    optimizer: Optimizer,
+    generators: Mapping[str, np.random.Generator],
+    source: str = "checkpoint",
+) -> None:
+    """Put the saved state into a freshly built net, optimiser and generators (in place).
+
+    Every generator of the run must be in the checkpoint and vice versa, and the arrays
+    must fit the network; otherwise CheckpointError says what differs.
+    """
+    streams = _generators_with_layers(net, generators)
+    missing = sorted(streams.keys() - checkpoint.rng.keys())
+    unexpected = sorted(checkpoint.rng.keys() - streams.keys())
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not fit this run: random streams missing "
+                              f"{missing or 'none'}, unexpected {unexpected or 'none'}")
+    try:
+        net.load_state_dict(checkpoint.net, source=source)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
+    own = net.params
+    for key, value in checkpoint.optim.items():
+        if key == "steps":
+            continue
+        name = key.rpartition("/")[0]
+        if name not in own or np.shape(value) != own[name].shape:
+            raise CheckpointError(f"{source}: optimiser state {key!r} does not fit the network")
+    optimizer.load_state_dict(checkpoint.optim)
+    for name, g in streams.items():
+        state = checkpoint.rng[name]
+        if state.get("bit_generator") != type(g.bit_generator).__name__:
+            raise CheckpointError(f"{source}: stream {name!r} was saved from "
+                                  f"{state.get('bit_generator')}, the run uses "
+                                  f"{type(g.bit_generator).__name__}")
+        g.bit_generator.state = state
