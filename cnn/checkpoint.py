@@ -188,3 +188,30 @@ def restore(
                                   f"{state.get('bit_generator')}, the run uses "
                                   f"{type(g.bit_generator).__name__}")
         g.bit_generator.state = state
+
+
+class Checkpointer:
+    """A `cnn.training.fit` callback that saves a checkpoint every `every` epochs.
+
+    It overwrites one file, `path`, and calls `on_saved(path, epoch)` after each save
+    (e.g. to upload it). Put it last among the callbacks, so that it sees the state after
+    every other callback has run. The optimiser step is `epoch * steps_per_epoch`, which is
+    how `fit(start_epoch=...)` recomputes it.
+    """
+
+    def __init__(self, path: str | os.PathLike, net: Sequential, optimizer: Optimizer,
+                 generators: Mapping[str, np.random.Generator], steps_per_epoch: int,
+                 every: int = 1, on_saved=None) -> None:
+        self.path, self.every, self.on_saved = Path(path), every, on_saved
+        self.net, self.optimizer, self.generators = net, optimizer, generators
+        self.steps_per_epoch = steps_per_epoch
+        self.last_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.every <= 0 or epoch % self.every:
+            return
+        save(self.path, capture(self.net, self.optimizer, self.generators, epoch,
+                                epoch * self.steps_per_epoch))
+        self.last_epoch = epoch
+        if self.on_saved is not None:
+            self.on_saved(self.path, epoch)

@@ -170,6 +170,9 @@ class TrainerConfig:
     # Log per-layer statistics every epoch (cnn.diagnostics.LayerMonitor): activation mean
     # and std, dead ReLUs, gradient norm and update-to-weight ratio, keyed by layer name.
     layer_stats: bool = True
+    # Save a checkpoint (cnn.checkpoint) every this many epochs, to checkpoints/<run id>/
+    # and as the run's artifact checkpoint/last.npz, for experiments.resume; 0: never.
+    checkpoint_every: int = 1
 
 
 @dataclass

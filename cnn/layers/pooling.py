@@ -19,21 +19,32 @@ def _window_slices(ho: int, wo: int, kernel: int, stride: int):
             yield slice(i, i + stride * ho, stride), slice(j, j + stride * wo, stride)
 
 
-class MaxPool2D(Layer):
-    """(N, H, W, C) -> (N, Ho, Wo, C), the maximum of each kernel x kernel window.
-
-    The gradient flows to one maximum per window (the first, in row-major
-    order, when several tie), as in the common frameworks.
-    """
+class _Pool2D(Layer):
+    """Shared by the pooling layers: a kernel x kernel window moved by `stride`
+    (the kernel size by default, so windows do not overlap)."""
 
     def __init__(self, kernel: int = 2, stride: int | None = None) -> None:
         super().__init__()
         self.kernel = kernel
         self.stride = kernel if stride is None else stride
 
+    def _output_hw(self, x: np.ndarray) -> tuple[int, int]:
+        _, h, w, _ = x.shape
+        return output_size(h, self.kernel, self.stride), output_size(w, self.kernel, self.stride)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.kernel}, stride={self.stride})"
+
+
+class MaxPool2D(_Pool2D):
+    """(N, H, W, C) -> (N, Ho, Wo, C), the maximum of each kernel x kernel window.
+
+    The gradient flows to one maximum per window (the first, in row-major
+    order, when several tie), as in the common frameworks.
+    """
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        n, h, w, c = x.shape
-        ho, wo = output_size(h, self.kernel, self.stride), output_size(w, self.kernel, self.stride)
+        ho, wo = self._output_hw(x)
         offsets = _window_slices(ho, wo, self.kernel, self.stride)
         rows, cols = next(offsets)
         out = x[:, rows, cols, :].copy()  # (N, Ho, Wo, C)
@@ -54,22 +65,13 @@ class MaxPool2D(Layer):
             dx[:, rows, cols, :] += dout * (self._winner == k)
         return dx
 
-    def __repr__(self) -> str:
-        return f"MaxPool2D({self.kernel}, stride={self.stride})"
 
-
-class AvgPool2D(Layer):
+class AvgPool2D(_Pool2D):
     """(N, H, W, C) -> (N, Ho, Wo, C), the mean of each kernel x kernel window."""
 
-    def __init__(self, kernel: int = 2, stride: int | None = None) -> None:
-        super().__init__()
-        self.kernel = kernel
-        self.stride = kernel if stride is None else stride
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        n, h, w, c = x.shape
-        ho, wo = output_size(h, self.kernel, self.stride), output_size(w, self.kernel, self.stride)
-        out = np.zeros((n, ho, wo, c), dtype=x.dtype)
+        ho, wo = self._output_hw(x)
+        out = np.zeros((x.shape[0], ho, wo, x.shape[3]), dtype=x.dtype)
         for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
             out += x[:, rows, cols, :]
         self._shape = x.shape
@@ -82,9 +84,6 @@ class AvgPool2D(Layer):
         for rows, cols in _window_slices(ho, wo, self.kernel, self.stride):
             dx[:, rows, cols, :] += share
         return dx
-
-    def __repr__(self) -> str:
-        return f"AvgPool2D({self.kernel}, stride={self.stride})"
 
 
 class GlobalAvgPool(Layer):
