@@ -43,6 +43,9 @@ TAG_FAILURE_EPOCH = "failure_epoch"
 TAG_FAILURE_STEP = "failure_step"
 TAG_ERROR_TYPE = "error_type"
 PARENT_TAG = "mlflow.parentRunId"  # set by mlflow.start_run(parent_run_id=...)
+TAG_HOST = "host"  # the machine and process training the run, for experiments.reap
+TAG_PID = "pid"
+TAG_RESUMED_FROM = "resumed_from_epoch"  # set by experiments.resume
 
 
 def resolve_tracking_uri(configured: str | None = None) -> str:
@@ -185,3 +188,53 @@ def _safe_end(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status=status)
     except Exception:
         log.exception("could not end run %s as %s", run_id, status)
+
+
+# -- can the store be written? -----------------------------------------------------------------
+
+
+class StoreNotWritableError(RuntimeError):
+    """The tracking database or the artifact folder cannot be written."""
+
+
+def _local_path(uri: str) -> Path | None:
+    """The file a sqlite:/// or file: URI (or a bare path) names; None for servers."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    if uri.startswith("file:"):
+        return Path(uri[len("file:"):])
+    if "://" not in uri:
+        return Path(uri)
+    return None
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """path (or, if it does not exist yet, its nearest existing parent) must be writable."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK) or (probe.is_dir() and not os.access(probe, os.X_OK)):
+        raise StoreNotWritableError(
+            f"the MLflow {what} {path} is not writable ({probe} is read-only for this user); "
+            f"fix its permissions or point tracking.uri / MLFLOW_TRACKING_URI elsewhere. "
+            f"Nothing was trained and no run was changed.")
+
+
+def check_store_writable(tracking_uri: str, artifact_location: str | None = None) -> None:
+    """Raise StoreNotWritableError naming the path if a local store cannot be written.
+
+    Checked before a run starts, so a read-only folder fails at once with its name, not
+    as a database error deep in SQLAlchemy after training. The SQLite file needs its folder
+    writable too (for the journal). Remote stores are not checked here.
+    """
+    db = _local_path(tracking_uri) if tracking_uri.startswith("sqlite:") else None
+    if db is not None:
+        _check_writable(db, "database")
+        if db.exists():
+            _check_writable(db.parent, "database folder")
+    if artifact_location:
+        folder = _local_path(artifact_location)
+        if folder is not None:
+            _check_writable(folder, "artifact folder")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -27,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from cnn import checkpoint as ckpt
 from cnn.data import Splits
 from cnn.diagnostics import LayerMonitor
 from cnn.training import DivergenceError, fit
@@ -83,6 +86,7 @@ def train_and_log(
     hydra_dir: Path | None = None,
     log_file: Path | None = None,
     splits: Splits | None = None,
+    resume: tuple[str, ckpt.Checkpoint] | None = None,
 ) -> Outcome:
     """Train the run `cfg` describes inside a new MLflow run, and log everything about it.
 
@@ -91,19 +95,32 @@ def train_and_log(
     splits: the data, if the caller has already loaded it (see pipeline.build_run).
     The run always ends FINISHED, FAILED or KILLED (see tracking.ended_run); exceptions,
     including a diverged loss (cnn.training.DivergenceError), propagate after that.
+    resume: (run id, checkpoint) to continue that run in place from the checkpoint's next
+    epoch (experiments.resume) instead of starting a new run.
     """
     validate(cfg)
-    tracking.use_store(cfg.tracking.uri, cfg.tracking.experiment)
+    tracking.check_store_writable(tracking.resolve_tracking_uri(cfg.tracking.uri))
+    experiment_id = tracking.use_store(cfg.tracking.uri, cfg.tracking.experiment)
+    tracking.check_store_writable(mlflow.get_tracking_uri(),
+                                  mlflow.get_experiment(experiment_id).artifact_location)
     commit, dirty, diff = tracking.git_state()
     name = run_name or cfg.tracking.run_name or default_run_name(cfg)
     all_tags = {tracking.TAG_GIT_COMMIT: commit, tracking.TAG_GIT_DIRTY: str(dirty).lower(),
                 tracking.TAG_SWEEP: "none", **(tags or {})}
-    active = mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=all_tags)
+    if resume is None:
+        active = mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=all_tags)
+    else:  # the same run, RUNNING again; its params and config are already logged
+        active = mlflow.start_run(run_id=resume[0])
+        name = active.info.run_name or name
+        mlflow.set_tag(tracking.TAG_RESUMED_FROM, str(resume[1].epoch))
+    # Who trains it, so that experiments.reap can tell a crashed run from a live one.
+    mlflow.set_tags({tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid())})
     outcome = Outcome(run_id=active.info.run_id)
     also_end = (parent_run_id,) if parent_run_id else ()
     with tracking.ended_run(outcome.run_id, also_end=also_end):
         try:
-            _train(cfg, name, outcome, hydra_dir, diff if dirty else None, splits)
+            _train(cfg, name, outcome, hydra_dir, diff if dirty else None, splits,
+                   None if resume is None else resume[1])
         finally:
             if log_file is not None and log_file.is_file():
                 mlflow.log_artifact(str(log_file))
@@ -111,8 +128,12 @@ def train_and_log(
 
 
 def _train(cfg: DictConfig, name: str, outcome: Outcome, hydra_dir: Path | None,
-           diff: str | None, splits: Splits | None) -> None:
+           diff: str | None, splits: Splits | None,
+           resume: ckpt.Checkpoint | None = None) -> None:
     """The body of a tracked run; `outcome` is filled in as results arrive."""
+    if resume is not None:
+        _continue(cfg, name, outcome, splits, resume)
+        return
     container = OmegaConf.to_container(cfg, resolve=True)
     mlflow.log_params(tracking.flatten(container))
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
@@ -131,13 +152,48 @@ def _train(cfg: DictConfig, name: str, outcome: Outcome, hydra_dir: Path | None,
     log.info("run %s (%s): %d training, %d validation, %d test images, %d steps",
              outcome.run_id, name, len(run.splits.x_train), len(run.splits.x_val),
              len(run.splits.x_test), run.total_steps)
+    _fit_and_finish(run, name, outcome, MetricsLogger(run.epochs))
 
+
+def _continue(cfg: DictConfig, name: str, outcome: Outcome, splits: Splits | None,
+              state: ckpt.Checkpoint) -> None:
+    """Rebuild the run, put the checkpoint's state into it, and train on from the next epoch."""
+    run = build_run(cfg, splits=splits)
+    ckpt.restore(state, run.net, run.optimizer, run.generators,
+                 source=f"the checkpoint of run {outcome.run_id} (epoch {state.epoch})")
     metrics = MetricsLogger(run.epochs)
+    # The epochs before the checkpoint, as logged, so the figures show the whole run.
+    metrics.history = _logged_history(outcome.run_id, state.epoch)
+    log.info("run %s (%s): resuming after epoch %d of %d", outcome.run_id, name,
+             state.epoch, run.epochs)
+    _fit_and_finish(run, name, outcome, metrics, start_epoch=state.epoch + 1)
+
+
+def _logged_history(run_id: str, epochs: int) -> list[dict[str, float]]:
+    client = mlflow.MlflowClient()
+    history: list[dict[str, float]] = [{} for _ in range(epochs)]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
+                "images_per_s"):
+        for m in client.get_metric_history(run_id, key):
+            if 1 <= m.step <= epochs:
+                history[m.step - 1][key] = m.value
+    return history
+
+
+def _fit_and_finish(run: Run, name: str, outcome: Outcome, metrics: MetricsLogger,
+                    start_epoch: int = 1) -> None:
+    """Train (from start_epoch), checkpointing every epoch, then evaluate and log the results."""
+    cfg = run.cfg
     bar = ProgressBar(run.total_steps, run.epochs, desc=name, enabled=cfg.trainer.progress)
+    if start_epoch > 1:
+        bar.bar.update((start_epoch - 1) * run.steps_per_epoch)
+        bar.on_epoch_end(start_epoch - 1, {})
     try:
         outcome.history = fit(run.net, run.loss_fn, run.optimizer, run.schedule,
                               run.train_batches, run.epochs, val_batches=run.val_batches,
-                              callbacks=[metrics, bar, *_layer_monitor(run)])
+                              callbacks=[metrics, bar, *_layer_monitor(run),
+                                         *_checkpointer(run, outcome.run_id), *_fault()],
+                              start_epoch=start_epoch)
     finally:
         bar.close()
         outcome.history = metrics.history
@@ -187,6 +243,54 @@ def _layer_monitor(run: Run) -> list[LayerMonitor]:
     y = run.splits.y_train[:PROBE_IMAGES]
     return [LayerMonitor(run.net, run.loss_fn, x, y,
                          on_stats=lambda epoch, stats: mlflow.log_metrics(stats, step=epoch))]
+
+
+CHECKPOINT_DIR = Path("checkpoints")  # checkpoints/<run id>/last.npz, in the working directory
+CHECKPOINT_ARTIFACT = "checkpoint"  # the artifact folder holding last.npz
+
+
+def checkpoint_path(run_id: str) -> Path:
+    """Where a run's latest checkpoint is kept locally (absolute, so messages name it fully)."""
+    return (CHECKPOINT_DIR / run_id / "last.npz").absolute()
+
+
+def _checkpointer(run: Run, run_id: str) -> list[ckpt.Checkpointer]:
+    """Saves the training state every trainer.checkpoint_every epochs, locally and as the
+    artifact checkpoint/last.npz (overwritten), for experiments.resume."""
+    every = run.cfg.trainer.get("checkpoint_every", 1)
+    if not every:
+        return []
+
+    def upload(path: Path, epoch: int) -> None:
+        mlflow.log_artifact(str(path), CHECKPOINT_ARTIFACT)
+
+    return [ckpt.Checkpointer(checkpoint_path(run_id), run.net, run.optimizer, run.generators,
+                              run.steps_per_epoch, every=every, on_saved=upload)]
+
+
+# For tests of interruptions and crashes: "N" raises KeyboardInterrupt (as Ctrl-C would)
+# after epoch N and its checkpoint; "N:kill" kills the process with SIGKILL there instead.
+FAULT_ENV = "EXPERIMENTS_FAULT_AFTER_EPOCH"
+
+
+class _Fault:
+    def __init__(self, epoch: int, kill: bool) -> None:
+        self.epoch, self.kill = epoch, kill
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch != self.epoch:
+            return
+        if self.kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise KeyboardInterrupt(f"{FAULT_ENV} after epoch {epoch}")
+
+
+def _fault() -> list[_Fault]:
+    value = os.environ.get(FAULT_ENV, "").strip()
+    if not value:
+        return []
+    epoch, _, action = value.partition(":")
+    return [_Fault(int(epoch), action == "kill")]
 
 
 def _log_weights(run: Run) -> None:
