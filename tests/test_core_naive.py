@@ -14,6 +14,8 @@ CONV_CASES = [
     (3, 6, 6, 1, 5, 1, 1, 0),
     (2, 9, 7, 2, 3, 4, 3, 0),
     (1, 4, 4, 2, 2, 2, 2, 0),
+    (2, 6, 5, 2, 3, 3, 1, 0),  # stride 1, no padding: dx as a full convolution
+    (1, 5, 5, 2, 2, 3, 1, 2),  # stride 1, padding K - 1: the widest the fast path takes
 ]
 
 
