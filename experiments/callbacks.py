@@ -14,6 +14,7 @@ import atexit
 import json
 import logging
 import signal
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from experiments import tracking
+from experiments import parallel, tracking
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +95,31 @@ class SweepTracking(Callback):
     over, the parent is ended FAILED on exit, so it is never left RUNNING.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads_per_job: int | None = None, local_server: bool = True) -> None:
+        # Parallel launchers (hydra/launcher=parallel, slurm_local, slurm): BLAS threads per
+        # job (None: cores // n_jobs), and whether a SQLite store is served to the jobs
+        # through a local tracking server (see experiments.parallel, experiments.server).
+        self.threads_per_job = threads_per_job
+        self.local_server = local_server
         self.parent_run_id: str | None = None
         self.interrupted = False
         self._previous_handlers: dict[int, Any] = {}
+        self._server: Any = None
+        self._job_env: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Parallel launchers pickle the callbacks into each job; the server process and
+        # the signal handlers belong to the sweep's process only.
+        state = dict(self.__dict__)
+        state.update(_server=None, _job_env=None, _previous_handlers={})
+        return state
 
     # -- Hydra hooks ---------------------------------------------------------------------------
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_name = OmegaConf.select(config, "hydra.runtime.choices.sweep") or "custom"
         sweep_dir = Path(config.hydra.sweep.dir)
+        _check_store_for_launcher(config)
         tracking.use_store(config.tracking.uri, config.tracking.experiment)
         commit, dirty, _ = tracking.git_state()
         # Sweeps given on the command line (-m optim.lr=0.01,0.1) have no sweeper.params;
@@ -136,13 +152,19 @@ class SweepTracking(Callback):
         self._install_signal_handlers()
         atexit.register(self._end_if_still_running)
         log.info("sweep %s: parent MLflow run %s", sweep_name, self.parent_run_id)
+        self._prepare_job_processes(config, sweep_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        parallel.log_job_threads()  # in the job's log: what its process inherited
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_run_id is None:
             return
         from experiments.report import write_report  # imported late: pulls in plotting
 
+        self._stop_job_processes_support()
         client = mlflow.MlflowClient()
+        self._end_orphans(client, "its job process ended without ending the run")
         try:
             out_dir = Path(config.hydra.sweep.dir) / "report"
             summary = write_report(self.parent_run_id, out_dir, log_to_parent=True)
@@ -175,12 +197,86 @@ class SweepTracking(Callback):
         self._previous_handlers.clear()
 
     def _end_if_still_running(self) -> None:
+        self._stop_job_processes_support()
         if self.parent_run_id is None:
             return
         client = mlflow.MlflowClient()
+        self._end_orphans(client, "the sweep was interrupted" if self.interrupted else
+                          "its worker process died (killed, e.g. SIGKILL or out of memory) "
+                          "and the parallel sweep was stopped")
         try:
             if client.get_run(self.parent_run_id).info.status == "RUNNING":
                 client.set_terminated(self.parent_run_id,
                                       status="KILLED" if self.interrupted else "FAILED")
         except Exception:
             log.exception("could not end the sweep's parent run %s", self.parent_run_id)
+
+    # -- jobs in other processes (experiments.parallel) ----------------------------------------
+
+    def _prepare_job_processes(self, config: DictConfig, sweep_dir: Path) -> None:
+        """Before a parallel launcher starts its job processes: their BLAS threads, and for a
+        SQLite store a local tracking server they log through (SQLite has one writer)."""
+        kind = parallel.launcher_kind(config)
+        if kind == "basic":
+            return
+        self._job_env = env = parallel.JobEnvironment()
+        threads = parallel.blas_threads(config, self.threads_per_job)
+        if threads is not None:
+            for name in parallel.THREAD_VARS:
+                env.set(name, str(threads))
+            log.info("%s launcher: %d BLAS thread(s) per job", kind, threads)
+        store = tracking.resolve_tracking_uri(config.tracking.uri)
+        if kind == "submitit_local" or kind == "joblib":
+            if store.startswith("sqlite:") and self.local_server:
+                from experiments.server import TrackingServer
+
+                self._server = TrackingServer(
+                    store, Path("mlruns").resolve(),  # MLflow's default beside mlflow.db
+                    log_path=sweep_dir / "mlflow_server.log")
+                uri = self._server.start()
+                env.set(tracking.SWEEP_SERVER_ENV, f"{store} {uri}")
+                env.set("MLFLOW_TRACKING_URI", uri)
+                log.info("the jobs log through a local MLflow server at %s over %s", uri, store)
+
+    def _stop_job_processes_support(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:
+                log.exception("could not stop the sweep's tracking server")
+        env, self._job_env = self._job_env, None
+        if env is not None:
+            env.restore()
+
+    def _end_orphans(self, client: mlflow.MlflowClient, reason: str) -> None:
+        """Runs of this sweep still RUNNING once no job runs: end them KILLED, and say so."""
+        try:
+            names = parallel.end_orphaned_runs(client, self.parent_run_id, reason)
+        except Exception:
+            log.exception("could not check the sweep's runs for ones left RUNNING")
+            return
+        if names:
+            message = (f"sweep: {len(names)} run(s) were still RUNNING when the sweep ended "
+                       f"and are now KILLED ({reason}): {', '.join(names)}. Finished runs "
+                       f"and everything the killed ones logged are kept.")
+            log.error("%s", message)
+            print(message, file=sys.stderr, flush=True)
+            client.set_tag(self.parent_run_id, "killed_runs", ", ".join(names))
+
+
+def _check_store_for_launcher(config: DictConfig) -> None:
+    """Fail before any job starts when the jobs could not reach the store."""
+    store = tracking.resolve_tracking_uri(config.tracking.uri)
+    if store.startswith(("http://", "https://")):
+        from experiments.server import is_up
+
+        if not is_up(store, timeout=10):
+            raise RuntimeError(f"no MLflow tracking server answers at {store} "
+                               "(tracking.uri); start it or fix the address")
+    elif parallel.launcher_kind(config) == "submitit_slurm" and not store.startswith(
+            ("postgresql", "mysql", "mssql")):
+        raise RuntimeError(
+            f"hydra/launcher=slurm runs the jobs on other machines, which cannot write to "
+            f"{store}: log to a shared tracking server, e.g. tracking=server "
+            "tracking.uri=http://<server>:5000")

@@ -52,13 +52,32 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     """The store to use: the config's value, else $MLFLOW_TRACKING_URI, else ./mlflow.db.
 
     The default is made absolute so it names the same file whatever the process's working
-    directory later becomes.
+    directory later becomes. Inside a parallel sweep's job, a SQLite store the sweep serves
+    through a local tracking server (experiments.server) is reached through that server.
     """
     if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return "sqlite:///" + os.path.abspath(DEFAULT_DB)
+        uri = configured
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = os.environ["MLFLOW_TRACKING_URI"]
+    else:
+        uri = "sqlite:///" + os.path.abspath(DEFAULT_DB)
+    served = os.environ.get(SWEEP_SERVER_ENV, "").split(" ", 1)  # "<store> <server uri>"
+    if len(served) == 2 and same_store(uri, served[0]):
+        return served[1]
+    return uri
+
+
+# Set by a parallel sweep for its jobs: "<sqlite store URI> <http URI of its server>".
+SWEEP_SERVER_ENV = "EXPERIMENTS_SWEEP_SERVER"
+
+
+def same_store(a: str, b: str) -> bool:
+    """Whether two store URIs name the same store (sqlite paths compared absolute)."""
+    def norm(uri: str) -> str:
+        if uri.startswith("sqlite:///"):
+            return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+        return uri.rstrip("/")
+    return norm(a) == norm(b)
 
 
 def use_store(configured: str | None, experiment: str) -> str:

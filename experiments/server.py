@@ -1,0 +1,164 @@
+"""A local MLflow tracking server, so that several processes can log to one store at once.
+
+SQLite allows one writer at a time: several sweep jobs writing to `mlflow.db` directly fail
+with "database is locked". A parallel sweep therefore starts one `mlflow server` on a free
+loopback port over the same store and artifact folder, points its jobs at it (http), and
+stops it at the end (see experiments.callbacks.SweepTracking). The server is the only
+process writing to the file; `make ui` afterwards shows the same runs and artifacts.
+
+    python -m experiments.server                      # serve ./mlflow.db, ./mlruns on a free port
+    python -m experiments.server --port 5001 --backend-store-uri postgresql://user@host/db
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on now (the OS picks it when binding to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def is_up(uri: str, timeout: float = 2.0) -> bool:
+    """Whether an MLflow server answers at `uri` (http://host:port)."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class TrackingServer:
+    """`mlflow server` in a child process; start() returns its http URI, stop() ends it.
+
+    backend_store_uri: where runs go (sqlite:///..., postgresql://...). artifact_root: the
+    folder new experiments keep their artifacts in (clients write there directly, as with
+    a local store), or with serve_artifacts=True the folder the server proxies artifact
+    uploads to (for clients on other machines). One worker by default: with SQLite the
+    server must be the only writer.
+    """
+
+    def __init__(self, backend_store_uri: str, artifact_root: str | Path, *,
+                 host: str = LOOPBACK, port: int | None = None, workers: int = 1,
+                 serve_artifacts: bool = False, log_path: str | Path | None = None) -> None:
+        self.backend_store_uri = backend_store_uri
+        self.artifact_root = Path(artifact_root).resolve()
+        self.host, self.port, self.workers = host, port, workers
+        self.serve_artifacts = serve_artifacts
+        self.log_path = Path(log_path) if log_path else None
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "mlflow", "server",
+               "--backend-store-uri", self.backend_store_uri,
+               "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
+        if self.serve_artifacts:
+            cmd += ["--serve-artifacts", "--artifacts-destination", str(self.artifact_root)]
+        else:
+            cmd += ["--no-serve-artifacts", "--default-artifact-root", str(self.artifact_root)]
+        return cmd
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Start the server and wait until it answers; return its URI."""
+        if self.port is None:
+            self.port = free_port(self.host)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        out = self._log_file or subprocess.DEVNULL
+        env = {**os.environ}
+        env.pop("MLFLOW_TRACKING_URI", None)  # the server serves its own store
+        # Its own process group: Ctrl-C in the terminal reaches the sweep, which then stops
+        # the server itself (after the jobs are ended), not both at once.
+        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                        env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                self.stop()
+                raise RuntimeError(f"the MLflow server exited at start (code {code}); "
+                                   f"see {self.log_path or 'its output'}")
+            if is_up(self.uri, timeout=1.0):
+                log.info("MLflow tracking server at %s over %s (pid %d)", self.uri,
+                         self.backend_store_uri, self.process.pid)
+                return self.uri
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the MLflow server did not answer at {self.uri} within {timeout:.0f} s;"
+                           f" see {self.log_path or 'its output'}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the server (SIGTERM to its process group, then SIGKILL); safe to call twice."""
+        import signal
+
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> TrackingServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m experiments.server`: serve a store until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend-store-uri", default="sqlite:///" + os.path.abspath("mlflow.db"))
+    parser.add_argument("--artifact-root", default="mlruns")
+    parser.add_argument("--host", default=LOOPBACK)
+    parser.add_argument("--port", type=int, default=None, help="default: a free port")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--serve-artifacts", action="store_true",
+                        help="proxy artifacts (for clients on other machines)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    server = TrackingServer(args.backend_store_uri, args.artifact_root, host=args.host,
+                            port=args.port, workers=args.workers,
+                            serve_artifacts=args.serve_artifacts)
+    try:
+        print(f"MLFLOW_TRACKING_URI={server.start()}", flush=True)
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
