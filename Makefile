@@ -60,6 +60,15 @@ rerun: $(STAMP) ## Rerun a logged run and compare metrics: make rerun RUN_ID=<ru
 	@test -n "$(RUN_ID)" || { echo "usage: make rerun RUN_ID=<mlflow run id>" >&2; exit 2; }
 	$(PY) -m experiments.rerun $(RUN_ID) $(ARGS)
 
+.PHONY: resume
+resume: $(STAMP) ## Continue a KILLED or FAILED run from its last checkpoint, in place: make resume RUN_ID=<run id>
+	@test -n "$(RUN_ID)" || { echo "usage: make resume RUN_ID=<mlflow run id>" >&2; exit 2; }
+	$(PY) -m experiments.resume $(RUN_ID) $(ARGS)
+
+.PHONY: reap
+reap: $(STAMP) ## Mark runs left RUNNING by a dead process KILLED; ARGS="--older-than 12 --dry-run"
+	$(PY) -m experiments.reap $(ARGS)
+
 .PHONY: clean
 clean: ## Remove caches and build files (keeps .venv, mlflow.db and mlruns/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
