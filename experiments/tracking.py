@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
@@ -230,15 +231,28 @@ def _local_path(uri: str) -> Path | None:
 
 
 def _check_writable(path: Path, what: str) -> None:
-    """path (or, if it does not exist yet, its nearest existing parent) must be writable."""
+    """path (or, if it does not exist yet, its nearest existing parent) must be writable.
+
+    A folder is probed by creating and deleting a file in it (permission bits say nothing
+    for root, nor about read-only file systems); a file by opening it for appending.
+    """
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK) or (probe.is_dir() and not os.access(probe, os.X_OK)):
+    try:
+        if probe.is_dir():
+            with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-"):
+                pass
+        else:
+            with open(probe, "ab"):
+                pass
+            if probe != path:  # a file where a folder should be
+                raise NotADirectoryError(20, "Not a directory", str(probe))
+    except OSError as e:
         raise StoreNotWritableError(
-            f"the MLflow {what} {path} is not writable ({probe} is read-only for this user); "
-            f"fix its permissions or point tracking.uri / MLFLOW_TRACKING_URI elsewhere. "
-            f"Nothing was trained and no run was changed.")
+            f"the MLflow {what} {path} is not writable ({e.strerror or e}: {probe}); "
+            f"fix it or point tracking.uri / MLFLOW_TRACKING_URI elsewhere. "
+            f"Nothing was trained and no run was changed.") from e
 
 
 def check_store_writable(tracking_uri: str, artifact_location: str | None = None) -> None:

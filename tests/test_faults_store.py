@@ -1,0 +1,70 @@
+"""An unwritable store fails before training with a message naming the path, and leaves
+the store's other runs alone."""
+
+import os
+import tempfile
+
+import pytest
+
+from experiments import tracking
+
+QUICK = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
+         "tracking.log_dataset=false", "tracking.log_model=false", "data.n_train=100",
+         "trainer.epochs=1", "trainer.batch_size=50", "trainer.layer_stats=false"]
+
+
+def test_a_file_in_the_way_is_named(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(tracking.StoreNotWritableError, match="database .*blocker/mlflow.db"):
+        tracking.check_store_writable(f"sqlite:///{blocker}/mlflow.db")
+    with pytest.raises(tracking.StoreNotWritableError, match="artifact folder .*blocker/art"):
+        tracking.check_store_writable(f"sqlite:///{tmp_path}/mlflow.db",
+                                      f"file://{blocker}/art")
+
+
+def test_a_read_only_folder_is_named(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(tracking.StoreNotWritableError,
+                       match=f"database {tmp_path}/db/mlflow.db is not writable "
+                             f"\\(Read-only file system"):
+        tracking.check_store_writable(f"sqlite:///{tmp_path}/db/mlflow.db")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_permissions_are_checked(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    with pytest.raises(tracking.StoreNotWritableError, match="ro/mlflow.db"):
+        tracking.check_store_writable(f"sqlite:///{folder}/mlflow.db")
+
+
+def test_writable_and_remote_stores_pass(tmp_path):
+    tracking.check_store_writable(f"sqlite:///{tmp_path}/new/mlflow.db", str(tmp_path / "a"))
+    tracking.check_store_writable("http://127.0.0.1:1", "mlflow-artifacts:/0")
+    assert not list(tmp_path.iterdir())  # the probes leave nothing behind
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.mlflow
+def test_training_refuses_an_unwritable_artifact_folder(harness_cli):
+    cli = harness_cli
+    done = cli.run("experiments.train", *QUICK, "tracking.run_name=kept")
+    assert done.returncode == 0, done.stderr
+    blocker = cli.folder / "blocker"
+    blocker.write_text("")
+    client = cli.client()
+    client.create_experiment("elsewhere", artifact_location=f"file://{blocker}/artifacts")
+
+    done = cli.run("experiments.train", *QUICK, "tracking.experiment=elsewhere")
+    assert done.returncode != 0
+    assert f"artifact folder {blocker}/artifacts is not writable" in done.stderr
+    assert "Nothing was trained" in done.stderr
+    elsewhere = client.get_experiment_by_name("elsewhere")
+    assert client.search_runs([elsewhere.experiment_id]) == []  # no run was started
+    [kept] = client.search_runs([client.get_experiment_by_name("cifar10-cnn").experiment_id])
+    assert kept.info.status == "FINISHED" and "test_acc" in kept.data.metrics
