@@ -46,6 +46,16 @@ train: $(STAMP) ## Train one network and log it to MLflow; ARGS="model=vgg optim
 sweep: $(STAMP) ## Run a sweep (SWEEP=convergence: ~15 min) with its parent run and report
 	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $(ARGS)
 
+.PHONY: sweep-parallel
+sweep-parallel: $(STAMP) ## Run a sweep with JOBS parallel jobs (default 2) on this machine, logging through a local tracking server
+	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) hydra/launcher=parallel \
+	  hydra.launcher.n_jobs=$(or $(JOBS),2) $(ARGS)
+
+.PHONY: server
+server: $(STAMP) ## Start a tracking server on PORT for other machines: BACKEND=postgresql+psycopg2://..., HOST=0.0.0.0
+	$(PY) -m experiments.server --backend-store-uri "$(or $(BACKEND),sqlite:///$(CURDIR)/mlflow.db)" \
+	  --host $(or $(HOST),127.0.0.1) --port $(PORT) --serve-artifacts --artifact-root mlartifacts
+
 .PHONY: report
 report: $(STAMP) ## Rebuild the latest sweep's comparison report; ARGS="--parent <run id>"
 	$(PY) -m experiments.report $(ARGS)

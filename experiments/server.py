@@ -56,11 +56,13 @@ class TrackingServer:
 
     def __init__(self, backend_store_uri: str, artifact_root: str | Path, *,
                  host: str = LOOPBACK, port: int | None = None, workers: int = 1,
-                 serve_artifacts: bool = False, log_path: str | Path | None = None) -> None:
+                 serve_artifacts: bool = False, log_path: str | Path | None = None,
+                 allowed_hosts: str | None = None) -> None:
         self.backend_store_uri = backend_store_uri
         self.artifact_root = Path(artifact_root).resolve()
         self.host, self.port, self.workers = host, port, workers
         self.serve_artifacts = serve_artifacts
+        self.allowed_hosts = allowed_hosts  # Host headers accepted beyond localhost/private IPs
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen | None = None
         self._log_file = None
@@ -77,6 +79,8 @@ class TrackingServer:
             cmd += ["--serve-artifacts", "--artifacts-destination", str(self.artifact_root)]
         else:
             cmd += ["--no-serve-artifacts", "--default-artifact-root", str(self.artifact_root)]
+        if self.allowed_hosts:
+            cmd += ["--allowed-hosts", self.allowed_hosts]
         return cmd
 
     def start(self, timeout: float = 120.0) -> str:
@@ -145,11 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--serve-artifacts", action="store_true",
                         help="proxy artifacts (for clients on other machines)")
+    parser.add_argument("--allowed-hosts", default=None,
+                        help="Host headers to accept, e.g. mlflow.example.org:5000")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     server = TrackingServer(args.backend_store_uri, args.artifact_root, host=args.host,
                             port=args.port, workers=args.workers,
-                            serve_artifacts=args.serve_artifacts)
+                            serve_artifacts=args.serve_artifacts,
+                            allowed_hosts=args.allowed_hosts)
     try:
         print(f"MLFLOW_TRACKING_URI={server.start()}", flush=True)
         while server.process is not None and server.process.poll() is None:
