@@ -177,7 +177,7 @@ def test_killed_worker_is_reported_and_the_rest_is_kept(harness_cli):
             assert sorted(m.step for m in client.get_metric_history(run_id, key)) == [1, 2]
 
 
-# -- the SLURM launcher's code path, through submitit's local executor ------------------------------
+# -- the SLURM launcher's code path, through submitit's local executor -------------------------
 
 
 @pytest.mark.slow
