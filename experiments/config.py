@@ -183,6 +183,9 @@ class TrackingConfig:
     run_name: str | None = None  # None: built from the choices, e.g. seed-he-lr0.03-n2500-s0
     log_model: bool = True  # log the network as an MLflow pyfunc model
     log_dataset: bool = True  # log the data as MLflow dataset inputs
+    # A tracking server that is away never stops training (tracking.OfflineBuffer); at the
+    # end, wait this long for it before saving the unsent metrics locally and stopping.
+    offline_wait_s: float = 60.0
 
 
 @dataclass

@@ -30,7 +30,13 @@ from cnn.rng import make_generators
 from experiments import tracking
 from experiments.pipeline import load_splits
 from experiments.rerun import load_logged_config, provenance_warnings
-from experiments.train import CHECKPOINT_ARTIFACT, Outcome, checkpoint_path, train_and_log
+from experiments.train import (
+    CHECKPOINT_ARTIFACT,
+    Outcome,
+    checkpoint_path,
+    http_retries_bounded,
+    train_and_log,
+)
 
 log = logging.getLogger("experiments.resume")
 
@@ -80,6 +86,10 @@ def resume(run_id: str, tracking_uri: str | None = None, force: bool = False) ->
             f"run {run_id} is {status}: only {' or '.join(RESUMABLE)} runs are resumed. If its "
             f"process is gone, `make reap` marks it KILLED; --force resumes it anyway")
 
+    unsent = checkpoint_path(run_id).parent / tracking.OFFLINE_FILE
+    if unsent.is_file():  # kept while the tracking server was away (tracking.OfflineBuffer)
+        log.info("sent %d metric values kept in %s", tracking.send_offline_metrics(run_id, unsent),
+                 unsent)
     cfg = load_logged_config(run_id)
     cfg.tracking.uri = mlflow.get_tracking_uri()
     cfg.tracking.experiment = client.get_experiment(old.info.experiment_id).name
@@ -105,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="resume even a run still marked RUNNING (make sure it is dead)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    http_retries_bounded()
     try:
         outcome = resume(args.run_id, args.tracking_uri, force=args.force)
     except (ResumeError, ckpt.CheckpointError) as e:

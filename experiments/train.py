@@ -123,7 +123,13 @@ def train_and_log(
                    None if resume is None else resume[1])
         finally:
             if log_file is not None and log_file.is_file():
-                mlflow.log_artifact(str(log_file))
+                try:
+                    mlflow.log_artifact(str(log_file))
+                except Exception as e:
+                    if not tracking.is_tracking_outage(e):
+                        raise
+                    log.warning("could not log %s: the tracking server is unreachable",
+                                log_file)
     return outcome
 
 
@@ -184,6 +190,9 @@ def _fit_and_finish(run: Run, name: str, outcome: Outcome, metrics: MetricsLogge
                     start_epoch: int = 1) -> None:
     """Train (from start_epoch), checkpointing every epoch, then evaluate and log the results."""
     cfg = run.cfg
+    buffer = tracking.OfflineBuffer(
+        outcome.run_id, checkpoint_path(outcome.run_id).parent / tracking.OFFLINE_FILE,
+        wait_s=cfg.tracking.get("offline_wait_s", 60.0))
     bar = ProgressBar(run.total_steps, run.epochs, desc=name, enabled=cfg.trainer.progress)
     if start_epoch > 1:
         bar.bar.update((start_epoch - 1) * run.steps_per_epoch)
@@ -191,13 +200,19 @@ def _fit_and_finish(run: Run, name: str, outcome: Outcome, metrics: MetricsLogge
     try:
         outcome.history = fit(run.net, run.loss_fn, run.optimizer, run.schedule,
                               run.train_batches, run.epochs, val_batches=run.val_batches,
-                              callbacks=[metrics, bar, *_layer_monitor(run),
-                                         *_checkpointer(run, outcome.run_id), *_fault()],
+                              callbacks=[_KeepTraining(metrics, buffer), bar,
+                                         *_layer_monitor(run, buffer),
+                                         *_checkpointer(run, outcome.run_id, buffer),
+                                         *_fault()],
                               start_epoch=start_epoch)
+        buffer.settle()  # waits for an absent tracking server, or raises saying what to do
     finally:
         bar.close()
         outcome.history = metrics.history
-        if metrics.history:  # a diverged run still shows how it got there
+        if not buffer.flush(force=True):  # stopped while the server is away: keep the unsent
+            buffer.save_offline()
+            log.warning("unsent metrics saved to %s", buffer.offline_path)
+        elif metrics.history:  # a diverged run still shows how it got there
             mlflow.log_figure(plots.learning_curves(metrics.history, name),
                               "figures/learning_curves.png")
 
@@ -234,7 +249,26 @@ def _log_health(run: Run) -> None:
     log.info("%s", diagnosis.report.splitlines()[0])
 
 
-def _layer_monitor(run: Run) -> list[LayerMonitor]:
+class _KeepTraining:
+    """Runs MetricsLogger so that an unreachable tracking server never stops training:
+    the epoch's metrics are then kept by the OfflineBuffer and sent later."""
+
+    def __init__(self, logger: MetricsLogger, buffer: tracking.OfflineBuffer) -> None:
+        self.logger, self.buffer = logger, buffer
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.buffer.flush():  # what earlier epochs could not send goes first
+            if self.buffer.guard(self.logger.on_epoch_end, epoch, metrics):
+                return
+            # MetricsLogger kept them in its history before its call failed
+        else:
+            self.logger.history.append(dict(metrics))
+            log.info("epoch %d/%d  train_loss=%.4g (tracking server away: metrics kept)",
+                     epoch, self.logger.epochs, metrics["train_loss"])
+        self.buffer.add(metrics, epoch)
+
+
+def _layer_monitor(run: Run, buffer: tracking.OfflineBuffer | None = None) -> list[LayerMonitor]:
     """Per-layer statistics every epoch, logged as e.g. conv1.act_std or relu1.dead_frac at
     step=epoch, so a curve shows when activations explode or units die."""
     if not run.cfg.trainer.layer_stats:
@@ -242,7 +276,8 @@ def _layer_monitor(run: Run) -> list[LayerMonitor]:
     x = run.transform(run.splits.x_train[:PROBE_IMAGES])
     y = run.splits.y_train[:PROBE_IMAGES]
     return [LayerMonitor(run.net, run.loss_fn, x, y,
-                         on_stats=lambda epoch, stats: mlflow.log_metrics(stats, step=epoch))]
+                         on_stats=lambda epoch, stats: buffer.log_metrics(stats, epoch)
+                         if buffer is not None else mlflow.log_metrics(stats, step=epoch))]
 
 
 CHECKPOINT_DIR = Path("checkpoints")  # checkpoints/<run id>/last.npz, in the working directory
@@ -254,7 +289,8 @@ def checkpoint_path(run_id: str) -> Path:
     return (CHECKPOINT_DIR / run_id / "last.npz").absolute()
 
 
-def _checkpointer(run: Run, run_id: str) -> list[ckpt.Checkpointer]:
+def _checkpointer(run: Run, run_id: str,
+                  buffer: tracking.OfflineBuffer) -> list[ckpt.Checkpointer]:
     """Saves the training state every trainer.checkpoint_every epochs, locally and as the
     artifact checkpoint/last.npz (overwritten), for experiments.resume."""
     every = run.cfg.trainer.get("checkpoint_every", 1)
@@ -262,7 +298,7 @@ def _checkpointer(run: Run, run_id: str) -> list[ckpt.Checkpointer]:
         return []
 
     def upload(path: Path, epoch: int) -> None:
-        mlflow.log_artifact(str(path), CHECKPOINT_ARTIFACT)
+        buffer.upload(path, CHECKPOINT_ARTIFACT)
 
     return [ckpt.Checkpointer(checkpoint_path(run_id), run.net, run.optimizer, run.generators,
                               run.steps_per_epoch, every=every, on_saved=upload)]
@@ -335,10 +371,20 @@ def _app(cfg: DictConfig) -> float | None:
     return outcome.test_acc
 
 
+def http_retries_bounded() -> None:
+    """Fewer, shorter retries against a tracking server than MLflow's default (several
+    minutes per call): training keeps what it cannot send (tracking.OfflineBuffer), so a
+    server that is away costs seconds per epoch, not minutes. The variables still win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
 def main() -> None:
     """Entry point of `python -m experiments.train` (and `make train`)."""
     # MLflow's per-artifact download bars would interleave with the training bar.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    http_retries_bounded()
     register_configs()
     _app()
 
