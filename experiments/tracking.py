@@ -233,9 +233,9 @@ def _local_path(uri: str) -> Path | None:
         return Path(uri[len("file://"):])
     if uri.startswith("file:"):
         return Path(uri[len("file:"):])
-    if "://" not in uri:
-        return Path(uri)
-    return None
+    if ":" in uri.split("/", 1)[0] and len(uri.split(":", 1)[0]) > 1:
+        return None  # another scheme: s3://, http://, mlflow-artifacts:/, ...
+    return Path(uri)
 
 
 def _check_writable(path: Path, what: str) -> None:

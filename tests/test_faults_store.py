@@ -45,6 +45,9 @@ def test_permissions_are_checked(tmp_path):
 def test_writable_and_remote_stores_pass(tmp_path):
     tracking.check_store_writable(f"sqlite:///{tmp_path}/new/mlflow.db", str(tmp_path / "a"))
     tracking.check_store_writable("http://127.0.0.1:1", "mlflow-artifacts:/0")
+    tracking.check_store_writable("http://127.0.0.1:1", "s3://bucket/artifacts")
+    tracking.check_store_writable(f"sqlite:///{tmp_path}/db2.db", "mlflow-artifacts:/0")
+    assert not list(tmp_path.parent.glob(".write-probe-*"))
     assert not list(tmp_path.iterdir())  # the probes leave nothing behind
 
 
