@@ -42,6 +42,12 @@ lint: $(STAMP) ## Check style with ruff
 train: $(STAMP) ## Train one network and log it to MLflow; ARGS="model=vgg optim.lr=0.05" etc.
 	$(PY) -m experiments.train $(ARGS)
 
+.PHONY: predict
+predict: $(STAMP) ## Top-k classes of image files: make predict MODEL=runs:/<run id>/model IMAGES="a.png b.jpg"
+	@test -n "$(MODEL)" -a -n "$(IMAGES)" || \
+	  { echo 'usage: make predict MODEL=runs:/<run id>/model IMAGES="a.png b.jpg" [ARGS="--top-k 5"]' >&2; exit 2; }
+	$(PY) -m experiments.predict $(MODEL) $(IMAGES) $(ARGS)
+
 .PHONY: sweep
 sweep: $(STAMP) ## Run a sweep (SWEEP=convergence: ~15 min) with its parent run and report
 	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $(ARGS)

@@ -9,6 +9,8 @@ with the full key in the message. The schemas' defaults mirror the defaults of t
 Optimisers and schedules take different arguments, so each has its own schema (a
 subclass of `OptimConfig` / `ScheduleConfig`), stored as `schema/optim/<name>` and
 `schema/schedule/<name>`; `conf/optim/sgd.yaml` starts from `/schema/optim/sgd`, and so on.
+Datasets likewise: `DataConfig` is CIFAR-10's and holds the keys all share; image folders
+and digits add theirs in subclasses stored as `schema/data/<name>`.
 
 `validate` adds the checks a type cannot express (names, ranges), and
 `config_from_container` rebuilds a validated config from a plain dict, such as the
@@ -144,7 +146,9 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "cifar10"
+    """CIFAR-10's schema, and the keys every dataset shares (the others subclass it)."""
+
+    name: str = "cifar10"  # cifar10 | image_folder | digits (chosen with data=<name>)
     root: str | None = None  # None: $CIFAR10_ROOT, else ./data
     download: bool = False  # fetch the official archive if nothing is under root
     n_train: int | None = None  # training images (stratified); None: all that remain
@@ -153,6 +157,31 @@ class DataConfig:
     split_seed: int | None = None  # None: drawn from trainer.seed's "split" stream
     normalize: bool = True  # per-channel standardisation fitted on training images; off: x/255
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ImageFolderDataConfig(DataConfig):
+    """root/<class>/<image>, or root/train/<class>/... and root/test/<class>/..."""
+
+    name: str = "image_folder"
+    image_size: int = 32  # every image is resized to image_size x image_size RGB
+    test_fraction: float = 0.2  # held out per class when root has no train/ and test/
+
+
+@dataclass
+class DigitsDataConfig(DataConfig):
+    """scikit-learn's 8x8 digits (no download), scaled up to image_size x image_size RGB."""
+
+    name: str = "digits"
+    image_size: int = 32
+    test_fraction: float = 0.2  # held out per class, the same images whatever the seed
+
+
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {
+    "cifar10": DataConfig,
+    "image_folder": ImageFolderDataConfig,
+    "digits": DigitsDataConfig,
+}
 
 
 @dataclass
@@ -215,6 +244,8 @@ def register_configs() -> None:
         store.store(group="schema/optim", name=name, node=schema)
     for name, schema in SCHEDULE_SCHEMAS.items():
         store.store(group="schema/schedule", name=name, node=schema)
+    for name, schema in DATA_SCHEMAS.items():
+        store.store(group="schema/data", name=name, node=schema)
 
 
 # -- checks beyond types --------------------------------------------------------------------
@@ -259,7 +290,19 @@ def validate(cfg: Any) -> None:
           f"schedule.momentum_range needs an optimiser with momentum, not {cfg.optim.name}")
     check(cfg.schedule.warmup_epochs >= 0,
           f"schedule.warmup_epochs must be >= 0, got {cfg.schedule.warmup_epochs}")
-    check(cfg.data.name == "cifar10", f"data.name={cfg.data.name!r}: only cifar10 exists")
+    check(cfg.data.name in DATA_SCHEMAS,
+          f"data.name={cfg.data.name!r}: choose one of {', '.join(DATA_SCHEMAS)}")
+    _check_schema_matches(cfg, "data", DATA_SCHEMAS, check)
+    check(cfg.data.name == "cifar10" or not cfg.data.download,
+          f"data.download applies to cifar10 only, not data={cfg.data.name}")
+    check(cfg.data.name != "digits" or cfg.data.root is None,
+          f"data.root={cfg.data.root!r}: digits ship with scikit-learn and read no folder")
+    image_size = cfg.data.get("image_size")
+    # Three 2x2 poolings (vgg) must leave at least one pixel.
+    check(image_size is None or image_size >= 8, f"data.image_size must be >= 8, got {image_size}")
+    test_fraction = cfg.data.get("test_fraction")
+    check(test_fraction is None or 0 < test_fraction < 1,
+          f"data.test_fraction must be in (0, 1), got {test_fraction}")
     check(cfg.data.n_train is None or cfg.data.n_train >= 1,
           f"data.n_train must be >= 1 or null (all), got {cfg.data.n_train}")
     check(cfg.data.n_val >= 0, f"data.n_val must be >= 0, got {cfg.data.n_val}")
@@ -296,16 +339,19 @@ def _check_schema_matches(cfg: Any, group: str, schemas: Mapping[str, type], che
 def config_from_container(container: Mapping[str, Any]) -> DictConfig:
     """A typed, validated TrainConfig from a plain nested dict (e.g. a logged config.yaml).
 
-    The optimiser and schedule schemas are chosen by their `name`, so unknown keys and
+    The optimiser, schedule and data schemas are chosen by their `name`, so unknown keys and
     wrong types fail exactly as they would on the command line.
     """
     data = dict(container)
     try:
         optim_schema = OPTIM_SCHEMAS[data["optim"]["name"]]
         schedule_schema = SCHEDULE_SCHEMAS[data["schedule"]["name"]]
+        data_schema = DATA_SCHEMAS[data.get("data", {}).get("name", "cifar10")]
     except KeyError as e:
-        raise ConfigError(f"the config has no known optim.name / schedule.name ({e})") from e
-    base = OmegaConf.structured(TrainConfig(optim=optim_schema(), schedule=schedule_schema()))
+        raise ConfigError(
+            f"the config has no known optim.name / schedule.name / data.name ({e})") from e
+    base = OmegaConf.structured(TrainConfig(optim=optim_schema(), schedule=schedule_schema(),
+                                            data=data_schema()))
     cfg = OmegaConf.merge(base, data)
     assert isinstance(cfg, DictConfig)
     validate(cfg)

@@ -74,15 +74,28 @@ def _seed_from(stream: np.random.Generator) -> int:
 
 
 def load_splits(cfg: Any, generators: dict[str, np.random.Generator]) -> Splits:
-    """The images and labels the config asks for (see cnn.data.prepare_cifar10)."""
+    """The images and labels the config asks for, by `data.name`.
+
+    cifar10: cnn.data.prepare_cifar10; image_folder and digits: experiments.datasets.
+    """
     data = cfg.data
     split_seed = data.split_seed if data.split_seed is not None else _seed_from(generators["split"])
+    classes = None if data.classes is None else list(data.classes)
+    if data.name in ("image_folder", "digits"):
+        # Imported here: only these datasets need Pillow and scikit-learn.
+        from experiments import datasets
+
+        common = dict(image_size=data.image_size, test_fraction=data.test_fraction,
+                      n_train=data.n_train, n_val=data.n_val, seed=split_seed, classes=classes)
+        if data.name == "digits":
+            return datasets.prepare_digits(**common)
+        return datasets.prepare_image_folder(data.root, **common)
     return prepare_cifar10(
         data.root,
         n_train=data.n_train,
         n_val=data.n_val,
         seed=split_seed,
-        classes=None if data.classes is None else list(data.classes),
+        classes=classes,
         download=data.download,
     )
 

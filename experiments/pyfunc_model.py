@@ -1,7 +1,10 @@
 """The trained network as an MLflow pyfunc model: uint8 images in, class probabilities out.
 
     model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
-    probs = model.predict(images)      # images: uint8 (N, 32, 32, 3) -> float32 (N, 10)
+    probs = model.predict(images)      # images: uint8 (N, H, W, C) -> float32 (N, K)
+    model.metadata.metadata            # {"input_shape": [H, W, C], "class_names": [...]}
+
+(H, W, C) and K are the training data's: (32, 32, 3) and 10 for CIFAR-10.
 
 The model folder holds the weights (.npz), a small JSON file with the architecture,
 the normalisation statistics and the class names, and a copy of the `cnn` package and
@@ -146,6 +149,10 @@ def log_pyfunc_model(
                 artifacts={"weights": str(weights), "meta": str(meta)},
                 code_paths=code,
                 signature=signature(tuple(net.input_shape), len(class_names)),
+                # In the MLmodel file, so a caller can prepare images and name classes
+                # without loading the model's code (experiments.predict reads it).
+                metadata={"input_shape": list(net.input_shape),
+                          "class_names": list(class_names)},
                 # Pinned explicitly: inferring them would load the model in a subprocess.
                 pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
             )

@@ -144,3 +144,39 @@ def module_harness_cli(cifar_root: Path, tmp_path_factory) -> HarnessCli:
 # ---------------------------------------------------------------------------------------
 # End of harness fixtures.
 # ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# Digits run fixtures (tests/test_datasets_digits.py, tests/test_predict_*.py).
+#
+# One short training on scikit-learn's digits through `python -m experiments.train`,
+# shared by the tests of its accuracy, of the predict CLI and of the model server. It
+# needs no download, so it runs wherever the project is installed.
+# ---------------------------------------------------------------------------------------
+
+# 4 epochs of the seed network: 95.8% test accuracy, about a minute on a busy 2-core
+# machine (the health checks, tested elsewhere, would add 15 s).
+DIGITS_RUN = ["data=digits", "model=seed", "schedule=cosine", "trainer.epochs=4",
+              "trainer.batch_size=32", "trainer.progress=false", "trainer.health_checks=false",
+              "tracking.experiment=digits"]
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """The finished digits run: .cli (a HarnessCli on its store), .run (the MLflow run)."""
+    from types import SimpleNamespace
+
+    folder = tmp_path_factory.mktemp("digits_run")
+    # Digits read no CIFAR-10; the root only fills the variable HarnessCli sets.
+    cli = HarnessCli(folder, cifar_root=folder / "no-cifar10")
+    done = cli.run("experiments.train", *DIGITS_RUN, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = cli.client()
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED", runs
+    return SimpleNamespace(cli=cli, run=runs[0], output=done.stdout + done.stderr)
+
+
+# ---------------------------------------------------------------------------------------
+# End of digits run fixtures.
+# ---------------------------------------------------------------------------------------
