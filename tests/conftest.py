@@ -18,6 +18,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_data_as_default_root():
+    """With CIFAR10_ROOT unset, point it at ../shared/data for the session (when that exists),
+    so code that resolves the root itself (configs with data.root unset) finds the same data
+    as the fixtures below. A set variable is never changed."""
+    if os.environ.get("CIFAR10_ROOT") or not (SHARED_DATA / "cifar-10-batches-py").is_dir():
+        yield
+        return
+    os.environ["CIFAR10_ROOT"] = str(SHARED_DATA)
+    try:
+        yield
+    finally:
+        del os.environ["CIFAR10_ROOT"]
+
+
 @pytest.fixture(scope="session")
 def cifar_root() -> Path:
     """The folder holding real CIFAR-10 (validated by loading it once)."""

@@ -31,7 +31,8 @@ def test_every_group_has_options():
 
 @pytest.fixture(scope="module")
 def tiny_splits(cifar_root):
-    cfg = compose_config(["data.n_train=40", "data.n_val=20"])
+    # The root the fixture resolved, so the ../shared/data fallback works without the variable.
+    cfg = compose_config(["data.n_train=40", "data.n_val=20", f"data.root={cifar_root}"])
     return load_splits(cfg, {"split": np.random.default_rng(0)})
 
 
