@@ -73,7 +73,7 @@ def log_datasets(run: Run) -> None:
             # "can be interpreted in multiple ways"; both ways are the same class.
             warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
             dataset = mlflow.data.from_numpy(x, targets=y, source=str(splits.source),
-                                             name=f"cifar10-{part}")
+                                             name=f"{run.cfg.data.name}-{part}")
         mlflow.log_input(dataset, context=context)
 
 
