@@ -61,8 +61,12 @@ class MaxPool2D(_Pool2D):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         _, ho, wo, _ = dout.shape
         dx = np.zeros(self._shape, dtype=dout.dtype)
+        overlapping = self.stride < self.kernel
         for k, (rows, cols) in enumerate(_window_slices(ho, wo, self.kernel, self.stride)):
-            dx[:, rows, cols, :] += dout * (self._winner == k)
+            if overlapping:  # a pixel in several windows collects from each
+                dx[:, rows, cols, :] += dout * (self._winner == k)
+            else:  # each pixel is in one window: write in place, no temporary
+                np.multiply(dout, self._winner == k, out=dx[:, rows, cols, :])
         return dx
 
 
