@@ -5,7 +5,8 @@ generator. The scale is what decides whether a deep network trains: He keeps
 the variance of ReLU activations constant from layer to layer, Xavier does the
 same for linear/tanh units, and a fixed std (0.01, or 1.0 for `unit_normal`)
 ignores the layer's width, so the signal shrinks or explodes with depth.
-Biases always start at zero.
+Biases start at zero, except under `pytorch`, which copies PyTorch's defaults
+so that a run can be compared with a PyTorch implementation that kept them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ def xavier_uniform(
 ) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
+
+
+def pytorch_uniform(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+) -> np.ndarray:
+    """PyTorch's default for Conv2d and Linear: kaiming_uniform with a=sqrt(5),
+    which works out to U(-1/sqrt(fan_in), 1/sqrt(fan_in)), a third of He's variance."""
+    bound = 1.0 / np.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape)
+
+
+# PyTorch draws biases from the same U(+-1/sqrt(fan_in)); every other scheme starts them at zero.
+pytorch_uniform.bias = pytorch_uniform  # type: ignore[attr-defined]
 
 
 def normal(std: float = 0.01) -> Initializer:
@@ -81,13 +95,14 @@ _BY_NAME: dict[str, Callable[..., Initializer] | Initializer] = {
     "xavier": xavier_normal,
     "xavier_normal": xavier_normal,
     "xavier_uniform": xavier_uniform,
+    "pytorch": pytorch_uniform,
 }
 NAMES = (*_BY_NAME, "normal", "unit_normal", "orthogonal")
 
 
 def get_initializer(name: str, std: float | None = None, gain: float = 1.0) -> Initializer:
     """Look an initialiser up by name: he, he_uniform, xavier, xavier_uniform,
-    normal (std, 0.01 unless given), unit_normal (std 1.0) or orthogonal (gain)."""
+    pytorch, normal (std, 0.01 unless given), unit_normal (std 1.0) or orthogonal (gain)."""
     if name in _BY_NAME:
         return _BY_NAME[name]  # type: ignore[return-value]
     if name == "normal":

@@ -95,7 +95,8 @@ def build_model(
 def reinitialize(
     net: Sequential, init: str, rng: np.random.Generator, std: float | None = None
 ) -> None:
-    """Redraw every weight of `net` in place with another initialiser; biases to zero."""
+    """Redraw every weight of `net` in place with another initialiser; biases to zero
+    (or drawn too, by an initialiser that draws them, such as `pytorch`)."""
     draw = get_initializer(init, std=std)
     for layer in net.layers:
         if isinstance(layer, WeightedLayer):

@@ -85,6 +85,25 @@ def test_uniform_initialisers_respect_their_limit():
         assert np.abs(w).max() <= limit and np.abs(w).max() > 0.95 * limit
 
 
+def test_pytorch_init_draws_weights_and_biases_like_pytorch():
+    # PyTorch's Conv2d and Linear draw both from U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    conv = Conv2D(32, 64, 3, init="pytorch", rng=np.random.default_rng(0))
+    dense = Dense(2048, 10, init="pytorch", rng=np.random.default_rng(0))
+    for layer, fan_in in [(conv, 288), (dense, 2048)]:
+        bound = 1 / np.sqrt(fan_in)
+        for key in ("W", "b"):
+            values = layer.params[key]
+            assert np.abs(values).max() <= bound
+            assert values.std() == pytest.approx(bound / np.sqrt(3), rel=0.3)
+    assert conv.params["W"].std() == pytest.approx(np.sqrt(1 / (3 * 288)), rel=0.03)
+
+
+def test_other_initialisers_start_biases_at_zero():
+    for init in ("he", "xavier", "normal"):
+        conv = Conv2D(3, 8, 3, init=init, rng=np.random.default_rng(0))
+        assert not conv.params["b"].any()
+
+
 def test_orthogonal_is_orthogonal():
     w = get_initializer("orthogonal")((64, 32), 64, 32, np.random.default_rng(0))
     np.testing.assert_allclose(w.T @ w, np.eye(32), atol=1e-10)
@@ -98,7 +117,8 @@ def test_orthogonal_works_for_convolutions(c_in, f):
 
 
 @pytest.mark.parametrize(
-    "init", ["he", "he_uniform", "xavier", "xavier_uniform", "normal", "unit_normal", "orthogonal"]
+    "init",
+    ["he", "he_uniform", "xavier", "xavier_uniform", "pytorch", "normal", "unit_normal", "orthogonal"],
 )
 @pytest.mark.parametrize("name", ["seed", "vgg"])
 def test_every_initialiser_builds_every_model(name, init):

@@ -45,7 +45,8 @@ class Layer:
 
 
 class WeightedLayer(Layer):
-    """A layer with a weight `W` drawn by an initialiser and an optional zero bias `b`.
+    """A layer with a weight `W` drawn by an initialiser and an optional bias `b`
+    (zero unless the initialiser has a `bias` draw of its own).
 
     Its backward takes `input_grad=False` to fill `grads` without computing
     dx: the first layer of a network has nobody upstream to pass dx to.
@@ -63,4 +64,6 @@ class WeightedLayer(Layer):
         w = self.params["W"]
         w[...] = draw(w.shape, *self.fans, rng)
         if self.use_bias:
-            self.params["b"][...] = 0.0
+            b = self.params["b"]
+            draw_bias = getattr(draw, "bias", None)
+            b[...] = draw_bias(b.shape, *self.fans, rng) if draw_bias else 0.0
