@@ -118,7 +118,10 @@ def test_orthogonal_works_for_convolutions(c_in, f):
 
 @pytest.mark.parametrize(
     "init",
-    ["he", "he_uniform", "xavier", "xavier_uniform", "pytorch", "normal", "unit_normal", "orthogonal"],
+    [
+        "he", "he_uniform", "xavier", "xavier_uniform", "pytorch",
+        "normal", "unit_normal", "orthogonal",
+    ],
 )
 @pytest.mark.parametrize("name", ["seed", "vgg"])
 def test_every_initialiser_builds_every_model(name, init):
