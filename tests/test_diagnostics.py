@@ -119,7 +119,7 @@ def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):
     register_configs()
     root = str(cifar10.source.parent)
     run = build_run(
-        compose_config(["experiment=vgg_subset", "trainer.seed=0", f"data.root={root}"])
+        compose_config(["experiment=vgg_subset", "init=he", "trainer.seed=0", f"data.root={root}"])
     )
     x, y = run.transform(run.splits.x_train[:4]), run.splits.y_train[:4]
     assert check_gradients(run.net, run.loss_fn, x, y).status == PASS

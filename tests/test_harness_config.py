@@ -135,7 +135,7 @@ def test_onecycle_momentum_range_reaches_the_schedule(tiny_splits):
 @pytest.mark.parametrize(("preset", "model"), [("seed_subset", "seed"), ("vgg_subset", "vgg")])
 def test_experiment_presets_state_the_recipe(preset, model):
     cfg = compose_config([f"experiment={preset}"])
-    assert cfg.model.name == model and cfg.init.name == "he"
+    assert cfg.model.name == model and cfg.init.name == "pytorch"
     assert _recipe(cfg) == dict(
         n_train=None, n_val=0, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
         optim="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
