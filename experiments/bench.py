@@ -39,14 +39,28 @@ INPUT_SHAPE = (32, 32, 3)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved_medians(
+    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds of each contender, timed in rounds that run each once in turn.
+
+    A shared machine drifts in speed (other jobs, a busy host): timed in turn,
+    the contenders meet the same conditions, so their ratio holds even when
+    the absolute figures move.
+    """
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def matmul_gflops(repeats: int) -> float:
@@ -141,39 +155,56 @@ def peak_rss_mb(model: str, batch_size: int) -> float:
     return value
 
 
-def bench_numpy(model: str, batch_size: int, repeats: int, warmup: int) -> ModelResult:
+def bench_model(
+    model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool
+) -> ModelResult:
+    """Training and inference throughput of the NumPy network, and of its PyTorch twin
+    when use_torch, timed in alternating rounds (interleaved_medians)."""
     net = build_model(model)
     x, y = batch(batch_size)
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
-    train_s = median_seconds(lambda: train_step(net, loss_fn, opt, x, y), repeats, warmup)
-    infer_s = median_seconds(lambda: net.forward(x, training=False), repeats, warmup)
+    contenders = {
+        "train": lambda: train_step(net, loss_fn, opt, x, y),
+        "infer": lambda: net.forward(x, training=False),
+    }
+    if use_torch:
+        contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
+    seconds = interleaved_medians(contenders, repeats, warmup)
+    images_per_s = {name: batch_size / s for name, s in seconds.items()}
     return ModelResult(
-        model, batch_size / train_s, batch_size / infer_s, time_layers(net, x, y, repeats)
+        model,
+        images_per_s["train"],
+        images_per_s["infer"],
+        time_layers(net, x, y, repeats),
+        torch_train_images_per_s=images_per_s.get("torch_train"),
+        torch_infer_images_per_s=images_per_s.get("torch_infer"),
     )
 
 
-def bench_torch(model: str, batch_size: int, repeats: int, warmup: int) -> tuple[float, float]:
-    """Training and inference images/s of the PyTorch twin of the same network."""
+def torch_steps(
+    model: str, x: np.ndarray, y: np.ndarray
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A training step and an inference pass of the PyTorch twin of the same network."""
     import torch
 
     from experiments.torch_reference import nhwc_to_nchw, to_torch
 
     twin = to_torch(build_model(model), copy_weights=False)
-    x, y = batch(batch_size)
     tx, ty = nhwc_to_nchw(x), torch.from_numpy(y)
     opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
 
-    def step() -> None:
+    def train() -> None:
+        twin.train()
         opt.zero_grad()
         torch.nn.functional.cross_entropy(twin(tx), ty).backward()
         opt.step()
 
-    twin.train()
-    train_s = median_seconds(step, repeats, warmup)
-    twin.eval()
-    with torch.no_grad():
-        infer_s = median_seconds(lambda: twin(tx), repeats, warmup)
-    return batch_size / train_s, batch_size / infer_s
+    def infer() -> None:
+        twin.eval()
+        with torch.no_grad():
+            twin(tx)
+
+    return train, infer
 
 
 def torch_available() -> bool:
@@ -260,13 +291,9 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
         print("PyTorch is not installed: no comparison (pip install torch==2.13.0)")
     results = []
     for model in args.models:
-        result = bench_numpy(model, args.batch_size, args.repeats, args.warmup)
+        result = bench_model(model, args.batch_size, args.repeats, args.warmup, use_torch)
         if not args.no_memory:
             result.peak_rss_mb = peak_rss_mb(model, args.batch_size)
-        if use_torch:
-            result.torch_train_images_per_s, result.torch_infer_images_per_s = bench_torch(
-                model, args.batch_size, args.repeats, args.warmup
-            )
         print(report(result, matmul), flush=True)
         results.append(result)
     if not args.no_mlflow:
