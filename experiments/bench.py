@@ -34,6 +34,7 @@ from cnn.models import build_model
 from cnn.network import Sequential
 from cnn.optim import SGD
 from cnn.training import train_step
+from experiments.allocator import keep_freed_memory
 
 INPUT_SHAPE = (32, 32, 3)
 
@@ -43,24 +44,29 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float
 
 
 def interleaved_medians(
-    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int
+    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int, block: int = 3
 ) -> dict[str, float]:
-    """Median seconds of each contender, timed in rounds that run each once in turn.
+    """Median seconds of `repeats` timed calls of each contender, taken in turns.
 
-    A shared machine drifts in speed (other jobs, a busy host): timed in turn,
-    the contenders meet the same conditions, so their ratio holds even when
-    the absolute figures move.
+    A shared machine drifts in speed (other jobs, a busy host): timed in turns, the
+    contenders meet the same conditions, so their ratio holds even when the
+    absolute figures move. Each turn calls one contender `block` times and times
+    all but the first: right after a switch, the other library's worker threads
+    still spin for a moment and take a core (timed back to back, one call each,
+    PyTorch ran at half its speed).
     """
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
+    while any(len(ts) < repeats for ts in times.values()):
         for name, fn in contenders.items():
-            start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            for _ in range(block - 1):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts[:repeats]) for name, ts in times.items()}
 
 
 def matmul_gflops(repeats: int) -> float:
@@ -137,6 +143,7 @@ def time_layers(net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int) -> 
 
 
 def _peak_rss_child(model: str, batch_size: int, queue) -> None:
+    keep_freed_memory()  # as in training, where freed memory stays in the process
     net = build_model(model)
     x, y = batch(batch_size)
     train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
@@ -283,6 +290,7 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as train does: the figures are those of a real run
 
     matmul = matmul_gflops(args.repeats)
     print(f"NumPy {np.__version__} float32 matrix product: {matmul:.1f} GFLOP/s")

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cnn.diagnostics import Check, health_checks, health_report, verdict
+from experiments.allocator import keep_freed_memory
 from experiments.config import register_configs
 from experiments.pipeline import Run, build_run, make_optimizer_from
 
@@ -72,6 +73,7 @@ def layer_table(stats: dict[str, float]) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _app(cfg: DictConfig) -> None:
+    keep_freed_memory()
     diagnosis = diagnose(build_run(cfg))
     print(layer_table(diagnosis.stats))
     print()

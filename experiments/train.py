@@ -34,6 +34,7 @@ from cnn.data import Splits
 from cnn.diagnostics import LayerMonitor
 from cnn.training import DivergenceError, fit
 from experiments import plots, tracking
+from experiments.allocator import keep_freed_memory
 from experiments.callbacks import MetricsLogger, ProgressBar, read_parent_run
 from experiments.config import register_configs, validate
 from experiments.diagnose import PROBE_IMAGES
@@ -98,6 +99,7 @@ def train_and_log(
     resume: (run id, checkpoint) to continue that run in place from the checkpoint's next
     epoch (experiments.resume) instead of starting a new run.
     """
+    keep_freed_memory()  # here, not in main: sweep workers call this function directly
     validate(cfg)
     tracking.check_store_writable(tracking.resolve_tracking_uri(cfg.tracking.uri))
     experiment_id = tracking.use_store(cfg.tracking.uri, cfg.tracking.experiment)

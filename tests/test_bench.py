@@ -27,12 +27,14 @@ def test_bench_prints_throughput_layers_and_conv_efficiency(capsys):
     assert "ratio_vs_torch" not in out  # nothing to compare with
 
 
-def test_interleaved_medians_time_every_contender_in_turn():
+def test_interleaved_medians_time_every_contender_in_turns():
     calls = []
     medians = bench.interleaved_medians(
-        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        repeats=4, warmup=1, block=3,
     )
-    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then alternating rounds
+    # Warm-up, then turns of one untimed and two timed calls, until each has 4 timings.
+    assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 2
     assert set(medians) == {"a", "b"} and all(s >= 0 for s in medians.values())
 
 
