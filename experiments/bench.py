@@ -6,9 +6,10 @@
 For each model it prints training and inference throughput (median of several
 timed repeats after a warm-up), each layer's forward and backward time, each
 convolution's GFLOP/s next to what NumPy's own matrix product reaches on this
-machine in the same run, and the peak resident memory of a training step
-(measured in a fresh process). When PyTorch is installed it times a twin of
-the same network (experiments.torch_reference) and ends with one line a model:
+machine, timed between the same layer passes, and the peak resident memory of a
+training step (measured in a fresh process). When PyTorch is installed it times
+a twin of the same network (experiments.torch_reference), in turns with the
+NumPy one, and ends with one line a model:
 
     vgg train_ratio_vs_torch=0.74 infer_ratio_vs_torch=0.81
 
@@ -39,10 +40,6 @@ from experiments.allocator import keep_freed_memory
 INPUT_SHAPE = (32, 32, 3)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
-
-
 def interleaved_medians(
     contenders: dict[str, Callable[[], object]], repeats: int, warmup: int, block: int = 3
 ) -> dict[str, float]:
@@ -69,13 +66,13 @@ def interleaved_medians(
     return {name: statistics.median(ts[:repeats]) for name, ts in times.items()}
 
 
-def matmul_gflops(repeats: int) -> float:
-    """What NumPy's BLAS reaches on a large float32 product: the yardstick for convolutions."""
+def matmul_product() -> tuple[Callable[[], object], int]:
+    """A large float32 matrix product and its FLOPs: what NumPy's BLAS reaches on it is
+    the yardstick for convolutions."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4096, 1024), dtype=np.float32)
     b = rng.standard_normal((1024, 1024), dtype=np.float32)
-    seconds = median_seconds(lambda: a @ b, repeats, warmup=2)
-    return 2 * 4096 * 1024 * 1024 / seconds / 1e9
+    return (lambda: a @ b), 2 * 4096 * 1024 * 1024
 
 
 def batch(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +95,7 @@ class ModelResult:
     train_images_per_s: float
     infer_images_per_s: float
     layers: list[LayerTiming] = field(default_factory=list)
+    matmul_gflops: float | None = None  # the yardstick, timed in the same rounds as the layers
     peak_rss_mb: float | None = None
     torch_train_images_per_s: float | None = None
     torch_infer_images_per_s: float | None = None
@@ -110,13 +108,21 @@ def conv_flops(layer: Conv2D, out_shape: tuple[int, ...]) -> int:
     return 2 * n * ho * wo * f * kh * kw * layer.in_channels
 
 
-def time_layers(net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int) -> list[LayerTiming]:
-    """Per-layer forward and backward time (median over repeats) in a training step."""
+def time_layers(
+    net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int
+) -> tuple[list[LayerTiming], float]:
+    """Per-layer forward and backward time (median over repeats) in a training step, and
+    the matmul yardstick's GFLOP/s, timed once a round so that it meets the same machine."""
     loss_fn = SoftmaxCrossEntropy()
     forward = {name: [] for name in net.names}
     backward = {name: [] for name in net.names}
+    product, product_flops = matmul_product()
+    yardstick = []
     shapes = {}
     for _ in range(repeats + 1):  # the first pass warms up
+        start = time.perf_counter()
+        product()
+        yardstick.append(time.perf_counter() - start)
         h = x
         for name, layer in net.named_layers():
             start = time.perf_counter()
@@ -139,7 +145,7 @@ def time_layers(net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int) -> 
             flops = conv_flops(layer, shapes[name]) * (2 if name == net.names[0] else 3)
             gflops = flops / (fw + bw) / 1e9
         timings.append(LayerTiming(name, fw * 1e3, bw * 1e3, gflops))
-    return timings
+    return timings, product_flops / statistics.median(yardstick[1:]) / 1e9
 
 
 def _peak_rss_child(model: str, batch_size: int, queue) -> None:
@@ -166,7 +172,7 @@ def bench_model(
     model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool
 ) -> ModelResult:
     """Training and inference throughput of the NumPy network, and of its PyTorch twin
-    when use_torch, timed in alternating rounds (interleaved_medians)."""
+    when use_torch, timed in turns (interleaved_medians); then each layer's time."""
     net = build_model(model)
     x, y = batch(batch_size)
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
@@ -178,11 +184,13 @@ def bench_model(
         contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
     seconds = interleaved_medians(contenders, repeats, warmup)
     images_per_s = {name: batch_size / s for name, s in seconds.items()}
+    layers, matmul = time_layers(net, x, y, repeats)
     return ModelResult(
         model,
         images_per_s["train"],
         images_per_s["infer"],
-        time_layers(net, x, y, repeats),
+        layers,
+        matmul,
         torch_train_images_per_s=images_per_s.get("torch_train"),
         torch_infer_images_per_s=images_per_s.get("torch_infer"),
     )
@@ -222,7 +230,7 @@ def torch_available() -> bool:
     return True
 
 
-def report(result: ModelResult, matmul: float) -> str:
+def report(result: ModelResult) -> str:
     lines = [
         f"== {result.model}: train {result.train_images_per_s:.0f} img/s, "
         f"inference {result.infer_images_per_s:.0f} img/s",
@@ -230,8 +238,14 @@ def report(result: ModelResult, matmul: float) -> str:
         f"{'conv GFLOP/s':>13} {'of matmul':>9}",
     ]
     for t in result.layers:
-        conv = f"{t.conv_gflops:13.1f} {t.conv_gflops / matmul:9.0%}" if t.conv_gflops else ""
+        conv = ""
+        if t.conv_gflops:
+            conv = f"{t.conv_gflops:13.1f} {t.conv_gflops / result.matmul_gflops:9.0%}"
         lines.append(f"{t.name:<10} {t.forward_ms:10.2f} {t.backward_ms:11.2f} {conv}")
+    lines.append(
+        f"NumPy float32 matrix product, timed between the layer passes: "
+        f"{result.matmul_gflops:.1f} GFLOP/s"
+    )
     if result.peak_rss_mb is not None:
         lines.append(f"peak resident memory of a training step: {result.peak_rss_mb:.0f} MB")
     if result.torch_train_images_per_s:
@@ -242,7 +256,7 @@ def report(result: ModelResult, matmul: float) -> str:
     return "\n".join(lines)
 
 
-def log_to_mlflow(results: list[ModelResult], matmul: float, batch_size: int) -> None:
+def log_to_mlflow(results: list[ModelResult], batch_size: int) -> None:
     import mlflow
 
     from experiments.tracking import git_state, use_store
@@ -263,7 +277,7 @@ def log_to_mlflow(results: list[ModelResult], matmul: float, batch_size: int) ->
             metrics = {
                 "train_images_per_s": r.train_images_per_s,
                 "infer_images_per_s": r.infer_images_per_s,
-                "matmul_gflops": matmul,
+                "matmul_gflops": r.matmul_gflops,
             }
             if r.peak_rss_mb is not None:
                 metrics["peak_rss_mb"] = r.peak_rss_mb
@@ -292,8 +306,7 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     args = parser.parse_args(argv)
     keep_freed_memory()  # as train does: the figures are those of a real run
 
-    matmul = matmul_gflops(args.repeats)
-    print(f"NumPy {np.__version__} float32 matrix product: {matmul:.1f} GFLOP/s")
+    print(f"NumPy {np.__version__}, batch {args.batch_size}, float32")
     use_torch = not args.no_torch and torch_available()
     if not use_torch and not args.no_torch:
         print("PyTorch is not installed: no comparison (pip install torch==2.13.0)")
@@ -302,10 +315,10 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
         result = bench_model(model, args.batch_size, args.repeats, args.warmup, use_torch)
         if not args.no_memory:
             result.peak_rss_mb = peak_rss_mb(model, args.batch_size)
-        print(report(result, matmul), flush=True)
+        print(report(result), flush=True)
         results.append(result)
     if not args.no_mlflow:
-        log_to_mlflow(results, matmul, args.batch_size)
+        log_to_mlflow(results, args.batch_size)
     for r in results:
         if r.torch_train_images_per_s:
             train_ratio = r.train_images_per_s / r.torch_train_images_per_s

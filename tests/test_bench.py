@@ -15,7 +15,7 @@ def test_bench_prints_throughput_layers_and_conv_efficiency(capsys):
          "--no-torch", "--no-memory", "--no-mlflow"]
     )
     out = capsys.readouterr().out
-    assert re.search(r"float32 matrix product: [\d.]+ GFLOP/s", out)
+    assert re.search(r"float32 matrix product, timed between the layer passes: [\d.]+ GFLOP/s", out)
     assert re.search(r"== seed: train \d+ img/s, inference \d+ img/s", out)
     (result,) = results
     assert [t.name for t in result.layers] == build_model("seed").names
