@@ -9,26 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnn.layers.base import Layer
-
-
-def _column_sums(x2: np.ndarray) -> np.ndarray:
-    """Sums over the rows of (M, C): a matrix-vector product, several times faster
-    than x2.sum(axis=0) when C is small."""
-    return np.ones(x2.shape[0], dtype=x2.dtype) @ x2
-
-
-def _per_channel(
-    x: np.ndarray, op: np.ufunc, vec: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """op(x, vec) for channels-last x (N, ..., C) and vec (C,); returns x's shape.
-
-    NumPy broadcasts fastest along long rows, so each sample is seen as one row of
-    H*W*C values and vec is repeated H*W times to match it, instead of
-    broadcasting over N*H*W rows of only C values.
-    """
-    rows = x.reshape(x.shape[0], -1)  # (N, H*W*C)
-    long_vec = np.tile(vec.astype(x.dtype, copy=False), rows.shape[1] // vec.shape[0])
-    return op(rows, long_vec, out=None if out is None else out.reshape(rows.shape)).reshape(x.shape)
+from cnn.layers.channels import column_sums, per_channel
 
 
 class BatchNorm1D(Layer):
@@ -60,8 +41,8 @@ class BatchNorm1D(Layer):
         if training:
             x2 = x.reshape(-1, c)  # (M, C)
             m = x2.shape[0]
-            mean = _column_sums(x2) / m  # (C,)
-            xc = _per_channel(x, np.subtract, mean)  # x's shape
+            mean = column_sums(x2) / m  # (C,)
+            xc = per_channel(x, np.subtract, mean)  # x's shape
             xc2 = xc.reshape(-1, c)
             var = np.einsum("mc,mc->c", xc2, xc2) / m  # biased: the batch's own spread
             for key, batch_value in (
@@ -72,30 +53,30 @@ class BatchNorm1D(Layer):
                 running *= 1.0 - self.momentum
                 running += self.momentum * batch_value
         else:
-            xc = _per_channel(x, np.subtract, self.buffers["running_mean"])
+            xc = per_channel(x, np.subtract, self.buffers["running_mean"])
             var = self.buffers["running_var"]
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
         # Backward needs xhat = xc * inv_std; keeping xc and inv_std saves a pass here.
         self._cache = (xc, inv_std, training)
-        out = _per_channel(xc, np.multiply, self.params["gamma"] * inv_std)
-        return _per_channel(out, np.add, self.params["beta"], out=out)
+        out = per_channel(xc, np.multiply, self.params["gamma"] * inv_std)
+        return per_channel(out, np.add, self.params["beta"], out=out)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         xc, inv_std, training = self._cache
         c = self.num_features
         d2 = dout.reshape(-1, c)  # (M, C)
-        dbeta = _column_sums(d2)
+        dbeta = column_sums(d2)
         dgamma = np.einsum("mc,mc->c", d2, xc.reshape(-1, c)) * inv_std  # sum of dout * xhat
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         scale = self.params["gamma"] * inv_std  # (C,)
-        dx = _per_channel(dout, np.multiply, scale)
+        dx = per_channel(dout, np.multiply, scale)
         if training:
             # The batch mean and variance depend on every input, which adds two
             # terms: one removes the gradient's mean (dbeta / M), the other its
             # projection on xhat (dgamma / M), where xhat = xc * inv_std.
             m = d2.shape[0]
-            dx -= _per_channel(xc, np.multiply, scale * inv_std * dgamma / m)
-            _per_channel(dx, np.subtract, scale * dbeta / m, out=dx)
+            dx -= per_channel(xc, np.multiply, scale * inv_std * dgamma / m)
+            per_channel(dx, np.subtract, scale * dbeta / m, out=dx)
         return dx
 
     def __repr__(self) -> str:

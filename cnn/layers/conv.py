@@ -6,6 +6,7 @@ import numpy as np
 
 from cnn.initializers import Initializer
 from cnn.layers.base import WeightedLayer
+from cnn.layers.channels import column_sums, per_channel
 from cnn.layers.im2col import batch_chunks, col2im, im2col, output_size, pad_hw
 
 
@@ -63,7 +64,7 @@ class Conv2D(WeightedLayer):
             cols = im2col(xp[chunk], kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
             np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out[chunk].reshape(-1, f))
         if self.use_bias:
-            out += self.params["b"]
+            per_channel(out, np.add, self.params["b"], out=out)
         # Backward rebuilds the patches from xp: cheaper than keeping 9x the input.
         self._cache = (xp, x.shape)
         return out
@@ -79,7 +80,7 @@ class Conv2D(WeightedLayer):
             dw += cols.T @ dout[chunk].reshape(-1, f)
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
-            self.grads["b"] = dout.reshape(-1, f).sum(axis=0)
+            self.grads["b"] = column_sums(dout.reshape(-1, f))
         if not input_grad:
             return None
         if self.stride == 1 and self.padding < min(kh, kw):
