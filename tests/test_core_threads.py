@@ -1,0 +1,33 @@
+"""Training gives the same numbers whatever the number of BLAS threads.
+
+A parallel sweep gives each job cores // jobs threads, and `make rerun` then
+replays a job with all of them: the two must agree bit for bit.
+"""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from cnn.losses import SoftmaxCrossEntropy
+from cnn.models import build_model
+from cnn.optim import SGD
+from cnn.training import train_step
+
+
+def _weights_after_steps(model: str, batch: int, threads: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    net = build_model(model, init="pytorch")
+    loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    with threadpool_limits(threads, user_api="blas"):
+        for _ in range(2):
+            train_step(net, loss_fn, opt, x, y)
+    return {key: value.copy() for key, value in net.params.items()}
+
+
+@pytest.mark.parametrize(("model", "batch"), [("seed", 128), ("vgg", 32)])
+def test_one_and_two_blas_threads_give_bit_identical_weights(model, batch):
+    one, two = (_weights_after_steps(model, batch, threads) for threads in (1, 2))
+    for key in one:
+        assert np.array_equal(one[key], two[key]), key
