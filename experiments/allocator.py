@@ -3,10 +3,11 @@
 A training step allocates and frees many arrays of up to tens of MB: activations,
 patch matrices, gradients. By default glibc's malloc hands large freed blocks back to
 the kernel at once, and the next step's arrays page-fault on fresh memory that the
-kernel must zero. For the seed network that costs about a third of a step (measured
-with `make bench`: 1,700 against 2,600-3,000 images/s on this project's 2-core
-machine). PyTorch's CPU tuning guide makes the same point when it recommends
-jemalloc or TCMalloc.
+kernel must zero. Timed in alternating processes on this project's 2-core machine,
+the seed network's training step ran 30-70% faster without those faults (e.g.
+1,190 against 1,760 images/s); VGG's larger arrays gained nothing measurable.
+PyTorch's CPU tuning guide makes the same point when it recommends jemalloc or
+TCMalloc.
 
 `keep_freed_memory()` asks glibc to serve blocks below 32 MB (its largest allowed
 threshold) from the heap and to keep the heap's free memory instead of trimming it.

@@ -1,8 +1,8 @@
 """Per-channel work on channels-last arrays, arranged for NumPy's fast paths.
 
-Channels are the last axis, so a per-channel sum or bias touches rows of only C
-numbers, where NumPy's loops are slow. Both helpers reshape the work into long
-rows instead: batch norm uses them for its statistics, convolutions for the bias.
+Channels are the last axis, so a per-channel sum or bias walks rows of only C
+numbers, where NumPy's loops are slow. These helpers take faster paths with the
+same result: batch norm uses them for its statistics, convolutions for the bias.
 """
 
 from __future__ import annotations
