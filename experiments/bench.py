@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cnn.layers import Conv2D
 from cnn.losses import SoftmaxCrossEntropy
@@ -36,6 +37,7 @@ from cnn.network import Sequential
 from cnn.optim import SGD
 from cnn.training import train_step
 from experiments.allocator import keep_freed_memory
+from experiments.threads import blas_threads, chunk_threads
 
 INPUT_SHAPE = (32, 32, 3)
 
@@ -109,10 +111,11 @@ def conv_flops(layer: Conv2D, out_shape: tuple[int, ...]) -> int:
 
 
 def time_layers(
-    net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int
+    net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int, yardstick_threads: int | None = None
 ) -> tuple[list[LayerTiming], float]:
     """Per-layer forward and backward time (median over repeats) in a training step, and
-    the matmul yardstick's GFLOP/s, timed once a round so that it meets the same machine."""
+    the matmul yardstick's GFLOP/s, timed once a round so that it meets the same machine,
+    on `yardstick_threads` BLAS threads (by default, as many as the layers' BLAS has)."""
     loss_fn = SoftmaxCrossEntropy()
     forward = {name: [] for name in net.names}
     backward = {name: [] for name in net.names}
@@ -120,9 +123,10 @@ def time_layers(
     yardstick = []
     shapes = {}
     for _ in range(repeats + 1):  # the first pass warms up
-        start = time.perf_counter()
-        product()
-        yardstick.append(time.perf_counter() - start)
+        with threadpool_limits(yardstick_threads, user_api="blas"):
+            start = time.perf_counter()
+            product()
+            yardstick.append(time.perf_counter() - start)
         h = x
         for name, layer in net.named_layers():
             start = time.perf_counter()
@@ -152,8 +156,9 @@ def _peak_rss_child(model: str, batch_size: int, queue) -> None:
     keep_freed_memory()  # as in training, where freed memory stays in the process
     net = build_model(model)
     x, y = batch(batch_size)
-    train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
-    train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
+    with chunk_threads(net):  # as in training: two chunks may be in flight at once
+        train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
+        train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
 
 
@@ -182,9 +187,12 @@ def bench_model(
     }
     if use_torch:
         contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
-    seconds = interleaved_medians(contenders, repeats, warmup)
+    cores = blas_threads()
+    # The NumPy network runs as training runs it; PyTorch's own threads are not NumPy's BLAS.
+    with chunk_threads(net):
+        seconds = interleaved_medians(contenders, repeats, warmup)
+        layers, matmul = time_layers(net, x, y, repeats, yardstick_threads=cores)
     images_per_s = {name: batch_size / s for name, s in seconds.items()}
-    layers, matmul = time_layers(net, x, y, repeats)
     return ModelResult(
         model,
         images_per_s["train"],

@@ -40,6 +40,7 @@ from experiments.config import register_configs, validate
 from experiments.diagnose import PROBE_IMAGES
 from experiments.pipeline import Run, build_run, evaluate_with_predictions
 from experiments.pyfunc_model import log_pyfunc_model
+from experiments.threads import chunk_threads
 
 log = logging.getLogger("experiments.train")  # not "__main__" under python -m
 
@@ -190,7 +191,15 @@ def _logged_history(run_id: str, epochs: int) -> list[dict[str, float]]:
 
 def _fit_and_finish(run: Run, name: str, outcome: Outcome, metrics: MetricsLogger,
                     start_epoch: int = 1) -> None:
-    """Train (from start_epoch), checkpointing every epoch, then evaluate and log the results."""
+    """Train (from start_epoch), checkpointing every epoch, then evaluate and log the results,
+    with the convolutions' chunks spread over the cores (experiments.threads)."""
+    with chunk_threads(run.net) as threads:
+        mlflow.set_tag("conv_threads", str(threads))
+        _fit_evaluate_log(run, name, outcome, metrics, start_epoch)
+
+
+def _fit_evaluate_log(run: Run, name: str, outcome: Outcome, metrics: MetricsLogger,
+                      start_epoch: int) -> None:
     cfg = run.cfg
     buffer = tracking.OfflineBuffer(
         outcome.run_id, checkpoint_path(outcome.run_id).parent / tracking.OFFLINE_FILE,

@@ -31,3 +31,42 @@ def test_one_and_two_blas_threads_give_bit_identical_weights(model, batch):
     one, two = (_weights_after_steps(model, batch, threads) for threads in (1, 2))
     for key in one:
         assert np.array_equal(one[key], two[key]), key
+
+
+def test_two_chunk_threads_give_the_weights_of_one_thread():
+    """experiments.threads.chunk_threads: convolution chunks on 2 threads, BLAS on 1."""
+    from experiments.threads import chunk_threads
+
+    def weights(threads: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((128, 32, 32, 3), dtype=np.float32)
+        y = rng.integers(0, 10, 128)
+        net = build_model("seed", init="pytorch")
+        opt = SGD(0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        with chunk_threads(net, threads) as used:
+            assert used == threads
+            assert all(layer.threads == threads for layer in net.layers if hasattr(layer, "threads"))
+            for _ in range(2):
+                train_step(net, SoftmaxCrossEntropy(), opt, x, y)
+        assert all(layer.threads == 1 for layer in net.layers if hasattr(layer, "threads"))
+        return {key: value.copy() for key, value in net.params.items()}
+
+    one, two = weights(1), weights(2)
+    for key in one:
+        assert np.array_equal(one[key], two[key]), key
+
+
+def test_chunk_threads_put_blas_on_one_thread_and_restore_it():
+    from threadpoolctl import threadpool_info
+
+    from experiments.threads import blas_threads, chunk_threads
+
+    net = build_model("seed")
+    with threadpool_limits(2, user_api="blas"):
+        if blas_threads() < 2:
+            pytest.skip("this BLAS runs on one thread only")
+        with chunk_threads(net) as used:
+            assert used == 2
+            assert blas_threads() == 1
+        assert blas_threads() == 2
+    assert any(pool["user_api"] == "blas" for pool in threadpool_info())

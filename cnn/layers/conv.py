@@ -8,6 +8,7 @@ from cnn.initializers import Initializer
 from cnn.layers.base import WeightedLayer
 from cnn.layers.channels import column_sums, per_channel
 from cnn.layers.im2col import batch_chunks, col2im, im2col, output_size, pad_hw
+from cnn.parallel import map_chunks
 
 
 class Conv2D(WeightedLayer):
@@ -18,10 +19,12 @@ class Conv2D(WeightedLayer):
     Params: W (KH, KW, C_in, F) and, with bias, b (F,).
 
     The batch is processed in chunks of about `chunk_bytes` of patches, so the
-    patch matrix stays in the CPU cache; the result does not depend on it.
+    patch matrix stays in the CPU cache, and `threads` threads take the chunks
+    (cnn/parallel.py); the result depends on neither.
     """
 
     chunk_bytes = 4 * 2**20
+    threads = 1
 
     def __init__(
         self,
@@ -60,11 +63,14 @@ class Conv2D(WeightedLayer):
         xp = pad_hw(x, self.padding)  # (N, Hp, Wp, C)
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
         out = np.empty((n, ho, wo, f), dtype=x.dtype)
-        for chunk in self._chunks(xp, ho, wo):
+
+        def convolve(chunk: slice) -> None:
             cols = im2col(xp[chunk], kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
             np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out[chunk].reshape(-1, f))
-        if self.use_bias:
-            per_channel(out, np.add, self.params["b"], out=out)
+            if self.use_bias:
+                per_channel(out[chunk], np.add, self.params["b"], out=out[chunk])
+
+        map_chunks(convolve, self._chunks(xp, ho, wo), self.threads)
         # Backward rebuilds the patches from xp: cheaper than keeping 9x the input.
         self._cache = (xp, x.shape)
         return out
@@ -74,10 +80,14 @@ class Conv2D(WeightedLayer):
         n, ho, wo, f = dout.shape
         kh, kw = self.kernel
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
-        dw = np.zeros_like(w2)
-        for chunk in self._chunks(xp, ho, wo):
+
+        def weight_grad(chunk: slice) -> np.ndarray:
             cols = im2col(xp[chunk], kh, kw, self.stride).reshape(-1, w2.shape[0])
-            dw += cols.T @ dout[chunk].reshape(-1, f)
+            return cols.T @ dout[chunk].reshape(-1, f)  # (KH*KW*C, F)
+
+        dw = np.zeros_like(w2)
+        for part in map_chunks(weight_grad, self._chunks(xp, ho, wo), self.threads):
+            dw += part  # in chunk order, so the sum's rounding is the same on any threads
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
             self.grads["b"] = column_sums(dout.reshape(-1, f))
@@ -98,9 +108,12 @@ class Conv2D(WeightedLayer):
             dout, ((0, 0), (kh - 1 - self.padding,) * 2, (kw - 1 - self.padding,) * 2, (0, 0))
         )
         dx = np.empty(input_shape, dtype=dout.dtype)  # (N, H, W, C)
-        for chunk in self._chunks(dpad, h, w):
+
+        def convolve(chunk: slice) -> None:
             cols = im2col(dpad[chunk], kh, kw, 1).reshape(-1, flipped.shape[0])
             np.matmul(cols, flipped, out=dx[chunk].reshape(-1, c))
+
+        map_chunks(convolve, self._chunks(dpad, h, w), self.threads)
         return dx
 
     def _input_grad_by_scatter(
@@ -112,9 +125,12 @@ class Conv2D(WeightedLayer):
         w2t = self.params["W"].reshape(-1, f).T  # (F, KH*KW*C)
         dxp = np.empty(padded_shape, dtype=dout.dtype)  # (N, Hp, Wp, C)
         _, ho, wo, _ = dout.shape
-        for chunk in self._chunks(dxp, ho, wo):
+
+        def scatter(chunk: slice) -> None:
             dcols = (dout[chunk].reshape(-1, f) @ w2t).reshape(-1, ho, wo, kh, kw, self.in_channels)
             col2im(dcols, dxp[chunk], self.stride)
+
+        map_chunks(scatter, self._chunks(dxp, ho, wo), self.threads)
         p = self.padding
         return dxp[:, p : p + input_shape[1], p : p + input_shape[2], :]
 

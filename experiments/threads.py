@@ -1,0 +1,43 @@
+"""How a run uses the cores: convolution chunks on Python threads, BLAS on one.
+
+cnn/ runs each convolution's batch chunks on `Conv2D.threads` threads
+(cnn/parallel.py) but cannot tell BLAS what to do: that needs threadpoolctl,
+which only the harness imports. `chunk_threads` gives the convolutions as many
+threads as BLAS would have had, and BLAS one, for the time of a `with` block.
+So a parallel sweep's job, given one BLAS thread (experiments/parallel.py),
+keeps to one core, and the numbers are the same either way (the chunks and
+their order do not change with the threads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from cnn.layers import Conv2D
+from cnn.network import Sequential
+
+
+def blas_threads() -> int:
+    """The threads BLAS would use now (1 if NumPy has no BLAS threads to report)."""
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
+@contextmanager
+def chunk_threads(net: Sequential, threads: int | None = None) -> Iterator[int]:
+    """Within the block: `threads` (by default, blas_threads()) threads per convolution,
+    BLAS on one thread. Yields the number of threads; restores both afterwards."""
+    threads = blas_threads() if threads is None else threads
+    convs = [layer for layer in net.layers if isinstance(layer, Conv2D)]
+    before = [conv.threads for conv in convs]
+    with threadpool_limits(1 if threads > 1 else None, user_api="blas"):
+        for conv in convs:
+            conv.threads = threads
+        try:
+            yield threads
+        finally:
+            for conv, value in zip(convs, before):
+                conv.threads = value
