@@ -111,7 +111,11 @@ def conv_flops(layer: Conv2D, out_shape: tuple[int, ...]) -> int:
 
 
 def time_layers(
-    net: Sequential, x: np.ndarray, y: np.ndarray, repeats: int, yardstick_threads: int | None = None
+    net: Sequential,
+    x: np.ndarray,
+    y: np.ndarray,
+    repeats: int,
+    yardstick_threads: int | None = None,
 ) -> tuple[list[LayerTiming], float]:
     """Per-layer forward and backward time (median over repeats) in a training step, and
     the matmul yardstick's GFLOP/s, timed once a round so that it meets the same machine,

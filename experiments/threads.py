@@ -39,5 +39,5 @@ def chunk_threads(net: Sequential, threads: int | None = None) -> Iterator[int]:
         try:
             yield threads
         finally:
-            for conv, value in zip(convs, before):
+            for conv, value in zip(convs, before, strict=True):
                 conv.threads = value

@@ -19,13 +19,21 @@ def test_map_chunks_keeps_chunk_order_when_threads_finish_out_of_order():
     assert map_chunks(slow_first, [4], threads=3) == [16]
 
 
-@pytest.mark.parametrize(("n", "item", "budget"), [(128, 147_456, 4 << 20), (128, 1_179_648, 4 << 20),
-                                                   (7, 10, 25), (3, 100, 10), (128, 1, 4 << 20)])
+@pytest.mark.parametrize(
+    ("n", "item", "budget"),
+    [
+        (128, 147_456, 4 << 20),
+        (128, 1_179_648, 4 << 20),
+        (7, 10, 25),
+        (3, 100, 10),
+        (128, 1, 4 << 20),
+    ],
+)
 def test_batch_chunks_cover_the_batch_in_balanced_slices(n, item, budget):
     chunks = batch_chunks(n, item, budget)
     sizes = [c.stop - c.start for c in chunks]
     assert chunks[0].start == 0 and chunks[-1].stop == n
-    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))
     assert max(sizes) - min(sizes) <= 1
     assert len(chunks) == 1 or len(chunks) % 4 == 0 or len(chunks) == n
     if len(chunks) > 1:  # no more slices than the budget needs, rounded to a multiple of 4
@@ -53,7 +61,7 @@ def test_conv_chunks_on_threads_are_bit_identical_to_the_same_chunks_in_turn():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((37, 12, 12, 8), dtype=np.float32)
     convs = [Conv2D(8, 16, 3, padding=1, rng=np.random.default_rng(1)) for _ in range(2)]
-    for conv, threads in zip(convs, (1, 2)):
+    for conv, threads in zip(convs, (1, 2), strict=True):
         conv.chunk_bytes, conv.threads = 20_000, threads
     outs = [conv.forward(x, training=True) for conv in convs]
     np.testing.assert_array_equal(outs[0], outs[1])

@@ -45,7 +45,8 @@ def test_two_chunk_threads_give_the_weights_of_one_thread():
         opt = SGD(0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         with chunk_threads(net, threads) as used:
             assert used == threads
-            assert all(layer.threads == threads for layer in net.layers if hasattr(layer, "threads"))
+            convs = [layer for layer in net.layers if hasattr(layer, "threads")]
+            assert all(conv.threads == threads for conv in convs)
             for _ in range(2):
                 train_step(net, SoftmaxCrossEntropy(), opt, x, y)
         assert all(layer.threads == 1 for layer in net.layers if hasattr(layer, "threads"))

@@ -84,4 +84,4 @@ def batch_chunks(n: int, bytes_per_item: int, budget: int, multiple: int = 4) ->
     if count > 1:
         count = min(n, -(-count // multiple) * multiple)
     bounds = [i * n // count for i in range(count + 1)]
-    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
