@@ -102,6 +102,13 @@ class ModelResult:
     torch_train_images_per_s: float | None = None
     torch_infer_images_per_s: float | None = None
 
+    @property
+    def all_convs_gflops(self) -> float:
+        """The convolutions' FLOPs over their time, all passes of all layers together."""
+        convs = [t for t in self.layers if t.conv_gflops]
+        seconds = sum(t.forward_ms + t.backward_ms for t in convs) / 1e3
+        return sum(t.conv_gflops * (t.forward_ms + t.backward_ms) / 1e3 for t in convs) / seconds
+
 
 def conv_flops(layer: Conv2D, out_shape: tuple[int, ...]) -> int:
     """Multiply-adds x 2 of one forward pass: every output value is a KH*KW*C dot product."""
@@ -254,6 +261,10 @@ def report(result: ModelResult) -> str:
         if t.conv_gflops:
             conv = f"{t.conv_gflops:13.1f} {t.conv_gflops / result.matmul_gflops:9.0%}"
         lines.append(f"{t.name:<10} {t.forward_ms:10.2f} {t.backward_ms:11.2f} {conv}")
+    total = result.all_convs_gflops
+    lines.append(
+        f"{'all convs':<10} {'':>10} {'':>11} {total:13.1f} {total / result.matmul_gflops:9.0%}"
+    )
     lines.append(
         f"NumPy float32 matrix product, timed between the layer passes: "
         f"{result.matmul_gflops:.1f} GFLOP/s"
@@ -290,6 +301,7 @@ def log_to_mlflow(results: list[ModelResult], batch_size: int) -> None:
                 "train_images_per_s": r.train_images_per_s,
                 "infer_images_per_s": r.infer_images_per_s,
                 "matmul_gflops": r.matmul_gflops,
+                "all_convs_gflops": r.all_convs_gflops,
             }
             if r.peak_rss_mb is not None:
                 metrics["peak_rss_mb"] = r.peak_rss_mb

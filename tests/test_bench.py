@@ -24,6 +24,9 @@ def test_bench_prints_throughput_layers_and_conv_efficiency(capsys):
     assert all(t.conv_gflops > 0 and t.forward_ms > 0 and t.backward_ms > 0 for t in convs)
     for t in convs:  # one row per convolution, with its share of the matmul yardstick
         assert re.search(rf"^{t.name}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+%$", out, re.MULTILINE)
+    share = re.search(r"^all convs\s+([\d.]+)\s+\d+%$", out, re.MULTILINE)
+    assert share and min(t.conv_gflops for t in convs) <= float(share[1]) <= max(
+        t.conv_gflops for t in convs) + 0.1
     assert "ratio_vs_torch" not in out  # nothing to compare with
 
 
