@@ -1,5 +1,10 @@
 """Spreading a layer's batch chunks over threads.
 
+Convolutions (their patch matrices and products), ReLU, max-pooling and batch
+norm's element-wise passes work on a batch a chunk at a time: `map_chunks`
+runs the chunks, `batch_chunks` cuts them, `over_batch` does both for
+element-wise passes.
+
 NumPy lets go of the GIL inside its copies, ufuncs and matrix products, so
 Python threads that each take whole chunks of a batch keep several cores busy.
 With BLAS itself on one thread, the cores meet only once a layer pass, instead
@@ -9,8 +14,8 @@ shared machine costs more than the product). A chunk's result does not depend
 on the thread that computed it, and `map_chunks` returns results in chunk
 order, so sums over chunks are the same for any number of threads.
 
-Who sets the number of threads: experiments/threads.py, which also puts BLAS
-on one thread while they run. Without it every layer runs its chunks in turn.
+Who sets the number of threads (each such layer's `threads`, 1 by default):
+experiments/threads.py, which also puts BLAS on one thread while they run.
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 R = TypeVar("R")
+
+# Element-wise passes work on chunks of about this size, which fit one core's L2 cache.
+ROW_CHUNK_BYTES = 1 << 20
 
 
 @cache
@@ -36,3 +46,27 @@ def map_chunks(fn: Callable[[T], R], chunks: Sequence[T], threads: int = 1) -> l
     if threads <= 1 or len(chunks) <= 1:
         return [fn(chunk) for chunk in chunks]
     return list(_executor(threads).map(fn, chunks))
+
+
+def batch_chunks(n: int, bytes_per_item: int, budget: int, multiple: int = 4) -> list[slice]:
+    """Split range(n) into slices whose temporaries need about `budget` bytes each.
+
+    Why: a whole batch's temporaries (a convolution's patch matrix is 9x its
+    input) are far larger than the CPU caches; chunk by chunk they stay in
+    cache between the pass that writes them and the pass that reads them.
+    When more than one slice is needed, their number is rounded up to a
+    multiple of `multiple` (as long as items last) and their sizes differ by
+    at most one, so that 2 or 4 threads get equal shares.
+    """
+    count = max(1, -(-n * bytes_per_item // max(budget, 1)))  # ceil
+    if count > 1:
+        count = min(n, -(-count // multiple) * multiple)
+    bounds = [i * n // count for i in range(count + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def over_batch(fn: Callable[[slice], object], x: np.ndarray, threads: int = 1) -> None:
+    """fn(rows) for slices `rows` of x's first axis, about ROW_CHUNK_BYTES of x each,
+    on up to `threads` threads. For element-wise passes that write into arrays of their own."""
+    n = x.shape[0]
+    map_chunks(fn, batch_chunks(n, x.nbytes // max(n, 1), ROW_CHUNK_BYTES), threads)

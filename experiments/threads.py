@@ -1,9 +1,10 @@
-"""How a run uses the cores: convolution chunks on Python threads, BLAS on one.
+"""How a run uses the cores: batch chunks on Python threads, BLAS on one.
 
-cnn/ runs each convolution's batch chunks on `Conv2D.threads` threads
-(cnn/parallel.py) but cannot tell BLAS what to do: that needs threadpoolctl,
-which only the harness imports. `chunk_threads` gives the convolutions as many
-threads as BLAS would have had, and BLAS one, for the time of a `with` block.
+cnn/ runs the batch chunks of its convolutions, ReLUs, max-pools and batch
+norms on each layer's `threads` threads (cnn/parallel.py) but cannot tell BLAS
+what to do: that needs threadpoolctl, which only the harness imports.
+`chunk_threads` gives those layers as many threads as BLAS would have had, and
+BLAS one, for the time of a `with` block.
 So a parallel sweep's job, given one BLAS thread (experiments/parallel.py),
 keeps to one core, and the numbers are the same either way (the chunks and
 their order do not change with the threads).
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from cnn.layers import Conv2D
 from cnn.network import Sequential
 
 
@@ -28,16 +28,16 @@ def blas_threads() -> int:
 
 @contextmanager
 def chunk_threads(net: Sequential, threads: int | None = None) -> Iterator[int]:
-    """Within the block: `threads` (by default, blas_threads()) threads per convolution,
-    BLAS on one thread. Yields the number of threads; restores both afterwards."""
+    """Within the block: `threads` (by default, blas_threads()) threads for each layer
+    that takes them, BLAS on one thread. Yields the number; restores both afterwards."""
     threads = blas_threads() if threads is None else threads
-    convs = [layer for layer in net.layers if isinstance(layer, Conv2D)]
-    before = [conv.threads for conv in convs]
+    layers = [layer for layer in net.layers if hasattr(layer, "threads")]
+    before = [layer.threads for layer in layers]
     with threadpool_limits(1 if threads > 1 else None, user_api="blas"):
-        for conv in convs:
-            conv.threads = threads
+        for layer in layers:
+            layer.threads = threads
         try:
             yield threads
         finally:
-            for conv, value in zip(convs, before, strict=True):
-                conv.threads = value
+            for layer, value in zip(layers, before, strict=True):
+                layer.threads = value

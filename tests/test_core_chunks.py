@@ -1,13 +1,13 @@
-"""Convolutions in chunks, on threads: the chunking and the threads never change a result."""
+"""Layers in chunks, on threads: the chunking and the threads never change a result."""
 
 import time
 
 import numpy as np
 import pytest
 
-from cnn.layers import Conv2D
-from cnn.layers.im2col import batch_chunks
-from cnn.parallel import map_chunks
+from cnn import parallel
+from cnn.layers import BatchNorm2D, Conv2D, MaxPool2D, ReLU
+from cnn.parallel import batch_chunks, map_chunks
 
 
 def test_map_chunks_keeps_chunk_order_when_threads_finish_out_of_order():
@@ -70,3 +70,32 @@ def test_conv_chunks_on_threads_are_bit_identical_to_the_same_chunks_in_turn():
     np.testing.assert_array_equal(dxs[0], dxs[1])
     for key in convs[0].grads:
         np.testing.assert_array_equal(convs[0].grads[key], convs[1].grads[key])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ReLU(),
+        lambda: MaxPool2D(2),
+        lambda: MaxPool2D(3, stride=2),  # overlapping windows, a row and column in none
+        lambda: BatchNorm2D(4),
+    ],
+    ids=["relu", "maxpool2", "maxpool3s2", "batchnorm"],
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_element_wise_layers_give_the_same_bits_in_chunks_on_threads(make, training, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((13, 7, 7, 4), dtype=np.float32)
+    x[0, :2, :2, :] = 0.5  # ties in a pooling window
+    whole, pieces = make(), make()
+    out = whole.forward(x, training=training)
+    dout = rng.standard_normal(out.shape, dtype=np.float32)
+    dx = whole.backward(dout)
+    monkeypatch.setattr(parallel, "ROW_CHUNK_BYTES", x[0].nbytes)  # one image a chunk
+    pieces.threads = 3
+    np.testing.assert_array_equal(pieces.forward(x, training=training), out)
+    np.testing.assert_array_equal(pieces.backward(dout), dx)
+    for key in whole.grads:
+        np.testing.assert_array_equal(pieces.grads[key], whole.grads[key])
+    for key in whole.buffers:
+        np.testing.assert_array_equal(pieces.buffers[key], whole.buffers[key])

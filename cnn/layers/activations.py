@@ -5,17 +5,32 @@ from __future__ import annotations
 import numpy as np
 
 from cnn.layers.base import Layer
+from cnn.parallel import over_batch
 
 
 class ReLU(Layer):
-    """max(x, 0), any shape. Units whose input is negative pass no gradient ("dead")."""
+    """max(x, 0), any shape. Units whose input is negative pass no gradient ("dead").
+
+    Works through the batch in chunks on `threads` threads (cnn/parallel.py)."""
+
+    threads = 1
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._mask = x > 0
-        return x * self._mask
+        self._mask = np.empty(x.shape, dtype=bool)
+        out = np.empty_like(x)
+
+        def relu(rows: slice) -> None:
+            np.greater(x[rows], 0, out=self._mask[rows])
+            np.multiply(x[rows], self._mask[rows], out=out[rows])
+
+        over_batch(relu, x, self.threads)
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout * self._mask
+        dx = np.empty_like(dout)
+        over_batch(lambda rows: np.multiply(dout[rows], self._mask[rows], out=dx[rows]),
+                   dout, self.threads)
+        return dx
 
 
 class LeakyReLU(Layer):

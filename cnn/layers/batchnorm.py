@@ -10,6 +10,7 @@ import numpy as np
 
 from cnn.layers.base import Layer
 from cnn.layers.channels import column_sums, per_channel
+from cnn.parallel import over_batch
 
 
 class BatchNorm1D(Layer):
@@ -19,7 +20,11 @@ class BatchNorm1D(Layer):
     estimates: running = (1 - momentum) * running + momentum * batch, with the
     unbiased variance, as in PyTorch. Evaluation uses the running estimates.
     Params: gamma, beta (C,). Buffers: running_mean, running_var (C,).
+    The element-wise passes take the batch in chunks on `threads` threads
+    (cnn/parallel.py).
     """
+
+    threads = 1
 
     def __init__(
         self,
@@ -38,12 +43,15 @@ class BatchNorm1D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         c = self.num_features
+        m = x.size // c
+        # The per-channel sums run over the whole batch at once; the element-wise
+        # passes between them go chunk by chunk.
+        mean = column_sums(x.reshape(-1, c)) / m if training else self.buffers["running_mean"]
+        xc = np.empty_like(x)  # x's shape
+        over_batch(lambda rows: per_channel(x[rows], np.subtract, mean, out=xc[rows]),
+                   x, self.threads)
         if training:
-            x2 = x.reshape(-1, c)  # (M, C)
-            m = x2.shape[0]
-            mean = column_sums(x2) / m  # (C,)
-            xc = per_channel(x, np.subtract, mean)  # x's shape
-            xc2 = xc.reshape(-1, c)
+            xc2 = xc.reshape(-1, c)  # (M, C)
             var = np.einsum("mc,mc->c", xc2, xc2) / m  # biased: the batch's own spread
             for key, batch_value in (
                 ("running_mean", mean),
@@ -53,13 +61,19 @@ class BatchNorm1D(Layer):
                 running *= 1.0 - self.momentum
                 running += self.momentum * batch_value
         else:
-            xc = per_channel(x, np.subtract, self.buffers["running_mean"])
             var = self.buffers["running_var"]
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
         # Backward needs xhat = xc * inv_std; keeping xc and inv_std saves a pass here.
         self._cache = (xc, inv_std, training)
-        out = per_channel(xc, np.multiply, self.params["gamma"] * inv_std)
-        return per_channel(out, np.add, self.params["beta"], out=out)
+        scale, shift = self.params["gamma"] * inv_std, self.params["beta"]
+        out = np.empty_like(x)
+
+        def normalise(rows: slice) -> None:
+            per_channel(xc[rows], np.multiply, scale, out=out[rows])
+            per_channel(out[rows], np.add, shift, out=out[rows])
+
+        over_batch(normalise, x, self.threads)
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         xc, inv_std, training = self._cache
@@ -69,14 +83,20 @@ class BatchNorm1D(Layer):
         dgamma = np.einsum("mc,mc->c", d2, xc.reshape(-1, c)) * inv_std  # sum of dout * xhat
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         scale = self.params["gamma"] * inv_std  # (C,)
-        dx = per_channel(dout, np.multiply, scale)
-        if training:
-            # The batch mean and variance depend on every input, which adds two
-            # terms: one removes the gradient's mean (dbeta / M), the other its
-            # projection on xhat (dgamma / M), where xhat = xc * inv_std.
-            m = d2.shape[0]
-            dx -= per_channel(xc, np.multiply, scale * inv_std * dgamma / m)
-            per_channel(dx, np.subtract, scale * dbeta / m, out=dx)
+        # In training the batch mean and variance depend on every input, which adds
+        # two terms: one removes the gradient's mean (dbeta / M), the other its
+        # projection on xhat (dgamma / M), where xhat = xc * inv_std.
+        m = d2.shape[0]
+        along_xhat, mean_term = scale * inv_std * dgamma / m, scale * dbeta / m
+        dx = np.empty_like(dout)
+
+        def input_grad(rows: slice) -> None:
+            d = per_channel(dout[rows], np.multiply, scale, out=dx[rows])
+            if training:
+                d -= per_channel(xc[rows], np.multiply, along_xhat)
+                per_channel(d, np.subtract, mean_term, out=d)
+
+        over_batch(input_grad, dout, self.threads)
         return dx
 
     def __repr__(self) -> str:

@@ -7,8 +7,8 @@ import numpy as np
 from cnn.initializers import Initializer
 from cnn.layers.base import WeightedLayer
 from cnn.layers.channels import column_sums, per_channel
-from cnn.layers.im2col import batch_chunks, col2im, im2col, output_size, pad_hw
-from cnn.parallel import map_chunks
+from cnn.layers.im2col import col2im, im2col, output_size, pad_hw
+from cnn.parallel import batch_chunks, map_chunks
 
 
 class Conv2D(WeightedLayer):

@@ -68,20 +68,3 @@ def col2im(dcols: np.ndarray, dxp: np.ndarray, stride: int) -> np.ndarray:
                 :, :, :, i, j, :
             ]
     return dxp
-
-
-def batch_chunks(n: int, bytes_per_item: int, budget: int, multiple: int = 4) -> list[slice]:
-    """Split range(n) into slices whose temporaries need about `budget` bytes each.
-
-    Why: a whole batch's patch matrix (9x the input for a 3x3 kernel) is far
-    larger than the CPU caches; chunk by chunk it stays in cache between the
-    copy that builds it and the matrix product that reads it. When more than
-    one slice is needed, their number is rounded up to a multiple of
-    `multiple` (as long as items last) and their sizes differ by at most one,
-    so that 2 or 4 threads get equal shares (cnn/parallel.py).
-    """
-    count = max(1, -(-n * bytes_per_item // max(budget, 1)))  # ceil
-    if count > 1:
-        count = min(n, -(-count // multiple) * multiple)
-    bounds = [i * n // count for i in range(count + 1)]
-    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]

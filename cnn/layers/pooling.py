@@ -10,6 +10,7 @@ import numpy as np
 
 from cnn.layers.base import Layer
 from cnn.layers.im2col import output_size
+from cnn.parallel import over_batch
 
 
 def _window_slices(ho: int, wo: int, kernel: int, stride: int):
@@ -40,33 +41,49 @@ class MaxPool2D(_Pool2D):
     """(N, H, W, C) -> (N, Ho, Wo, C), the maximum of each kernel x kernel window.
 
     The gradient flows to one maximum per window (the first, in row-major
-    order, when several tie), as in the common frameworks.
+    order, when several tie), as in the common frameworks. Works through the
+    batch in chunks on `threads` threads (cnn/parallel.py).
     """
 
+    threads = 1
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        n, _, _, c = x.shape
         ho, wo = self._output_hw(x)
-        offsets = _window_slices(ho, wo, self.kernel, self.stride)
-        rows, cols = next(offsets)
-        out = x[:, rows, cols, :].copy()  # (N, Ho, Wo, C)
+        out = np.empty((n, ho, wo, c), dtype=x.dtype)
         # Which offset holds each window's maximum; strict ">" keeps the first on ties.
         # Offsets come in increasing k, so the latest better one is also the largest k.
         self._winner = np.zeros(out.shape, dtype=np.uint8)
-        for k, (rows, cols) in enumerate(offsets, start=1):
-            candidate = x[:, rows, cols, :]
-            np.maximum(self._winner, (candidate > out) * np.uint8(k), out=self._winner)
-            np.maximum(out, candidate, out=out)
+
+        def pool(images: slice) -> None:
+            xs, best, winner = x[images], out[images], self._winner[images]
+            offsets = _window_slices(ho, wo, self.kernel, self.stride)
+            rows, cols = next(offsets)
+            best[...] = xs[:, rows, cols, :]
+            for k, (rows, cols) in enumerate(offsets, start=1):
+                candidate = xs[:, rows, cols, :]
+                np.maximum(winner, (candidate > best) * np.uint8(k), out=winner)
+                np.maximum(best, candidate, out=best)
+
+        over_batch(pool, x, self.threads)
         self._shape = x.shape
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         _, ho, wo, _ = dout.shape
-        dx = np.zeros(self._shape, dtype=dout.dtype)
+        dx = np.empty(self._shape, dtype=dout.dtype)
         overlapping = self.stride < self.kernel
-        for k, (rows, cols) in enumerate(_window_slices(ho, wo, self.kernel, self.stride)):
-            if overlapping:  # a pixel in several windows collects from each
-                dx[:, rows, cols, :] += dout * (self._winner == k)
-            else:  # each pixel is in one window: write in place, no temporary
-                np.multiply(dout, self._winner == k, out=dx[:, rows, cols, :])
+
+        def unpool(images: slice) -> None:
+            dxs, douts, winner = dx[images], dout[images], self._winner[images]
+            dxs[...] = 0  # pixels in no window (odd sizes) get no gradient
+            for k, (rows, cols) in enumerate(_window_slices(ho, wo, self.kernel, self.stride)):
+                if overlapping:  # a pixel in several windows collects from each
+                    dxs[:, rows, cols, :] += douts * (winner == k)
+                else:  # each pixel is in one window: write in place, no temporary
+                    np.multiply(douts, winner == k, out=dxs[:, rows, cols, :])
+
+        over_batch(unpool, dx, self.threads)
         return dx
 
 
