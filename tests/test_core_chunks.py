@@ -7,6 +7,7 @@ import pytest
 
 from cnn import parallel
 from cnn.layers import BatchNorm2D, Conv2D, MaxPool2D, ReLU
+from cnn.layers.im2col import pad_hw
 from cnn.parallel import batch_chunks, map_chunks
 
 
@@ -99,3 +100,11 @@ def test_element_wise_layers_give_the_same_bits_in_chunks_on_threads(make, train
         np.testing.assert_array_equal(pieces.grads[key], whole.grads[key])
     for key in whole.buffers:
         np.testing.assert_array_equal(pieces.buffers[key], whole.buffers[key])
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2, (0, 1), (2, 1)])
+def test_pad_hw_matches_numpy_pad(padding):
+    x = np.random.default_rng(0).standard_normal((3, 5, 4, 2))
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    expected = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    np.testing.assert_array_equal(pad_hw(x, padding), expected)

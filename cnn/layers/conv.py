@@ -60,33 +60,35 @@ class Conv2D(WeightedLayer):
         f = self.out_channels
         ho = output_size(h, kh, self.stride, self.padding)
         wo = output_size(w, kw, self.stride, self.padding)
-        xp = pad_hw(x, self.padding)  # (N, Hp, Wp, C)
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
         out = np.empty((n, ho, wo, f), dtype=x.dtype)
 
         def convolve(chunk: slice) -> None:
-            cols = im2col(xp[chunk], kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
+            xp = pad_hw(x[chunk], self.padding)  # (n, Hp, Wp, C)
+            cols = im2col(xp, kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
             np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out[chunk].reshape(-1, f))
             if self.use_bias:
                 per_channel(out[chunk], np.add, self.params["b"], out=out[chunk])
 
-        map_chunks(convolve, self._chunks(xp, ho, wo), self.threads)
-        # Backward rebuilds the patches from xp: cheaper than keeping 9x the input.
-        self._cache = (xp, x.shape)
+        map_chunks(convolve, self._chunks(x, ho, wo), self.threads)
+        # Backward pads and gathers the patches again, chunk by chunk: cheaper than
+        # keeping 9x the input.
+        self._cache = x
         return out
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        xp, input_shape = self._cache
+        x = self._cache
         n, ho, wo, f = dout.shape
         kh, kw = self.kernel
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
 
         def weight_grad(chunk: slice) -> np.ndarray:
-            cols = im2col(xp[chunk], kh, kw, self.stride).reshape(-1, w2.shape[0])
+            xp = pad_hw(x[chunk], self.padding)  # (n, Hp, Wp, C)
+            cols = im2col(xp, kh, kw, self.stride).reshape(-1, w2.shape[0])
             return cols.T @ dout[chunk].reshape(-1, f)  # (KH*KW*C, F)
 
         dw = np.zeros_like(w2)
-        for part in map_chunks(weight_grad, self._chunks(xp, ho, wo), self.threads):
+        for part in map_chunks(weight_grad, self._chunks(x, ho, wo), self.threads):
             dw += part  # in chunk order, so the sum's rounding is the same on any threads
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
@@ -94,8 +96,8 @@ class Conv2D(WeightedLayer):
         if not input_grad:
             return None
         if self.stride == 1 and self.padding < min(kh, kw):
-            return self._input_grad_as_convolution(dout, input_shape)
-        return self._input_grad_by_scatter(dout, xp.shape, input_shape)
+            return self._input_grad_as_convolution(dout, x.shape)
+        return self._input_grad_by_scatter(dout, x.shape)
 
     def _input_grad_as_convolution(self, dout: np.ndarray, input_shape: tuple) -> np.ndarray:
         """With stride 1, dx is a convolution of the output gradient, padded by
@@ -104,26 +106,24 @@ class Conv2D(WeightedLayer):
         kh, kw = self.kernel
         n, h, w, c = input_shape
         flipped = self.params["W"][::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, c)  # (KH*KW*F, C)
-        dpad = np.pad(
-            dout, ((0, 0), (kh - 1 - self.padding,) * 2, (kw - 1 - self.padding,) * 2, (0, 0))
-        )
         dx = np.empty(input_shape, dtype=dout.dtype)  # (N, H, W, C)
 
         def convolve(chunk: slice) -> None:
-            cols = im2col(dpad[chunk], kh, kw, 1).reshape(-1, flipped.shape[0])
+            dpad = pad_hw(dout[chunk], (kh - 1 - self.padding, kw - 1 - self.padding))
+            cols = im2col(dpad, kh, kw, 1).reshape(-1, flipped.shape[0])  # (n*H*W, KH*KW*F)
             np.matmul(cols, flipped, out=dx[chunk].reshape(-1, c))
 
-        map_chunks(convolve, self._chunks(dpad, h, w), self.threads)
+        map_chunks(convolve, self._chunks(dout, h, w), self.threads)
         return dx
 
-    def _input_grad_by_scatter(
-        self, dout: np.ndarray, padded_shape: tuple, input_shape: tuple
-    ) -> np.ndarray:
+    def _input_grad_by_scatter(self, dout: np.ndarray, input_shape: tuple) -> np.ndarray:
         """Any stride: spread each window's gradient back over the pixels it covered."""
         kh, kw = self.kernel
         f = self.out_channels
         w2t = self.params["W"].reshape(-1, f).T  # (F, KH*KW*C)
-        dxp = np.empty(padded_shape, dtype=dout.dtype)  # (N, Hp, Wp, C)
+        n, h, w, c = input_shape
+        p = self.padding
+        dxp = np.empty((n, h + 2 * p, w + 2 * p, c), dtype=dout.dtype)  # (N, Hp, Wp, C)
         _, ho, wo, _ = dout.shape
 
         def scatter(chunk: slice) -> None:
@@ -131,8 +131,7 @@ class Conv2D(WeightedLayer):
             col2im(dcols, dxp[chunk], self.stride)
 
         map_chunks(scatter, self._chunks(dxp, ho, wo), self.threads)
-        p = self.padding
-        return dxp[:, p : p + input_shape[1], p : p + input_shape[2], :]
+        return dxp[:, p : p + h, p : p + w, :]
 
     def _chunks(self, images: np.ndarray, ho: int, wo: int) -> list[slice]:
         """Batch slices whose patch matrices, (Ho*Wo, KH*KW*C) per image, fit the budget."""

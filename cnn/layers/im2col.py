@@ -23,11 +23,19 @@ def output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
     return out
 
 
-def pad_hw(x: np.ndarray, padding: int) -> np.ndarray:
-    """Zero-pad the two spatial axes of (N, H, W, C)."""
-    if padding == 0:
+def pad_hw(x: np.ndarray, padding: int | tuple[int, int]) -> np.ndarray:
+    """Zero-pad the two spatial axes of (N, H, W, C), by `padding` on every side or by
+    (rows, columns): (N, H + 2 * rows, W + 2 * columns, C)."""
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    if ph == pw == 0:
         return x
-    return np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    n, h, w, c = x.shape
+    xp = np.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    # Only the border is zeroed: np.pad, or zeroing all of xp, would write everything twice.
+    xp[:, :ph], xp[:, ph + h :] = 0, 0
+    xp[:, ph : ph + h, :pw], xp[:, ph : ph + h, pw + w :] = 0, 0
+    xp[:, ph : ph + h, pw : pw + w] = x
+    return xp
 
 
 def im2col(
