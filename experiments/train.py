@@ -194,7 +194,7 @@ def _fit_and_finish(run: Run, name: str, outcome: Outcome, metrics: MetricsLogge
     """Train (from start_epoch), checkpointing every epoch, then evaluate and log the results,
     with the convolutions' chunks spread over the cores (experiments.threads)."""
     with chunk_threads(run.net) as threads:
-        mlflow.set_tag("conv_threads", str(threads))
+        mlflow.set_tag("chunk_threads", str(threads))
         _fit_evaluate_log(run, name, outcome, metrics, start_epoch)
 
 
