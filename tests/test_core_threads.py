@@ -71,3 +71,13 @@ def test_chunk_threads_put_blas_on_one_thread_and_restore_it():
             assert blas_threads() == 1
         assert blas_threads() == 2
     assert any(pool["user_api"] == "blas" for pool in threadpool_info())
+
+
+def test_a_job_with_one_blas_thread_keeps_its_layers_on_one_thread():
+    """A parallel sweep gives each job one BLAS thread: its layers must not take two cores."""
+    from experiments.threads import chunk_threads
+
+    net = build_model("vgg")
+    with threadpool_limits(1, user_api="blas"), chunk_threads(net) as used:
+        assert used == 1
+        assert all(layer.threads == 1 for layer in net.layers if hasattr(layer, "threads"))
