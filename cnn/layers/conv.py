@@ -64,9 +64,7 @@ class Conv2D(WeightedLayer):
         out = np.empty((n, ho, wo, f), dtype=x.dtype)
 
         def convolve(chunk: slice) -> None:
-            xp = pad_hw(x[chunk], self.padding)  # (n, Hp, Wp, C)
-            cols = im2col(xp, kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
-            np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out[chunk].reshape(-1, f))
+            np.matmul(self._patch_rows(x[chunk]), w2, out=out[chunk].reshape(-1, f))
             if self.use_bias:
                 per_channel(out[chunk], np.add, self.params["b"], out=out[chunk])
 
@@ -83,9 +81,7 @@ class Conv2D(WeightedLayer):
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
 
         def weight_grad(chunk: slice) -> np.ndarray:
-            xp = pad_hw(x[chunk], self.padding)  # (n, Hp, Wp, C)
-            cols = im2col(xp, kh, kw, self.stride).reshape(-1, w2.shape[0])
-            return cols.T @ dout[chunk].reshape(-1, f)  # (KH*KW*C, F)
+            return self._patch_rows(x[chunk]).T @ dout[chunk].reshape(-1, f)  # (KH*KW*C, F)
 
         dw = np.zeros_like(w2)
         for part in map_chunks(weight_grad, self._chunks(x, ho, wo), self.threads):
@@ -98,6 +94,12 @@ class Conv2D(WeightedLayer):
         if self.stride == 1 and self.padding < min(kh, kw):
             return self._input_grad_as_convolution(dout, x.shape)
         return self._input_grad_by_scatter(dout, x.shape)
+
+    def _patch_rows(self, images: np.ndarray) -> np.ndarray:
+        """(n, H, W, C) -> (n*Ho*Wo, KH*KW*C): padded, one receptive field a row."""
+        kh, kw = self.kernel
+        cols = im2col(pad_hw(images, self.padding), kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
+        return cols.reshape(-1, kh * kw * self.in_channels)
 
     def _input_grad_as_convolution(self, dout: np.ndarray, input_shape: tuple) -> np.ndarray:
         """With stride 1, dx is a convolution of the output gradient, padded by
