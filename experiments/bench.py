@@ -37,7 +37,7 @@ from cnn.network import Sequential
 from cnn.optim import SGD
 from cnn.training import train_step
 from experiments.allocator import keep_freed_memory
-from experiments.threads import blas_threads, chunk_threads
+from experiments.threads import chunk_threads, current_blas_threads
 
 INPUT_SHAPE = (32, 32, 3)
 
@@ -198,7 +198,7 @@ def bench_model(
     }
     if use_torch:
         contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
-    cores = blas_threads()
+    cores = current_blas_threads()
     # The NumPy network runs as training runs it; PyTorch's own threads are not NumPy's BLAS.
     with chunk_threads(net):
         seconds = interleaved_medians(contenders, repeats, warmup)

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from cnn.network import Sequential
 
 
-def blas_threads() -> int:
+def current_blas_threads() -> int:
     """The threads BLAS would use now (1 if NumPy has no BLAS threads to report)."""
     counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return max(counts, default=1)
@@ -28,9 +28,9 @@ def blas_threads() -> int:
 
 @contextmanager
 def chunk_threads(net: Sequential, threads: int | None = None) -> Iterator[int]:
-    """Within the block: `threads` (by default, blas_threads()) threads for each layer
+    """Within the block: `threads` (by default, current_blas_threads()) threads for each layer
     that takes them, BLAS on one thread. Yields the number; restores both afterwards."""
-    threads = blas_threads() if threads is None else threads
+    threads = current_blas_threads() if threads is None else threads
     layers = [layer for layer in net.layers if hasattr(layer, "threads")]
     before = [layer.threads for layer in layers]
     with threadpool_limits(1 if threads > 1 else None, user_api="blas"):

@@ -192,7 +192,7 @@ def _logged_history(run_id: str, epochs: int) -> list[dict[str, float]]:
 def _fit_and_finish(run: Run, name: str, outcome: Outcome, metrics: MetricsLogger,
                     start_epoch: int = 1) -> None:
     """Train (from start_epoch), checkpointing every epoch, then evaluate and log the results,
-    with the convolutions' chunks spread over the cores (experiments.threads)."""
+    with the layers' batch chunks spread over the cores (experiments.threads)."""
     with chunk_threads(run.net) as threads:
         mlflow.set_tag("chunk_threads", str(threads))
         _fit_evaluate_log(run, name, outcome, metrics, start_epoch)

@@ -66,16 +66,16 @@ def test_two_chunk_threads_give_the_weights_of_one_thread():
 def test_chunk_threads_put_blas_on_one_thread_and_restore_it():
     from threadpoolctl import threadpool_info
 
-    from experiments.threads import blas_threads, chunk_threads
+    from experiments.threads import chunk_threads, current_blas_threads
 
     net = build_model("seed")
     with threadpool_limits(2, user_api="blas"):
-        if blas_threads() < 2:
+        if current_blas_threads() < 2:
             pytest.skip("this BLAS runs on one thread only")
         with chunk_threads(net) as used:
             assert used == 2
-            assert blas_threads() == 1
-        assert blas_threads() == 2
+            assert current_blas_threads() == 1
+        assert current_blas_threads() == 2
     assert any(pool["user_api"] == "blas" for pool in threadpool_info())
 
 
