@@ -11,19 +11,29 @@ so that a run can be compared with a PyTorch implementation that kept them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import numpy as np
 
+from cnn.registry import Registry
+
 Initializer = Callable[[tuple[int, ...], int, int, np.random.Generator], np.ndarray]
 
+# Each draws (shape, fan_in, fan_out, rng) -> weights; keyword arguments after rng (std,
+# gain) are its knobs, which get_initializer binds.
+INITIALIZERS: Registry[Initializer] = Registry("initialiser")
 
+
+@INITIALIZERS.register("he", "he_normal")
 def he_normal(
     shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
 ) -> np.ndarray:
     return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
 
 
+@INITIALIZERS.register("he_uniform")
 def he_uniform(
     shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -31,12 +41,14 @@ def he_uniform(
     return rng.uniform(-limit, limit, size=shape)
 
 
+@INITIALIZERS.register("xavier", "xavier_normal")
 def xavier_normal(
     shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
 ) -> np.ndarray:
     return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
+@INITIALIZERS.register("xavier_uniform")
 def xavier_uniform(
     shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -44,6 +56,7 @@ def xavier_uniform(
     return rng.uniform(-limit, limit, size=shape)
 
 
+@INITIALIZERS.register("pytorch")
 def pytorch_uniform(
     shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -57,58 +70,57 @@ def pytorch_uniform(
 pytorch_uniform.bias = pytorch_uniform  # type: ignore[attr-defined]
 
 
-def normal(std: float = 0.01) -> Initializer:
+@INITIALIZERS.register("normal")
+def normal(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator,
+    std: float = 0.01,
+) -> np.ndarray:
     """A fixed standard deviation, blind to the layer's fan-in."""
-
-    def draw(
-        shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        return rng.normal(0.0, std, size=shape)
-
-    return draw
+    return rng.normal(0.0, std, size=shape)
 
 
-def orthogonal(gain: float = 1.0) -> Initializer:
+@INITIALIZERS.register("unit_normal")
+def unit_normal(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator,
+    std: float = 1.0,
+) -> np.ndarray:
+    """`normal` at std 1: far too large for any real layer, the classic failed start."""
+    return rng.normal(0.0, std, size=shape)
+
+
+@INITIALIZERS.register("orthogonal")
+def orthogonal(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator,
+    gain: float = 1.0,
+) -> np.ndarray:
     """The weight, seen as a matrix of inputs x outputs, has orthonormal rows or columns.
 
     For Dense (D_in, D_out) and Conv2D (KH, KW, C_in, F) alike the outputs are
     the last axis, so the matrix is (all other axes) x (last axis).
     """
-
-    def draw(
-        shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        rows, cols = int(np.prod(shape[:-1])), shape[-1]
-        a = rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
-        q, r = np.linalg.qr(a)
-        q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
-        matrix = q if rows >= cols else q.T  # (rows, cols)
-        return gain * matrix.reshape(shape)
-
-    return draw
+    rows, cols = int(np.prod(shape[:-1])), shape[-1]
+    a = rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
+    matrix = q if rows >= cols else q.T  # (rows, cols)
+    return gain * matrix.reshape(shape)
 
 
-_BY_NAME: dict[str, Callable[..., Initializer] | Initializer] = {
-    "he": he_normal,
-    "he_normal": he_normal,
-    "he_uniform": he_uniform,
-    "xavier": xavier_normal,
-    "xavier_normal": xavier_normal,
-    "xavier_uniform": xavier_uniform,
-    "pytorch": pytorch_uniform,
-}
-NAMES = (*_BY_NAME, "normal", "unit_normal", "orthogonal")
+def knobs(name: str) -> dict[str, float]:
+    """An initialiser's keyword arguments and their defaults, e.g. {"std": 0.01}."""
+    parameters = list(inspect.signature(INITIALIZERS[name]).parameters.values())[4:]
+    return {p.name: p.default for p in parameters}
 
 
-def get_initializer(name: str, std: float | None = None, gain: float = 1.0) -> Initializer:
-    """Look an initialiser up by name: he, he_uniform, xavier, xavier_uniform,
-    pytorch, normal (std, 0.01 unless given), unit_normal (std 1.0) or orthogonal (gain)."""
-    if name in _BY_NAME:
-        return _BY_NAME[name]  # type: ignore[return-value]
-    if name == "normal":
-        return normal(0.01 if std is None else std)
-    if name == "unit_normal":
-        return normal(1.0 if std is None else std)
-    if name == "orthogonal":
-        return orthogonal(gain)
-    raise ValueError(f"unknown initialiser {name!r}; choose one of {', '.join(NAMES)}")
+def get_initializer(name: str, **kwargs: float | None) -> Initializer:
+    """Look an initialiser up by name, its knobs bound: get_initializer("normal", std=0.1).
+
+    Knobs given as None keep the initialiser's default; a knob it does not take is an error.
+    """
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    draw = INITIALIZERS[name]
+    unknown = sorted(given.keys() - knobs(name).keys())
+    if unknown:
+        takes = ", ".join(knobs(name)) or "no knobs"
+        raise ValueError(f"initialiser {name!r} takes {takes}, not {', '.join(unknown)}")
+    return functools.partial(draw, **given) if given else draw

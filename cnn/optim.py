@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnn.registry import Registry
+
+# Each optimiser's constructor arguments are its config keys (experiments.config).
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimiser")
+
 
 class Optimizer:
     """Base class: `lr` may be changed between steps (schedules do this)."""
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        if lr < 0:
-            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        if not 0 <= lr < float("inf"):  # also refuses NaN, which fails every comparison
+            raise ValueError(f"learning rate must be >= 0 and finite, got {lr}")
+        if not 0 <= weight_decay < float("inf"):
+            raise ValueError(f"weight decay must be >= 0 and finite, got {weight_decay}")
         self.lr, self.weight_decay = lr, weight_decay
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.steps = 0
@@ -40,6 +47,7 @@ class Optimizer:
                 self.state.setdefault(key, {})[name] = np.array(value)
 
 
+@OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """SGD with momentum, optional Nesterov, and L2 weight decay (added to the gradient).
 
@@ -65,23 +73,30 @@ class SGD(Optimizer):
         p -= self.lr * g
 
 
+@OPTIMIZERS.register("adam")
 class Adam(Optimizer):
-    """Adam with bias-corrected moments; weight decay is L2, added to the gradient."""
+    """Adam with bias-corrected moments; weight decay is L2, added to the gradient.
+
+    beta1 and beta2 are the decay rates of the first and second moment estimates
+    (PyTorch's `betas`)."""
 
     decoupled = False
 
     def __init__(
         self,
         lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        beta1: float = 0.9,
+        beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
-        self.betas, self.eps = tuple(betas), eps
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, state: dict) -> None:
-        b1, b2 = self.betas
+        b1, b2 = self.beta1, self.beta2
         if self.weight_decay and not self.decoupled:
             g = g + self.weight_decay * p
         m = state.setdefault("m", np.zeros_like(p))
@@ -97,6 +112,7 @@ class Adam(Optimizer):
         p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
+@OPTIMIZERS.register("adamw")
 class AdamW(Adam):
     """Adam with decoupled weight decay: p -= lr * wd * p, apart from the adaptive step."""
 
@@ -105,13 +121,15 @@ class AdamW(Adam):
     def __init__(
         self,
         lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        beta1: float = 0.9,
+        beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
     ) -> None:
-        super().__init__(lr, betas, eps, weight_decay)
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
 
 
+@OPTIMIZERS.register("rmsprop")
 class RMSprop(Optimizer):
     """Divides the step by a running RMS of the gradient: v = a*v + (1-a)*g^2."""
 
@@ -141,20 +159,6 @@ class RMSprop(Optimizer):
         p -= self.lr * step
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD,
-    "adam": Adam,
-    "adamw": AdamW,
-    "rmsprop": RMSprop,
-}
-
-
 def make_optimizer(name: str, **kwargs) -> Optimizer:
-    """Build an optimiser by name (sgd, adam, adamw, rmsprop) with its keyword arguments."""
-    try:
-        cls = OPTIMIZERS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimiser {name!r}; choose one of {', '.join(OPTIMIZERS)}"
-        ) from None
-    return cls(**kwargs)
+    """Build a registered optimiser by name (sgd, adam, adamw, rmsprop, ...) with its arguments."""
+    return OPTIMIZERS[name.lower()](**kwargs)

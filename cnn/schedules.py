@@ -6,7 +6,15 @@ any batch size once `total_steps` = epochs * batches per epoch.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Sequence
+
+from cnn.registry import Registry
+
+# A schedule's constructor takes `lr` first, and `total_steps` and `steps_per_epoch` if it
+# needs them (make_schedule passes those); its other arguments are its config keys.
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
 
 
 class Schedule:
@@ -18,6 +26,7 @@ class Schedule:
         return None
 
 
+@SCHEDULES.register("constant")
 class Constant(Schedule):
     def __init__(self, lr: float) -> None:
         self.lr = lr
@@ -26,13 +35,20 @@ class Constant(Schedule):
         return self.lr
 
 
+@SCHEDULES.register("step")
 class StepDecay(Schedule):
-    """Multiply the rate by `gamma` every `step_size` steps."""
+    """Multiply the rate by `gamma` every `step_epochs` epochs of `steps_per_epoch` steps.
 
-    def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
-        if step_size < 1:
-            raise ValueError(f"step_size must be >= 1, got {step_size}")
-        self.lr, self.step_size, self.gamma = lr, step_size, gamma
+    Epochs rather than steps, so that a config keeps its meaning when the batch size or
+    the number of training images changes."""
+
+    def __init__(
+        self, lr: float, steps_per_epoch: int, step_epochs: int = 10, gamma: float = 0.1
+    ) -> None:
+        if step_epochs < 1:
+            raise ValueError(f"step_epochs must be >= 1, got {step_epochs}")
+        self.lr, self.gamma = lr, gamma
+        self.step_size = max(step_epochs * steps_per_epoch, 1)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
@@ -44,6 +60,7 @@ def _cosine(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
 
+@SCHEDULES.register("cosine")
 class Cosine(Schedule):
     """Cosine decay from `lr` to `min_lr` over `total_steps`."""
 
@@ -54,28 +71,34 @@ class Cosine(Schedule):
         return _cosine(self.lr, self.min_lr, step / self.total_steps)
 
 
+@SCHEDULES.register("onecycle")
 class OneCycle(Schedule):
     """The one-cycle policy (Smith & Topin), with cosine annealing in both phases.
 
-    Rises from max_lr / div_factor to max_lr over the first `pct_start` of the
-    steps, then falls to max_lr / (div_factor * final_div_factor) at the end.
+    Rises from lr / div_factor to its peak, lr, over the first `pct_start` of the
+    steps, then falls to lr / (div_factor * final_div_factor) at the end.
     With `momentum_range=(low, high)` the momentum moves the opposite way, from
     high to low at the peak and back: a large step gets less inertia.
     """
 
     def __init__(
         self,
-        max_lr: float,
+        lr: float,
         total_steps: int,
         pct_start: float = 0.25,
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
-        momentum_range: tuple[float, float] | None = None,
+        momentum_range: Sequence[float] | None = None,
     ) -> None:
         if not 0.0 < pct_start < 1.0:
             raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
-        self.max_lr, self.total_steps = max_lr, max(total_steps, 2)
-        self.initial_lr = max_lr / div_factor
+        if momentum_range is not None:
+            momentum_range = tuple(momentum_range)
+            if not (len(momentum_range) == 2 and 0 <= momentum_range[0] <= momentum_range[1] < 1):
+                raise ValueError(f"momentum_range must be [low, high] with 0 <= low <= high < 1, "
+                                 f"got {list(momentum_range)}")
+        self.max_lr, self.total_steps = lr, max(total_steps, 2)
+        self.initial_lr = lr / div_factor
         self.final_lr = self.initial_lr / final_div_factor
         self.peak_step = max(pct_start * self.total_steps - 1, 1.0)
         self.momentum_range = momentum_range
@@ -119,37 +142,22 @@ class Warmup(Schedule):
         return self.after.momentum(max(step - self.warmup_steps, 0))
 
 
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
-
-
 def make_schedule(
     name: str,
     lr: float,
     total_steps: int,
     *,
+    steps_per_epoch: int = 1,
     warmup_steps: int = 0,
-    step_size: int = 1,
-    gamma: float = 0.1,
-    min_lr: float = 0.0,
-    pct_start: float = 0.25,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-    momentum_range: tuple[float, float] | None = None,
+    **kwargs,
 ) -> Schedule:
-    """Build a schedule by name; `lr` is the base (or, for onecycle, the peak) rate.
+    """Build a registered schedule by name; `lr` is the base (or, for onecycle, the peak) rate.
 
-    `total_steps` includes any warm-up; the schedule after it gets the rest.
-    `momentum_range` (onecycle only) cycles the momentum inversely to the rate.
+    `total_steps` includes any warm-up; the schedule after it gets the rest. `kwargs` are
+    the schedule's own arguments, e.g. min_lr for cosine, pct_start for onecycle.
     """
-    main_steps = max(total_steps - warmup_steps, 1)
-    if name == "constant":
-        schedule: Schedule = Constant(lr)
-    elif name == "step":
-        schedule = StepDecay(lr, step_size, gamma)
-    elif name == "cosine":
-        schedule = Cosine(lr, main_steps, min_lr)
-    elif name == "onecycle":
-        schedule = OneCycle(lr, main_steps, pct_start, div_factor, final_div_factor, momentum_range)
-    else:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    cls = SCHEDULES[name]
+    wants = inspect.signature(cls).parameters
+    given = {"total_steps": max(total_steps - warmup_steps, 1), "steps_per_epoch": steps_per_epoch}
+    schedule = cls(lr, **{k: v for k, v in given.items() if k in wants}, **kwargs)
     return Warmup(schedule, warmup_steps) if warmup_steps > 0 else schedule

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -41,19 +42,29 @@ class Callback(Protocol):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
 
-def evaluate(
-    net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches
-) -> tuple[float, float]:
-    """Mean loss and accuracy over all batches, in evaluation mode."""
-    total_loss, correct, seen = 0.0, 0, 0
+@dataclass
+class Evaluation:
+    """A pass over held-out data: mean loss, accuracy, and every prediction."""
+
+    loss: float
+    acc: float
+    labels: np.ndarray  # (N,) true classes
+    predictions: np.ndarray  # (N,) predicted classes
+
+
+def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches) -> Evaluation:
+    """Loss (batch means weighted by batch size), accuracy and predictions, in evaluation mode."""
+    total_loss, labels, predictions = 0.0, [], []
     for x, y in batches:
-        logits = net.forward(x, training=False)
+        logits = net.forward(x, training=False)  # (B, K)
         total_loss += loss_fn.forward(logits, y) * len(y)
-        correct += int((logits.argmax(axis=1) == y).sum())
-        seen += len(y)
-    if seen == 0:
+        labels.append(y)
+        predictions.append(logits.argmax(axis=1))  # (B,)
+    if not labels:
         raise ValueError("cannot evaluate on an empty dataset")
-    return total_loss / seen, correct / seen
+    y_true, y_pred = np.concatenate(labels), np.concatenate(predictions)  # (N,), (N,)
+    correct = int((y_true == y_pred).sum())
+    return Evaluation(total_loss / len(y_true), correct / len(y_true), y_true, y_pred)
 
 
 def train_step(
@@ -118,7 +129,8 @@ def fit(
             "images_per_s": seen / elapsed,
         }
         if val_batches is not None:
-            metrics["val_loss"], metrics["val_acc"] = evaluate(net, loss_fn, val_batches)
+            held_out = evaluate(net, loss_fn, val_batches)
+            metrics["val_loss"], metrics["val_acc"] = held_out.loss, held_out.acc
             net.train()
         history.append(metrics)
         _notify(callbacks, "on_epoch_end", epoch, metrics)

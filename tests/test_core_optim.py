@@ -88,7 +88,7 @@ def test_unknown_optimizer_is_named():
 
 def test_constant_and_step():
     assert [Constant(0.1)(s) for s in (0, 99)] == [0.1, 0.1]
-    sched = StepDecay(1.0, step_size=10, gamma=0.5)
+    sched = StepDecay(1.0, steps_per_epoch=5, step_epochs=2, gamma=0.5)
     assert [sched(s) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
 
 

@@ -17,9 +17,9 @@ from cnn.data.errors import (
     UnsafePickleError,
 )
 from cnn.data.loader import BatchIterator
-from cnn.data.preprocess import Normalizer, ZCAWhitener
+from cnn.data.preprocess import Normalizer, ZCAWhitener, to_unit_range
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle
-from cnn.data.splits import stratified_split
+from cnn.data.splits import check_classes, select_classes, stratified_split
 
 __all__ = [
     "OFFICIAL_MD5",
@@ -46,5 +46,8 @@ __all__ = [
     "random_crop",
     "random_flip",
     "resolve_root",
+    "check_classes",
+    "select_classes",
     "stratified_split",
+    "to_unit_range",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn.data.cifar10 import NUM_CLASSES, OFFICIAL_MD5, OFFICIAL_URL, load_cifar10
-from cnn.data.splits import stratified_split
+from cnn.data.splits import check_classes, label_map, stratified_split
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,16 +49,6 @@ class Splits:
         return h.hexdigest()[:16]
 
 
-def _check_classes(classes: Sequence[int]) -> list[int]:
-    chosen = [int(c) for c in classes]
-    if not chosen or len(set(chosen)) != len(chosen):
-        raise ValueError(f"classes must be a non-empty list without repeats, got {list(classes)}")
-    outside = [c for c in chosen if not 0 <= c < NUM_CLASSES]
-    if outside:
-        raise ValueError(f"classes {outside} are not CIFAR-10 labels (0..{NUM_CLASSES - 1})")
-    return chosen
-
-
 def _read_only(*arrays: np.ndarray) -> None:
     for array in arrays:
         array.setflags(write=False)
@@ -86,13 +76,12 @@ def prepare_cifar10(
     The test split is the whole official test set for the kept classes.
     """
     # Checked before loading so that a config typo fails at once, not after the read.
-    chosen = list(range(NUM_CLASSES)) if classes is None else _check_classes(classes)
+    chosen = check_classes(classes, NUM_CLASSES)
     data = load_cifar10(root, download=download, url=url, md5=md5)
     train_idx, val_idx = stratified_split(data.y_train, n_train, n_val, seed, chosen)
     test_idx = np.flatnonzero(np.isin(data.y_test, chosen))
 
-    new_label = np.full(NUM_CLASSES, -1, dtype=np.int64)
-    new_label[chosen] = np.arange(len(chosen))
+    new_label = label_map(chosen, NUM_CLASSES)
     splits = Splits(
         x_train=data.x_train[train_idx],
         y_train=new_label[data.y_train[train_idx]],

@@ -14,6 +14,12 @@ import numpy as np
 _FIT_CHUNK = 2048
 
 
+def to_unit_range(x: np.ndarray) -> np.ndarray:
+    """uint8 images (B, H, W, C) to float32 in [0, 1]: the input of runs without
+    normalisation, and of a logged model trained without it."""
+    return x.astype(np.float32) / np.float32(255.0)
+
+
 def _check_images(x: np.ndarray, what: str) -> None:
     if x.ndim != 4:
         raise ValueError(f"{what} expects images (N, H, W, C), got shape {x.shape}")

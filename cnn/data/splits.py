@@ -83,3 +83,37 @@ def stratified_split(
         )
     train = _round_robin(remaining)[:n_train]
     return np.sort(train), np.sort(val)
+
+
+def check_classes(
+    classes: Sequence[int] | None, num_classes: int, names: Sequence[str] = ()
+) -> list[int]:
+    """The labels a run keeps, checked: every label for None, else a non-empty list of
+    distinct labels in 0..num_classes-1 (names, when given, are shown in the message)."""
+    if classes is None:
+        return list(range(num_classes))
+    chosen = [int(c) for c in classes]
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"classes must be a non-empty list without repeats, got {chosen}")
+    outside = [c for c in chosen if not 0 <= c < num_classes]
+    if outside:
+        known = f" ({', '.join(names)})" if names else ""
+        raise ValueError(f"classes {outside} are not labels here: they run 0..{num_classes - 1}"
+                         f"{known}")
+    return chosen
+
+
+def label_map(chosen: Sequence[int], num_classes: int) -> np.ndarray:
+    """(num_classes,) int64: old label -> its position in `chosen`, -1 for dropped classes."""
+    mapping = np.full(num_classes, -1, dtype=np.int64)
+    mapping[list(chosen)] = np.arange(len(chosen))
+    return mapping
+
+
+def select_classes(
+    labels: np.ndarray, chosen: Sequence[int], num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the images of the chosen classes, their labels renumbered 0..k-1 in the
+    order of `chosen`)."""
+    kept = np.flatnonzero(np.isin(labels, chosen))  # (M,)
+    return kept, label_map(chosen, num_classes)[labels[kept]]

@@ -1,160 +1,20 @@
-"""Why does a network not train? Checks that answer it in plain words.
-
-A run that fails to converge has few usual causes, each with a signature
-that can be measured before or during training:
-
-- a gradient bug: backpropagation disagrees with finite differences;
-- an initial scale too large: the loss starts far above ln(K) and
-  activations grow layer after layer; too small: they shrink to nothing;
-- dead units: ReLUs that output zero for every input pass no gradient;
-- a learning rate too high: one step changes the weights by a large
-  fraction of themselves (update-to-weight ratio far above ~1e-3), the loss
-  explodes; too low: the ratio is tiny and nothing moves;
-- a network that cannot even memorise 20 images has one of the above.
-
-`health_checks` runs them all on a configured network and a few real
-images; `LayerMonitor` records the per-layer statistics during training.
-"""
+"""Health checks before training: each names the most likely cause of a run that will
+not converge, in plain words (see the package docstring for the causes)."""
 
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from cnn.diagnostics.statistics import layer_statistics, update_ratios
+from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check
 from cnn.gradcheck import check_network
-from cnn.layers import LeakyReLU, ReLU, WeightedLayer
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 from cnn.optim import Adam, Optimizer
-
-PASS, WARN, FAIL = "pass", "warn", "fail"
-
-
-@dataclass
-class Check:
-    """One diagnostic: its verdict, the measured value, and what it most likely means."""
-
-    name: str
-    status: str  # pass | warn | fail
-    value: float
-    cause: str
-
-    def line(self) -> str:
-        return f"[{self.status.upper():4}] {self.name}: {self.value:.4g} - {self.cause}"
-
-
-# -- measurements ------------------------------------------------------------------------------
-
-
-def _probe(net: Sequential, fn: Callable[[], object]) -> object:
-    """Run fn without leaving a trace: batch-norm running statistics and dropout
-    generators are restored afterwards, so diagnosing never changes training."""
-    buffers = {k: v.copy() for k, v in net.buffers.items()}
-    gens = [
-        layer.rng
-        for layer in net.layers
-        if isinstance(getattr(layer, "rng", None), np.random.Generator)
-    ]
-    states = [g.bit_generator.state for g in gens]
-    try:
-        return fn()
-    finally:
-        for key, value in net.buffers.items():
-            value[...] = buffers[key]
-        for g, s in zip(gens, states, strict=True):
-            g.bit_generator.state = s
-
-
-def layer_statistics(
-    net: Sequential, loss_fn: SoftmaxCrossEntropy, x: np.ndarray, y: np.ndarray
-) -> dict[str, float]:
-    """Per-layer statistics of one training-mode forward and backward pass.
-
-    Keys carry the layer's name: "conv1.act_mean", "conv1.act_std",
-    "relu1.dead_frac" (units that are zero for every image in x),
-    "conv1.grad_norm" (of the weight gradient), and "loss".
-    """
-
-    def measure() -> dict[str, float]:
-        stats: dict[str, float] = {}
-        h = x
-        for name, layer in net.named_layers():
-            h = layer.forward(h, training=True)
-            stats[f"{name}.act_mean"] = float(h.mean())
-            stats[f"{name}.act_std"] = float(h.std())
-            if isinstance(layer, ReLU | LeakyReLU):
-                stats[f"{name}.dead_frac"] = float((h <= 0).all(axis=0).mean())
-        stats["loss"] = loss_fn.forward(h, y)
-        net.backward(loss_fn.backward(), input_grad=False)
-        for name, layer in net.named_layers():
-            if isinstance(layer, WeightedLayer):
-                stats[f"{name}.grad_norm"] = float(np.linalg.norm(layer.grads["W"]))
-        return stats
-
-    return _probe(net, measure)  # type: ignore[return-value]
-
-
-def update_ratios(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[str, float]:
-    """||W_after - W_before|| / ||W_before|| for each weight ("conv1.W" -> "conv1.update_ratio").
-
-    About 1e-3 per step is healthy; 1e-1 and above means the learning rate is too high.
-    """
-    ratios = {}
-    for key, w0 in before.items():
-        if key.endswith(".W"):
-            norm = float(np.linalg.norm(w0))
-            ratios[key[:-2] + ".update_ratio"] = float(np.linalg.norm(after[key] - w0)) / max(
-                norm, 1e-12
-            )
-    return ratios
-
-
-class LayerMonitor:
-    """Training callback: per-layer statistics at the end of every epoch.
-
-    Activations, dead ReLUs and gradient norms come from a fixed probe batch
-    (measured without touching the training state); the update-to-weight ratio
-    is the mean over the epoch's steps. `history` holds one dict per epoch and
-    `on_stats(epoch, stats)` is called with each, e.g. to log them.
-    """
-
-    def __init__(
-        self,
-        net: Sequential,
-        loss_fn: SoftmaxCrossEntropy,
-        probe_x: np.ndarray,
-        probe_y: np.ndarray,
-        on_stats: Callable[[int, dict[str, float]], None] | None = None,
-    ) -> None:
-        self.net, self.loss_fn, self.probe_x, self.probe_y = net, loss_fn, probe_x, probe_y
-        self.on_stats = on_stats
-        self.history: list[dict[str, float]] = []
-        self._previous = self._weights()
-        self._ratio_sums: dict[str, float] = {}
-        self._steps = 0
-
-    def _weights(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.net.params.items() if k.endswith(".W")}
-
-    def on_batch_end(self, step: int, loss: float, acc: float) -> None:
-        current = self._weights()
-        for key, ratio in update_ratios(self._previous, current).items():
-            self._ratio_sums[key] = self._ratio_sums.get(key, 0.0) + ratio
-        self._previous, self._steps = current, self._steps + 1
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        stats = layer_statistics(self.net, self.loss_fn, self.probe_x, self.probe_y)
-        stats.pop("loss")
-        stats.update({k: v / max(self._steps, 1) for k, v in self._ratio_sums.items()})
-        self._ratio_sums, self._steps = {}, 0
-        self.history.append(stats)
-        if self.on_stats is not None:
-            self.on_stats(epoch, stats)
-
 
 # -- checks ------------------------------------------------------------------------------------
 
@@ -422,17 +282,3 @@ def health_checks(
         ),
     ]
     return checks, stats
-
-
-def verdict(checks: list[Check]) -> str:
-    """fail if any check fails, else warn if any warns, else pass."""
-    statuses = {c.status for c in checks}
-    return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
-
-
-def health_report(checks: list[Check]) -> str:
-    """A short plain-text report: the verdict, then one line per check."""
-    overall = verdict(checks)
-    causes = [c.cause for c in checks if c.status == overall and overall != PASS]
-    head = f"health: {overall.upper()}" + (f" - most likely: {causes[0]}" if causes else "")
-    return "\n".join([head, *(c.line() for c in checks)])

@@ -1,0 +1,53 @@
+"""Why does a network not train? Checks that answer it in plain words.
+
+A run that fails to converge has few usual causes, each with a signature
+that can be measured before or during training:
+
+- a gradient bug: backpropagation disagrees with finite differences;
+- an initial scale too large: the loss starts far above ln(K) and
+  activations grow layer after layer; too small: they shrink to nothing;
+- dead units: ReLUs that output zero for every input pass no gradient;
+- a learning rate too high: one step changes the weights by a large
+  fraction of themselves (update-to-weight ratio far above ~1e-3), the loss
+  explodes; too low: the ratio is tiny and nothing moves;
+- a network that cannot even memorise 20 images has one of the above.
+
+`health.health_checks` runs them all (`verdict` sums them up) on a configured network and a few real
+images; `monitor.LayerMonitor` records the per-layer statistics during training;
+both measure with `statistics`.
+"""
+
+
+from cnn.diagnostics.health import (
+    check_activations,
+    check_dead_units,
+    check_gradients,
+    check_initial_loss,
+    check_overfit,
+    check_update_ratio,
+    first_step_ratios,
+    health_checks,
+)
+from cnn.diagnostics.monitor import LayerMonitor
+from cnn.diagnostics.statistics import layer_statistics, update_ratios
+from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check, health_report, verdict
+
+__all__ = [
+    "FAIL",
+    "PASS",
+    "WARN",
+    "Check",
+    "LayerMonitor",
+    "check_activations",
+    "check_dead_units",
+    "check_gradients",
+    "check_initial_loss",
+    "check_overfit",
+    "check_update_ratio",
+    "first_step_ratios",
+    "health_checks",
+    "health_report",
+    "layer_statistics",
+    "update_ratios",
+    "verdict",
+]
