@@ -15,7 +15,7 @@ on the thread that computed it, and `map_chunks` returns results in chunk
 order, so sums over chunks are the same for any number of threads.
 
 Who sets the number of threads (each such layer's `threads`, 1 by default):
-experiments/threads.py, which also puts BLAS on one thread while they run.
+experiments/runtime/threads.py, which also puts BLAS on one thread while they run.
 """
 
 from __future__ import annotations

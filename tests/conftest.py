@@ -102,8 +102,9 @@ class HarnessCli:
             **os.environ,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "CIFAR10_ROOT": str(cifar_root),
-            # This checkout's code, whatever the venv's editable install points at.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+            # This checkout's code, whatever the venv's editable install points at, and
+            # tests/ for the faults the tests inject (tests/faults.py).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), str(REPO_ROOT / "tests"),
                                                         os.environ.get("PYTHONPATH")])),
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }

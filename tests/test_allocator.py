@@ -1,4 +1,4 @@
-"""experiments.allocator: freed arrays are reused instead of page-faulting fresh memory."""
+"""experiments.runtime.allocator: freed arrays are reused instead of page-faulting fresh memory."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import pytest
 _PROBE = """
 import resource, sys
 import numpy as np
-from experiments.allocator import keep_freed_memory
+from experiments.runtime.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 np.ones(4 * 2**20, dtype=np.float32)  # the first one faults either way

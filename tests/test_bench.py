@@ -1,4 +1,4 @@
-"""experiments.bench: the figures `make bench` prints, on a tiny batch (speed itself is
+"""python -m experiments.bench: the figures `make bench` prints, on a tiny batch (speed itself is
 read from `make bench`, never asserted here)."""
 
 import re
@@ -7,6 +7,7 @@ import pytest
 
 from cnn.models import build_model
 from experiments import bench
+from experiments.benchmark.timing import interleaved_medians
 
 
 def test_bench_prints_throughput_layers_and_conv_efficiency(capsys):
@@ -32,7 +33,7 @@ def test_bench_prints_throughput_layers_and_conv_efficiency(capsys):
 
 def test_interleaved_medians_time_every_contender_in_turns():
     calls = []
-    medians = bench.interleaved_medians(
+    medians = interleaved_medians(
         {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
         repeats=4, warmup=1, block=3,
     )

@@ -82,7 +82,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path, optim):
 def test_harness_run_resumes_bit_for_bit(tmp_path, cifar_root):
     """The same with a real configured run: augmentation, one-cycle, Nesterov."""
     from experiments.config import compose_config
-    from experiments.pipeline import build_run
+    from experiments.runs.build import build_run
 
     overrides = ["model=seed", "data=cifar10_aug", "data.n_train=100", "trainer.epochs=4",
                  "trainer.batch_size=50", "schedule=onecycle", "optim.nesterov=true",

@@ -44,8 +44,8 @@ def test_one_and_two_blas_threads_give_bit_identical_weights(model, batch):
 
 
 def test_two_chunk_threads_give_the_weights_of_one_thread():
-    """experiments.threads.chunk_threads: layers' batch chunks on 2 threads, BLAS on 1."""
-    from experiments.threads import chunk_threads
+    """experiments.runtime.threads.chunk_threads: layers' batch chunks on 2 threads, BLAS on 1."""
+    from experiments.runtime.threads import chunk_threads
 
     @contextmanager
     def on_chunk_threads(net, threads: int):
@@ -66,7 +66,7 @@ def test_two_chunk_threads_give_the_weights_of_one_thread():
 def test_chunk_threads_put_blas_on_one_thread_and_restore_it():
     from threadpoolctl import threadpool_info
 
-    from experiments.threads import chunk_threads, current_blas_threads
+    from experiments.runtime.threads import chunk_threads, current_blas_threads
 
     net = build_model("seed")
     with threadpool_limits(2, user_api="blas"):
@@ -81,7 +81,7 @@ def test_chunk_threads_put_blas_on_one_thread_and_restore_it():
 
 def test_a_job_with_one_blas_thread_keeps_its_layers_on_one_thread():
     """A parallel sweep gives each job one BLAS thread: its layers must not take two cores."""
-    from experiments.threads import chunk_threads
+    from experiments.runtime.threads import chunk_threads
 
     net = build_model("vgg")
     with threadpool_limits(1, user_api="blas"), chunk_threads(net) as used:

@@ -11,7 +11,7 @@ from cnn.models import build_model
 from cnn.optim import SGD, AdamW
 
 torch = pytest.importorskip("torch")
-from experiments.torch_reference import nhwc_to_nchw, to_torch  # noqa: E402
+from experiments.pytorch.twin import nhwc_to_nchw, to_torch  # noqa: E402
 
 
 @pytest.mark.torch

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from experiments.config import ConfigError, compose_config, validate
-from experiments.datasets import prepare_digits
-from experiments.pipeline import build_run
+from experiments.datasets.digits import prepare_digits
+from experiments.runs.build import build_run
 
 
 def test_digits_are_rgb_images_of_the_asked_size():

@@ -9,8 +9,9 @@ from PIL import Image
 
 from cnn.data.errors import CorruptDatasetError, DatasetNotFoundError
 from experiments.config import compose_config
-from experiments.datasets import load_image, prepare_image_folder
-from experiments.pipeline import build_run
+from experiments.datasets.image_folder import prepare_image_folder
+from experiments.datasets.images import load_image
+from experiments.runs.build import build_run
 
 # One colour per class, so a label can be read back from the pixels; their greys differ too.
 COLOURS = {"apple": (230, 40, 40), "grass": (30, 200, 40), "sky": (40, 60, 210)}

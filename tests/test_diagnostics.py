@@ -114,7 +114,7 @@ def test_layer_monitor_records_each_epoch(images):
 def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):
     """vgg on these images puts a ReLU input within 1e-6 of zero for bn1.beta (seen in a run)."""
     from experiments.config import compose_config, register_configs
-    from experiments.pipeline import build_run
+    from experiments.runs.build import build_run
 
     register_configs()
     root = str(cifar10.source.parent)

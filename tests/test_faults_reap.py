@@ -15,8 +15,8 @@ RUN = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
 
 def test_sigkilled_run_is_reaped_and_resumable(harness_cli):
     cli = harness_cli
-    cli.env = {**cli.env, "EXPERIMENTS_FAULT_AFTER_EPOCH": "1:kill"}
-    done = cli.run("experiments.train", *RUN, "tracking.run_name=crashed")
+    done = cli.run("experiments.train", *RUN, "tracking.run_name=crashed",
+                   "+callbacks.kill._target_=faults.KillAfterEpoch", "+callbacks.kill.epoch=1")
     assert done.returncode == -9, done.stderr
     client = cli.client()
     experiment = client.get_experiment_by_name("cifar10-cnn")
@@ -49,7 +49,6 @@ def test_sigkilled_run_is_reaped_and_resumable(harness_cli):
     assert done.returncode == 0, done.stderr
     assert client.get_run(remote.info.run_id).info.status == "KILLED"
 
-    cli.env = {k: v for k, v in cli.env.items() if k != "EXPERIMENTS_FAULT_AFTER_EPOCH"}
     done = cli.run("experiments.resume", crashed.info.run_id)
     assert done.returncode == 0, done.stderr
     resumed = client.get_run(crashed.info.run_id)

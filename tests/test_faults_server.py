@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from experiments.server import TrackingServer
+from experiments.tracking.server import TrackingServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 

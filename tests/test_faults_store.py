@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from experiments import tracking
+from experiments.tracking import store
 
 QUICK = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
          "tracking.log_dataset=false", "tracking.log_model=false", "data.n_train=100",
@@ -16,10 +16,10 @@ QUICK = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
 def test_a_file_in_the_way_is_named(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
-    with pytest.raises(tracking.StoreNotWritableError, match="database .*blocker/mlflow.db"):
-        tracking.check_store_writable(f"sqlite:///{blocker}/mlflow.db")
-    with pytest.raises(tracking.StoreNotWritableError, match="artifact folder .*blocker/art"):
-        tracking.check_store_writable(f"sqlite:///{tmp_path}/mlflow.db",
+    with pytest.raises(store.StoreNotWritableError, match="database .*blocker/mlflow.db"):
+        store.check_store_writable(f"sqlite:///{blocker}/mlflow.db")
+    with pytest.raises(store.StoreNotWritableError, match="artifact folder .*blocker/art"):
+        store.check_store_writable(f"sqlite:///{tmp_path}/mlflow.db",
                                       f"file://{blocker}/art")
 
 
@@ -28,25 +28,25 @@ def test_a_read_only_folder_is_named(tmp_path, monkeypatch):
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
-    with pytest.raises(tracking.StoreNotWritableError,
+    with pytest.raises(store.StoreNotWritableError,
                        match=f"database {tmp_path}/db/mlflow.db is not writable "
                              f"\\(Read-only file system"):
-        tracking.check_store_writable(f"sqlite:///{tmp_path}/db/mlflow.db")
+        store.check_store_writable(f"sqlite:///{tmp_path}/db/mlflow.db")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
 def test_permissions_are_checked(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o555)
-    with pytest.raises(tracking.StoreNotWritableError, match="ro/mlflow.db"):
-        tracking.check_store_writable(f"sqlite:///{folder}/mlflow.db")
+    with pytest.raises(store.StoreNotWritableError, match="ro/mlflow.db"):
+        store.check_store_writable(f"sqlite:///{folder}/mlflow.db")
 
 
 def test_writable_and_remote_stores_pass(tmp_path):
-    tracking.check_store_writable(f"sqlite:///{tmp_path}/new/mlflow.db", str(tmp_path / "a"))
-    tracking.check_store_writable("http://127.0.0.1:1", "mlflow-artifacts:/0")
-    tracking.check_store_writable("http://127.0.0.1:1", "s3://bucket/artifacts")
-    tracking.check_store_writable(f"sqlite:///{tmp_path}/db2.db", "mlflow-artifacts:/0")
+    store.check_store_writable(f"sqlite:///{tmp_path}/new/mlflow.db", str(tmp_path / "a"))
+    store.check_store_writable("http://127.0.0.1:1", "mlflow-artifacts:/0")
+    store.check_store_writable("http://127.0.0.1:1", "s3://bucket/artifacts")
+    store.check_store_writable(f"sqlite:///{tmp_path}/db2.db", "mlflow-artifacts:/0")
     assert not list(tmp_path.parent.glob(".write-probe-*"))
     assert not list(tmp_path.iterdir())  # the probes leave nothing behind
 

@@ -9,8 +9,9 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from experiments.config import ConfigError, compose_config, config_from_container, validate
-from experiments.pipeline import build_run, load_splits
-from experiments.train import default_run_name
+from experiments.datasets.base import load_splits
+from experiments.runs.build import build_run
+from experiments.runs.tracked import default_run_name
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("model", "init", "optim", "schedule", "data", "trainer", "tracking")
@@ -168,7 +169,7 @@ def test_convergence_sweep_preset():
     # the largest size plus the validation split must fit the 5,085-image subset
     assert max(int(n) for n in params["data.n_train"].split(",")) + cfg.data.n_val <= 5085
     assert [c._target_ for c in cfg.hydra.callbacks.values()] == [
-        "experiments.callbacks.SweepTracking"]
+        "experiments.sweeps.tracking.SweepTracking"]
 
 
 def test_learning_curve_sweep_preset_only_sweeps():

@@ -65,7 +65,7 @@ def test_children_log_params_tags_and_datasets(sweep):
         assert f"init={init}" in tags["hydra_overrides"]
         assert re.fullmatch(r"[0-9a-f]{16}", tags["data_digest"])
         assert tags["sweep"] == "custom"  # a command-line sweep, not a preset
-        # Layers took batch chunks on as many threads as BLAS had (experiments.threads).
+        # Layers took batch chunks on as many threads as BLAS had (experiments.runtime.threads).
         assert int(tags["chunk_threads"]) >= 1
         names = {d.dataset.name: d for d in child.inputs.dataset_inputs}
         assert set(names) == {"cifar10-train", "cifar10-val", "cifar10-test"}

@@ -61,7 +61,8 @@ def test_wheel_holds_the_code_the_configs_and_one_version(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("cnn/__init__.py", "cnn/layers/conv.py", "cnn/data/dataset.py",
                      "experiments/train.py", "experiments/predict.py",
-                     "experiments/datasets.py", "experiments/pyfunc_model.py",
+                     "experiments/datasets/image_folder.py",
+                     "experiments/serving/pyfunc_model.py", "experiments/config/schemas.py",
                      "conf/__init__.py", "conf/train.yaml", "conf/data/digits.yaml",
                      "conf/data/image_folder.yaml", "conf/optim/sgd.yaml"):
         assert expected in names, expected

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import parallel
-from experiments.server import is_up
+from experiments.sweeps import launchers
+from experiments.tracking.server import is_up
 
 TINY = ["model=seed", "data.n_train=100", "data.n_val=50", "trainer.epochs=2",
         "trainer.batch_size=50", "trainer.progress=false", "trainer.health_checks=false",
@@ -44,21 +44,21 @@ def launcher(target, **params):
 
 
 def test_threads_per_job_share_the_cores(monkeypatch):
-    monkeypatch.setattr(parallel, "cpu_count", lambda: 8)
+    monkeypatch.setattr(launchers, "cpu_count", lambda: 8)
     joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-    assert parallel.launcher_kind(launcher(joblib, n_jobs=2)) == "joblib"
-    assert parallel.blas_threads(launcher(joblib, n_jobs=2)) == 4
-    assert parallel.blas_threads(launcher(joblib, n_jobs=3)) == 2
-    assert parallel.blas_threads(launcher(joblib, n_jobs=16)) == 1
-    assert parallel.blas_threads(launcher(joblib, n_jobs=-1)) == 1  # joblib: all cores
-    assert parallel.blas_threads(launcher(joblib, n_jobs=2), override=3) == 3
+    assert launchers.launcher_kind(launcher(joblib, n_jobs=2)) == "joblib"
+    assert launchers.blas_threads(launcher(joblib, n_jobs=2)) == 4
+    assert launchers.blas_threads(launcher(joblib, n_jobs=3)) == 2
+    assert launchers.blas_threads(launcher(joblib, n_jobs=16)) == 1
+    assert launchers.blas_threads(launcher(joblib, n_jobs=-1)) == 1  # joblib: all cores
+    assert launchers.blas_threads(launcher(joblib, n_jobs=2), override=3) == 3
     basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
-    assert parallel.blas_threads(launcher(basic)) is None
+    assert launchers.blas_threads(launcher(basic)) is None
     local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
-    assert parallel.launcher_kind(launcher(local)) == "submitit_local"
-    assert parallel.blas_threads(launcher(local, cpus_per_task=2)) == 2
+    assert launchers.launcher_kind(launcher(local)) == "submitit_local"
+    assert launchers.blas_threads(launcher(local, cpus_per_task=2)) == 2
     slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert parallel.launcher_kind(launcher(slurm)) == "submitit_slurm"
+    assert launchers.launcher_kind(launcher(slurm)) == "submitit_slurm"
 
 
 # -- four jobs at once ---------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_parallel_sweep_keeps_one_store_and_artifact_root(four_jobs):
 @pytest.mark.data
 @pytest.mark.mlflow
 def test_workers_inherit_the_blas_thread_limits(four_jobs):
-    expected = max(1, parallel.cpu_count() // 4)
+    expected = max(1, launchers.cpu_count() // 4)
     logs = sorted((four_jobs.cli.folder / "multirun").glob("[0-9]*/train.log"))
     assert len(logs) == 4
     pids = set()
@@ -130,7 +130,7 @@ def test_workers_inherit_the_blas_thread_limits(four_jobs):
         found = re.search(r"BLAS threads in this job \(pid (\d+)\): (.*)", text)
         assert found, path
         pids.add(found.group(1))
-        for name in parallel.THREAD_VARS:
+        for name in launchers.THREAD_VARS:
             assert f"{name}={expected}" in found.group(2)
     assert len(pids) >= 2  # jobs ran in separate worker processes
 
@@ -146,8 +146,8 @@ def test_killed_worker_is_reported_and_the_rest_is_kept(harness_cli):
     # Job 2 (init=normal) SIGKILLs its own process after logging epoch 1 of 2.
     done = cli.run("experiments.train", "-m", *TINY, "init=he,xavier,normal",
                    "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
-                   "+hydra.callbacks.kill._target_=experiments.parallel.KillJob",
-                   "+hydra.callbacks.kill.job=2",
+                   "+callbacks.kill._target_=faults.KillAfterEpoch", "+callbacks.kill.epoch=1",
+                   "+callbacks.kill.job=2",
                    f"hydra.sweep.dir={cli.folder / 'multirun'}", timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-5000:]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.predict import format_predictions, top_k
+from experiments.serving.predict import format_predictions, top_k
 
 ENTRY = re.compile(r"^\s+(\d+)\. (\S+)\s+([0-9.]+)$")
 
@@ -57,7 +57,7 @@ def parse(stdout: str) -> dict[str, list[tuple[str, float]]]:
 def test_predict_prints_top_k_of_each_file(digits_run, tmp_path, monkeypatch):
     import mlflow
 
-    from experiments.datasets import prepare_digits
+    from experiments.datasets.digits import prepare_digits
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", digits_run.cli.tracking_uri)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

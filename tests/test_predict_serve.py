@@ -54,7 +54,7 @@ def stop(server: subprocess.Popen) -> None:
 def test_served_model_returns_probabilities(digits_run, tmp_path, monkeypatch):
     import mlflow
 
-    from experiments.datasets import prepare_digits
+    from experiments.datasets.digits import prepare_digits
 
     uri = f"runs:/{digits_run.run.info.run_id}/model"
     images = np.ascontiguousarray(prepare_digits().x_test[:5])  # uint8 (5, 32, 32, 3)

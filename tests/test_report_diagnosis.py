@@ -1,6 +1,7 @@
 """The sweep report names the runs that did not converge and gives their diagnosis."""
 
-from experiments.report import RunSummary, diagnosis_section, not_converged, summary_rows
+from experiments.reporting.collect import RunSummary, not_converged
+from experiments.reporting.summary import diagnosis_section, summary_rows
 
 
 def run(name, status, acc, health="pass", cause="-", failure=""):

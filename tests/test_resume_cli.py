@@ -9,7 +9,8 @@ RUN = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
        "tracking.log_dataset=false", "tracking.log_model=false", "data.n_train=100",
        "data.n_val=50", "trainer.epochs=4", "trainer.batch_size=50", "data=cifar10_aug"]
 TIMINGS = {"epoch_time_s", "images_per_s"}
-FAULT = "EXPERIMENTS_FAULT_AFTER_EPOCH"
+# Ctrl-C right after epoch 2's checkpoint (tests/faults.py).
+FAULT = ["+callbacks.fault._target_=faults.InterruptAfterEpoch", "+callbacks.fault.epoch=2"]
 
 
 def run_by_name(cli, name):
@@ -32,8 +33,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(harness_cli):
     cli = harness_cli
     done = cli.run("experiments.train", *RUN, "tracking.run_name=full")
     assert done.returncode == 0, done.stderr
-    cli.env = {**cli.env, FAULT: "2"}  # Ctrl-C right after epoch 2's checkpoint
-    done = cli.run("experiments.train", *RUN, "tracking.run_name=cut")
+    done = cli.run("experiments.train", *RUN, *FAULT, "tracking.run_name=cut")
     assert done.returncode != 0
     cut = run_by_name(cli, "cut")
     assert cut.info.status == "KILLED", done.stderr
@@ -42,7 +42,6 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(harness_cli):
     assert "checkpoint/last.npz" in [a.path for a in client.list_artifacts(cut.info.run_id,
                                                                            "checkpoint")]
 
-    cli.env = {k: v for k, v in cli.env.items() if k != FAULT}
     (cli.folder / "checkpoints").rename(cli.folder / "moved")  # only the artifact is left
     done = cli.run("experiments.resume", cut.info.run_id)
     assert done.returncode == 0, done.stderr
@@ -60,8 +59,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(harness_cli):
 
 def test_corrupt_checkpoint_is_refused_with_its_name(harness_cli):
     cli = harness_cli
-    cli.env = {**cli.env, FAULT: "1"}
-    done = cli.run("experiments.train", *RUN, "tracking.run_name=cut")
+    after_first = [FAULT[0], "+callbacks.fault.epoch=1"]
+    done = cli.run("experiments.train", *RUN, *after_first, "tracking.run_name=cut")
     assert done.returncode != 0
     run_id = run_by_name(cli, "cut").info.run_id
     local = cli.folder / "checkpoints" / run_id / "last.npz"
@@ -69,7 +68,6 @@ def test_corrupt_checkpoint_is_refused_with_its_name(harness_cli):
     good = artifact.read_bytes()
     local.write_bytes(good[:100])
     artifact.write_bytes(good[:100])
-    cli.env = {k: v for k, v in cli.env.items() if k != FAULT}
 
     # Both copies damaged: a clear error naming the file; the run is left as it was.
     done = cli.run("experiments.resume", run_id)

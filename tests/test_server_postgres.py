@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.server import TrackingServer, free_port
+from experiments.tracking.server import TrackingServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 

@@ -1,30 +1,20 @@
 """The subset recipes trained by PyTorch alone: the yardstick for this project's accuracies.
 
-    python -m experiments.torch_recipe --model seed --seeds 0 1 2
-    python -m experiments.torch_recipe --model vgg --seeds 0 --root ../shared/data
-
-The same architecture (experiments.torch_reference.to_torch) with PyTorch's own
+The same architecture (experiments.pytorch.twin.to_torch) with PyTorch's own
 default initialisation, SGD, OneCycleLR, random crop and flip, all drawn from
 torch.manual_seed(seed); from this project only the CIFAR-10 reader is used. The
 recipe is that of experiment=seed_subset / vgg_subset: per-channel normalisation,
 reflect-pad-4 crop and flip, SGD with Nesterov momentum 0.9 and weight decay 5e-4,
 batch 128, one-cycle to 0.05 at 25% (momentum held at 0.9), 30 epochs.
-
-Prints one line per seed (test accuracy and wall time) and their mean; logs nothing.
-PyTorch is an optional extra (`pip install torch`).
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import time
 
-import numpy as np
-
-from cnn.data import load_cifar10, resolve_root
+from cnn.data import load_cifar10, resolve_root, to_unit_range
 from cnn.models import build_model
-from experiments.torch_reference import nhwc_to_nchw, to_torch
+from experiments.pytorch.twin import nhwc_to_nchw, to_torch
 
 PAD, BATCH, EPOCHS, MAX_LR = 4, 128, 30, 0.05
 
@@ -48,8 +38,8 @@ def train_recipe(model: str, seed: int, root: str | None = None, epochs: int = E
 
     torch.manual_seed(seed)
     data = load_cifar10(resolve_root(root))
-    x_train = nhwc_to_nchw(data.x_train.astype(np.float32) / 255)  # (N, 3, 32, 32)
-    x_test = nhwc_to_nchw(data.x_test.astype(np.float32) / 255)
+    x_train = nhwc_to_nchw(to_unit_range(data.x_train))  # (N, 3, 32, 32)
+    x_test = nhwc_to_nchw(to_unit_range(data.x_test))
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True)
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
@@ -81,23 +71,13 @@ def train_recipe(model: str, seed: int, root: str | None = None, epochs: int = E
     return (predictions == y_test).float().mean().item()
 
 
-def main(argv: list[str] | None = None) -> list[float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["seed", "vgg"], default="seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--root", default=None, help="data root (default: $CIFAR10_ROOT, ./data)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    args = parser.parse_args(argv)
+def train_seeds(model: str, seeds: list[int], root: str | None = None, epochs: int = EPOCHS,
+                report=print) -> list[float]:
+    """train_recipe for each seed, reporting each test accuracy and the wall time."""
     accuracies = []
-    for seed in args.seeds:
+    for seed in seeds:
         started = time.perf_counter()
-        accuracies.append(train_recipe(args.model, seed, args.root, args.epochs))
-        print(f"{args.model} seed={seed} test_acc={accuracies[-1]:.4f} "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)
-    mean = statistics.mean(accuracies)
-    print(f"{args.model} mean test_acc={mean:.4f} over {len(accuracies)} seeds")
+        accuracies.append(train_recipe(model, seed, root, epochs))
+        report(f"{model} seed={seed} test_acc={accuracies[-1]:.4f} "
+               f"({time.perf_counter() - started:.0f} s)")
     return accuracies
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Figures for one run: learning curves, confusion matrix, first-layer filters.
+"""Figures of one run: learning curves, confusion matrix, first-layer filters.
 
 Built with matplotlib's object API (`Figure`) rather than pyplot, so no global figure
 state or GUI backend is involved; save them with `fig.savefig` or `mlflow.log_figure`.

@@ -1,10 +1,10 @@
 """From a config to everything a training run needs: data, network, optimiser, schedule.
 
-Pure: no Hydra, no MLflow, no files written. `experiments.train` tracks what it builds,
-and diagnostic or benchmark scripts can build the same run with
+Pure: no Hydra, no MLflow, no files written. `experiments.runs.tracked` tracks what it
+builds, and diagnostic or benchmark scripts can build the same run with
 
     from experiments.config import compose_config
-    from experiments.pipeline import build_run
+    from experiments.runs.build import build_run
     run = build_run(compose_config(["model=vgg", "data.n_train=1000"]))
     cnn.training.fit(run.net, run.loss_fn, run.optimizer, run.schedule,
                      run.train_batches, run.epochs, val_batches=run.val_batches)
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cnn.data import Augmenter, BatchIterator, Normalizer, Splits, prepare_cifar10
+from cnn.data import Augmenter, BatchIterator, Normalizer, Splits, to_unit_range
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.network import Sequential
@@ -29,6 +29,8 @@ from cnn.optim import Optimizer, make_optimizer
 from cnn.rng import make_generators
 from cnn.schedules import Schedule, make_schedule
 from experiments.config import validate
+from experiments.config.validate import group_args
+from experiments.datasets.base import load_splits
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -68,38 +70,6 @@ class Run:
     total_steps: int
 
 
-def _seed_from(stream: np.random.Generator) -> int:
-    """An integer seed drawn from a stream, for functions that take an int seed."""
-    return int(stream.integers(2**31 - 1))
-
-
-def load_splits(cfg: Any, generators: dict[str, np.random.Generator]) -> Splits:
-    """The images and labels the config asks for, by `data.name`.
-
-    cifar10: cnn.data.prepare_cifar10; image_folder and digits: experiments.datasets.
-    """
-    data = cfg.data
-    split_seed = data.split_seed if data.split_seed is not None else _seed_from(generators["split"])
-    classes = None if data.classes is None else list(data.classes)
-    if data.name in ("image_folder", "digits"):
-        # Imported here: only these datasets need Pillow and scikit-learn.
-        from experiments import datasets
-
-        common = dict(image_size=data.image_size, test_fraction=data.test_fraction,
-                      n_train=data.n_train, n_val=data.n_val, seed=split_seed, classes=classes)
-        if data.name == "digits":
-            return datasets.prepare_digits(**common)
-        return datasets.prepare_image_folder(data.root, **common)
-    return prepare_cifar10(
-        data.root,
-        n_train=data.n_train,
-        n_val=data.n_val,
-        seed=split_seed,
-        classes=classes,
-        download=data.download,
-    )
-
-
 class _OwnStream:
     """Adapts an Augmenter to BatchIterator's `augment(x, rng)` so it draws from its own stream.
 
@@ -115,33 +85,16 @@ class _OwnStream:
 
 
 def make_optimizer_from(cfg_optim: Any) -> Optimizer:
-    """The optimiser a config's `optim` node describes."""
-    o = cfg_optim
-    if o.name == "sgd":
-        kwargs = dict(momentum=o.momentum, nesterov=o.nesterov)
-    elif o.name in ("adam", "adamw"):
-        kwargs = dict(betas=(o.beta1, o.beta2), eps=o.eps)
-    elif o.name == "rmsprop":
-        kwargs = dict(alpha=o.alpha, eps=o.eps, momentum=o.momentum)
-    else:
-        raise ValueError(f"unknown optimiser {o.name!r}")
-    return make_optimizer(o.name, lr=o.lr, weight_decay=o.weight_decay, **kwargs)
+    """The optimiser a config's `optim` node describes: its keys are the class's arguments."""
+    return make_optimizer(cfg_optim.name, **group_args(cfg_optim))
 
 
 def make_schedule_from(cfg_schedule: Any, lr: float, steps_per_epoch: int, epochs: int) -> Schedule:
-    """The schedule a config's `schedule` node describes; epochs are turned into steps."""
+    """The schedule a config's `schedule` node describes; its warm-up is given in epochs."""
     s = cfg_schedule
-    kwargs: dict[str, Any] = {"warmup_steps": round(s.warmup_epochs * steps_per_epoch)}
-    if s.name == "step":
-        kwargs.update(step_size=max(s.step_epochs * steps_per_epoch, 1), gamma=s.gamma)
-    elif s.name == "cosine":
-        kwargs.update(min_lr=s.min_lr)
-    elif s.name == "onecycle":
-        kwargs.update(pct_start=s.pct_start, div_factor=s.div_factor,
-                      final_div_factor=s.final_div_factor,
-                      momentum_range=None if s.momentum_range is None
-                      else tuple(s.momentum_range))
-    return make_schedule(s.name, lr, steps_per_epoch * epochs, **kwargs)
+    return make_schedule(s.name, lr, steps_per_epoch * epochs, steps_per_epoch=steps_per_epoch,
+                         warmup_steps=round(s.warmup_epochs * steps_per_epoch),
+                         **group_args(s, "warmup_epochs"))
 
 
 def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
@@ -164,13 +117,13 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         input_shape=image_shape,
         init=cfg.init.name,
         init_std=cfg.init.std,
-        seed=_seed_from(generators["init"]),
+        seed=int(generators["init"].integers(2**31 - 1)),
         dtype=dtype,
     )
 
     # Statistics from the training images only: nothing about validation or test leaks in.
     normalizer = Normalizer().fit(splits.x_train) if cfg.data.normalize else None
-    transform: Transform = normalizer if normalizer is not None else _scale_to_unit
+    transform: Transform = normalizer if normalizer is not None else to_unit_range
     aug = cfg.data.augment
     augmenter = None
     if aug.crop_pad or aug.flip:
@@ -211,33 +164,3 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
     )
-
-
-def _scale_to_unit(x: np.ndarray) -> np.ndarray:
-    """uint8 images to float32 in [0, 1], for runs without normalisation."""
-    return x.astype(np.float32) / np.float32(255.0)
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    acc: float
-    labels: np.ndarray  # (N,) true classes
-    predictions: np.ndarray  # (N,) predicted classes
-
-
-def evaluate_with_predictions(
-    net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: BatchIterator
-) -> Evaluation:
-    """Loss, accuracy and every prediction in one pass (cnn.training.evaluate keeps none).
-
-    The loss is averaged exactly as cnn.training.evaluate does, batch means weighted by size.
-    """
-    total_loss, labels, predictions = 0.0, [], []
-    for x, y in batches:
-        logits = net.forward(x, training=False)
-        total_loss += loss_fn.forward(logits, y) * len(y)
-        labels.append(y)
-        predictions.append(logits.argmax(axis=1))
-    y_true, y_pred = np.concatenate(labels), np.concatenate(predictions)
-    return Evaluation(total_loss / len(y_true), float((y_true == y_pred).mean()), y_true, y_pred)

@@ -1,28 +1,24 @@
-"""Health checks of a configured run, before any training: why would it fail?
+"""Health of a configured run: the checks before training, and the per-layer statistics
+during it (see cnn.diagnostics), as a tracked run logs them and `make diagnose` prints them.
 
-    python -m experiments.diagnose experiment=seed_subset
-    python -m experiments.diagnose init=unit_normal optim.lr=0.5
-    make diagnose ARGS="model=vgg init=normal"
-
-Takes the same overrides as `python -m experiments.train`, builds the same
-network and data, and prints a health report (see cnn.diagnostics): the loss
-at initialisation against ln(K), a float64 gradient check of the actual
-network on real images, per-layer activation statistics, dead ReLUs, the
-update-to-weight ratio of a first step, and whether the network can memorise
-20 images. Every training run runs the same checks first and logs them.
+The checks: the loss at initialisation against ln(K), a float64 gradient check of the
+actual network on real images, per-layer activation statistics, dead ReLUs, the
+update-to-weight ratio of a first step, and whether the network can memorise 20 images.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-import hydra
-from omegaconf import DictConfig
+import mlflow
 
-from cnn.diagnostics import Check, health_checks, health_report, verdict
-from experiments.allocator import keep_freed_memory
-from experiments.config import register_configs
-from experiments.pipeline import Run, build_run, make_optimizer_from
+from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report, verdict
+from experiments.runs.build import Run, make_optimizer_from
+from experiments.tracking import tags
+from experiments.tracking.offline import OfflineBuffer
+
+log = logging.getLogger(__name__)
 
 PROBE_IMAGES = 128
 
@@ -71,20 +67,24 @@ def layer_table(stats: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-@hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
-def _app(cfg: DictConfig) -> None:
-    keep_freed_memory()
-    diagnosis = diagnose(build_run(cfg))
-    print(layer_table(diagnosis.stats))
-    print()
-    print(diagnosis.report)
+def log_health(run: Run) -> None:
+    """Diagnose the untrained network and log why it might fail (it trains a copy only)."""
+    diagnosis = diagnose(run)
+    mlflow.log_text(diagnosis.report + "\n\n" + layer_table(diagnosis.stats) + "\n",
+                    "health_report.txt")
+    mlflow.set_tags({tags.HEALTH: diagnosis.verdict, tags.HEALTH_CAUSE: diagnosis.cause or "-"})
+    # The untrained network's per-layer statistics start the per-epoch series at step 0.
+    mlflow.log_metrics({k: v for k, v in diagnosis.stats.items() if k != "loss"}, step=0)
+    log.info("%s", diagnosis.report.splitlines()[0])
 
 
-def main() -> None:
-    """Entry point of `python -m experiments.diagnose` (and `make diagnose`)."""
-    register_configs()
-    _app()
-
-
-if __name__ == "__main__":
-    main()
+def layer_monitor(run: Run, buffer: OfflineBuffer | None = None) -> list[LayerMonitor]:
+    """Per-layer statistics every epoch, logged as e.g. conv1.act_std or relu1.dead_frac at
+    step=epoch, so a curve shows when activations explode or units die."""
+    if not run.cfg.trainer.layer_stats:
+        return []
+    x = run.transform(run.splits.x_train[:PROBE_IMAGES])
+    y = run.splits.y_train[:PROBE_IMAGES]
+    return [LayerMonitor(run.net, run.loss_fn, x, y,
+                         on_stats=lambda epoch, stats: buffer.log_metrics(stats, epoch)
+                         if buffer is not None else mlflow.log_metrics(stats, step=epoch))]

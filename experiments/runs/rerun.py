@@ -1,7 +1,5 @@
 """Run a logged run again from its own config and compare the two.
 
-    python -m experiments.rerun <run_id>          # or: make rerun RUN_ID=<run_id>
-
 The config is rebuilt from the run's logged resolved config (config/config.yaml), not
 from its flattened params, and checked against the schemas. Before training, it warns
 if the code (git commit, uncommitted changes) or the data (digest of the images and
@@ -14,64 +12,28 @@ metrics (epoch_time_s, images_per_s) differ.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig, OmegaConf
 
 from cnn.rng import make_generators
 from cnn.training import DivergenceError
-from experiments import tracking
-from experiments.config import config_from_container
-from experiments.pipeline import load_splits
-from experiments.train import train_and_log
+from experiments.datasets.base import load_splits
+from experiments.runs.logged import load_logged_config, provenance_warnings
+from experiments.runs.tracked import train_and_log
+from experiments.tracking import tags
+from experiments.tracking.history import metric_series
+from experiments.tracking.store import connect, resolve_tracking_uri
 
-log = logging.getLogger("experiments.rerun")
+log = logging.getLogger(__name__)
 
 # Metrics that depend only on the config, code and data; timings depend on the machine.
 DETERMINISTIC = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "test_loss", "test_acc")
-
-
-def load_logged_config(run_id: str) -> DictConfig:
-    """The resolved config a run logged, typed and validated again."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="config/config.yaml", dst_path=tmp)
-        container = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    return config_from_container(container)
-
-
-def _logged_diff(run_id: str) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="git_diff.patch", dst_path=tmp)
-        except Exception:
-            return ""
-        return Path(path).read_text()
-
-
-def provenance_warnings(run_id: str, tags: dict[str, str], data_digest: str) -> list[str]:
-    """What differs between the logged run and now: code commit, local changes, data."""
-    commit, dirty, diff = tracking.git_state()
-    warnings = []
-    old_commit = tags.get(tracking.TAG_GIT_COMMIT, "unknown")
-    if old_commit != commit:
-        warnings.append(f"code differs: the run used commit {old_commit}, this is {commit}")
-    old_dirty = tags.get(tracking.TAG_GIT_DIRTY) == "true"
-    if (old_dirty or dirty) and _logged_diff(run_id) != (diff if dirty else ""):
-        warnings.append("uncommitted changes differ from the run's (see its git_diff.patch)")
-    old_digest = tags.get(tracking.TAG_DATA_DIGEST)
-    if old_digest != data_digest:
-        warnings.append(f"data differs: the run used digest {old_digest}, now {data_digest}")
-    return warnings
 
 
 @dataclass
@@ -87,17 +49,11 @@ class SeriesComparison:
             for a, b in zip(self.old, self.new, strict=True))
 
 
-def metric_series(run_id: str, key: str) -> list[float]:
-    """A metric's values in step order."""
-    history = mlflow.MlflowClient().get_metric_history(run_id, key)
-    return [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
-
-
 def compare_runs(old_id: str, new_id: str) -> list[SeriesComparison]:
     """Every deterministic metric's series in the two runs, side by side."""
     client = mlflow.MlflowClient()
     keys = set(client.get_run(old_id).data.metrics) | set(client.get_run(new_id).data.metrics)
-    return [SeriesComparison(k, metric_series(old_id, k), metric_series(new_id, k))
+    return [SeriesComparison(k, metric_series(client, old_id, k), metric_series(client, new_id, k))
             for k in DETERMINISTIC if k in keys]
 
 
@@ -117,13 +73,13 @@ def format_comparison(comparisons: Sequence[SeriesComparison], old_id: str, new_
 
 def rerun(run_id: str, tracking_uri: str | None = None) -> tuple[str, list[SeriesComparison]]:
     """Run `run_id` again in the same store; return the new run id and the comparison."""
-    mlflow.set_tracking_uri(tracking.resolve_tracking_uri(tracking_uri))
+    connect(tracking_uri)
     client = mlflow.MlflowClient()
     old = client.get_run(run_id)
     cfg = load_logged_config(run_id)
     # Log next to the original. Usually the logged config already leads there; it is
     # changed only if not, so that the two runs' params stay comparable.
-    if tracking.resolve_tracking_uri(cfg.tracking.uri) != mlflow.get_tracking_uri():
+    if resolve_tracking_uri(cfg.tracking.uri) != mlflow.get_tracking_uri():
         cfg.tracking.uri = mlflow.get_tracking_uri()
     cfg.tracking.experiment = client.get_experiment(old.info.experiment_id).name
 
@@ -138,11 +94,10 @@ def rerun(run_id: str, tracking_uri: str | None = None) -> tuple[str, list[Serie
                 run_id=run_id, artifact_path="config/hydra", dst_path=tmp))
         except Exception:
             log.info("the run has no config/hydra artifacts")
-        tags = {tracking.TAG_RERUN_OF: run_id,
-                tracking.TAG_OVERRIDES: old.data.tags.get(tracking.TAG_OVERRIDES, "")}
+        extra = {tags.RERUN_OF: run_id, tags.OVERRIDES: old.data.tags.get(tags.OVERRIDES, "")}
         name = f"{old.info.run_name or run_id[:8]}-rerun"
         try:
-            outcome = train_and_log(cfg, run_name=name, tags=tags, hydra_dir=hydra_dir,
+            outcome = train_and_log(cfg, run_name=name, extra_tags=extra, hydra_dir=hydra_dir,
                                     splits=splits)
             new_id = outcome.run_id
         except DivergenceError as e:
@@ -150,21 +105,3 @@ def rerun(run_id: str, tracking_uri: str | None = None) -> tuple[str, list[Serie
             log.warning("the rerun diverged too: %s", e.reason)
             new_id = mlflow.last_active_run().info.run_id
     return new_id, compare_runs(run_id, new_id)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_id", help="the MLflow run to reproduce")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    new_id, comparisons = rerun(args.run_id, args.tracking_uri)
-    print(f"\nrerun of {args.run_id}: new run {new_id}")
-    print(format_comparison(comparisons, args.run_id, new_id))
-    if not all(c.identical for c in comparisons):
-        print("\nsome series differ; see the warnings above for why", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,7 @@ norms on each layer's `threads` threads (cnn/parallel.py) but cannot tell BLAS
 what to do: that needs threadpoolctl, which only the harness imports.
 `chunk_threads` gives those layers as many threads as BLAS would have had, and
 BLAS one, for the time of a `with` block.
-So a parallel sweep's job, given one BLAS thread (experiments/parallel.py),
+So a parallel sweep's job, given one BLAS thread (experiments/sweeps/launchers.py),
 keeps to one core, and the numbers are the same either way (the chunks and
 their order do not change with the threads).
 """

@@ -1,12 +1,8 @@
-"""Classify image files with a logged model: the top-k classes and probabilities of each.
+"""Image files classified by a logged model: the top-k classes and probabilities of each.
 
-    python -m experiments.predict runs:/<run id>/model cat.png dog.jpg
-    python -m experiments.predict models:/<model id> digit.png --top-k 3
-
-MODEL_URI is any URI MLflow loads a model from; `runs:/` and `models:/` URIs are looked
-up in $MLFLOW_TRACKING_URI, else ./mlflow.db, as training writes them (or --tracking-uri).
-Each image is read as for training on an image folder (experiments.datasets): any size
-and colour mode, resized to the model's input. Output, per image:
+Each image is read as for training on an image folder (experiments.datasets.images): any
+size and colour mode, resized to the model's input. `predict_files` does the work of
+`python -m experiments.predict`; what it prints, per image:
 
     cat.png
        1. cat         0.9123
@@ -15,37 +11,13 @@ and colour mode, resized to the model's input. Output, per image:
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import cnn
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.predict",
-        description="Print the top-k classes, with probabilities, of each image file.")
-    parser.add_argument("model_uri", metavar="MODEL_URI",
-                        help="a logged model, e.g. runs:/<run id>/model or models:/<model id>")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path,
-                        help="image files (PNG, JPEG, ...)")
-    parser.add_argument("-k", "--top-k", type=int, default=3,
-                        help="how many classes to print per image (default 3)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="the MLflow store runs:/ and models:/ URIs are looked up in "
-                             "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    parser.add_argument("--version", action="version",
-                        version=f"numpy-cnn-lab {cnn.__version__}")
-    args = parser.parse_args(argv)
-    if args.top_k < 1:
-        parser.error(f"--top-k must be >= 1, got {args.top_k}")
-    return args
+from experiments.datasets.images import load_images
 
 
 def input_shape(model: Any) -> tuple[int, int, int]:
@@ -84,43 +56,12 @@ def format_predictions(path: Path, ranked: list[tuple[int, float]], names: list[
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m experiments.predict`; returns the exit status."""
-    args = parse_args(argv)
-    missing = [str(p) for p in args.images if not p.is_file()]
-    if missing:
-        print(f"predict: no such image file: {', '.join(missing)}", file=sys.stderr)
-        return 2
+def predict_files(model: Any, paths: Sequence[Path], k: int) -> list[str]:
+    """The top-k report of each image file, from a loaded pyfunc model.
 
-    # MLflow's download bars would be mixed into the predictions on the terminal.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # Imported after the arguments are checked: MLflow takes seconds to import.
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from cnn.data.errors import CorruptDatasetError
-    from experiments.datasets import load_images
-    from experiments.tracking import resolve_tracking_uri
-
-    mlflow.set_tracking_uri(resolve_tracking_uri(args.tracking_uri))
-    try:
-        model = mlflow.pyfunc.load_model(args.model_uri)
-    except (MlflowException, OSError) as e:
-        print(f"predict: cannot load the model {args.model_uri}: {e}", file=sys.stderr)
-        return 1
-    shape = input_shape(model)
-    try:
-        images = load_images(args.images, shape)
-    except CorruptDatasetError as e:
-        print(f"predict: {e}", file=sys.stderr)
-        return 1
-    probs = np.asarray(model.predict(images))
+    Raises CorruptDatasetError naming a file that cannot be read as an image.
+    """
+    probs = np.asarray(model.predict(load_images(list(paths), input_shape(model))))
     names = class_names(model, probs.shape[1])
-    for path, ranked in zip(args.images, top_k(probs, min(args.top_k, probs.shape[1])),
-                            strict=True):
-        print(format_predictions(path, ranked, names))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    ranked = top_k(probs, min(k, probs.shape[1]))
+    return [format_predictions(path, r, names) for path, r in zip(paths, ranked, strict=True)]

@@ -30,7 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 import cnn
-from cnn.data import Normalizer
+from cnn.data import Normalizer, to_unit_range
 from cnn.models import build_model
 from cnn.network import Sequential
 
@@ -50,7 +50,7 @@ def model_meta(
         "num_classes": len(class_names),
         "class_names": list(class_names),
         "dtype": str(net.dtype),
-        # Without normalisation the harness scales pixels to [0, 1] (pipeline._scale_to_unit).
+        # Without normalisation the harness scales pixels to [0, 1] (cnn.data.to_unit_range).
         "normalizer": None if normalizer is None else normalizer.state(),
         "cnn_version": cnn.__version__,
     }
@@ -84,10 +84,7 @@ class CifarClassifier(mlflow.pyfunc.PythonModel):
         if x.ndim != 4 or x.shape[1:] != self.input_shape:
             raise ValueError(f"expected images (N, {self.input_shape}), got shape {x.shape}")
         x = x.astype(np.uint8, copy=False)
-        if self.normalizer is not None:
-            x = self.normalizer(x)
-        else:
-            x = x.astype(np.float32) / np.float32(255.0)
+        x = self.normalizer(x) if self.normalizer is not None else to_unit_range(x)
         return self.net.predict(x.astype(self.net.dtype, copy=False), batch_size=PREDICT_BATCH)
 
 
@@ -100,23 +97,26 @@ def signature(input_shape: tuple[int, ...], num_classes: int) -> ModelSignature:
 
 
 def _copy_code(target: Path) -> list[str]:
-    """Copy the `cnn` package and this module into `target`; return the paths to ship.
+    """Copy the `cnn` package and this module, in its package, into `target`; return the
+    paths to ship.
 
     Only .py files are copied (no caches), so the model carries exactly the code it runs.
     """
     cnn_src = Path(cnn.__file__).parent
     shutil.copytree(cnn_src, target / "cnn", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     experiments_dir = target / "experiments"
-    experiments_dir.mkdir()
-    (experiments_dir / "__init__.py").write_text('"""Only the pyfunc model, shipped with it."""\n')
-    shutil.copy(Path(__file__), experiments_dir / Path(__file__).name)
+    serving_dir = experiments_dir / "serving"
+    serving_dir.mkdir(parents=True)
+    for folder in (experiments_dir, serving_dir):
+        (folder / "__init__.py").write_text('"""Only the pyfunc model, shipped with it."""\n')
+    shutil.copy(Path(__file__), serving_dir / Path(__file__).name)
     return [str(target / "cnn"), str(experiments_dir)]
 
 
 # The script MLflow runs when it loads the model; written at logging time, never imported.
 _MODEL_SCRIPT = """\
 import mlflow
-from experiments.pyfunc_model import CifarClassifier
+from experiments.serving.pyfunc_model import CifarClassifier
 
 mlflow.models.set_model(CifarClassifier())
 """

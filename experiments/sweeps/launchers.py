@@ -1,22 +1,17 @@
 """What a sweep needs when its jobs run in other processes (hydra/launcher=parallel,
-slurm_local, slurm): BLAS threads per job, where the jobs log, and runs left RUNNING by a
-worker that died. experiments.callbacks.SweepTracking calls these.
+slurm_local, slurm). experiments.sweeps.tracking calls these.
 
     launcher_kind(config)        "basic", "joblib", "submitit_local" or "submitit_slurm"
     blas_threads(config)         threads per job so the jobs do not oversubscribe the cores
     JobEnvironment               sets the variables the jobs inherit, restores them after
-    end_orphaned_runs(...)       marks a sweep's runs still RUNNING as KILLED
-    KillJob                      fault injection for tests: one job SIGKILLs itself
+    log_job_threads()            in a job: which BLAS thread limits it runs with
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -87,54 +82,3 @@ def log_job_threads() -> None:
     if values:
         log.info("BLAS threads in this job (pid %d): %s", os.getpid(),
                  " ".join(f"{k}={v}" for k, v in values.items()))
-
-
-def end_orphaned_runs(client: Any, parent_run_id: str, reason: str) -> list[str]:
-    """End every child of the sweep still RUNNING as KILLED, tagged with `reason`.
-
-    Called from the sweep's process once no job can still be running: a worker that was
-    killed (SIGKILL, out of memory) cannot end its own run. Returns their names.
-    """
-    from experiments import tracking
-
-    parent = client.get_run(parent_run_id)
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' "
-                      "and attributes.status = 'RUNNING'")
-    names = []
-    for run in runs:
-        client.set_tag(run.info.run_id, tracking.TAG_FAILURE_REASON, reason)
-        client.set_tag(run.info.run_id, tracking.TAG_ERROR_TYPE, "WorkerDied")
-        client.set_terminated(run.info.run_id, status="KILLED")
-        names.append(run.info.run_name)
-    return names
-
-
-class KillJob(Callback):
-    """Fault injection for tests: job number `job` SIGKILLs its own process after logging
-    epoch `after_epoch`, as the out-of-memory killer would. Add it on the command line:
-
-        +hydra.callbacks.kill._target_=experiments.parallel.KillJob +hydra.callbacks.kill.job=2
-    """
-
-    def __init__(self, job: int, after_epoch: int = 1) -> None:
-        self.job, self.after_epoch = int(job), int(after_epoch)
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if OmegaConf.select(config, "hydra.job.num") != self.job:
-            return
-        from experiments.callbacks import MetricsLogger
-
-        original = MetricsLogger.on_epoch_end
-        after = self.after_epoch
-
-        def on_epoch_end(logger: MetricsLogger, epoch: int, metrics: dict[str, float]) -> None:
-            original(logger, epoch, metrics)
-            if epoch >= after:
-                log.warning("KillJob: job %d kills itself (SIGKILL) after epoch %d",
-                            config.hydra.job.num, epoch)
-                logging.shutdown()
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        MetricsLogger.on_epoch_end = on_epoch_end  # this job's process only

@@ -1,17 +1,12 @@
-"""Callbacks: two for the training loop, one for Hydra's multirun.
-
-Training (`cnn.training.fit(..., callbacks=[...])`):
-    MetricsLogger   logs each epoch's metrics to the active MLflow run, step=epoch
-    ProgressBar     a tqdm bar over all steps with the epoch's running loss and accuracy
-Hydra (`hydra.callbacks` in conf/train.yaml):
-    SweepTracking   opens the sweep's parent MLflow run when a multirun starts, and writes
-                    the comparison report and closes the parent when it ends
+"""The Hydra callback that gives a multirun its parent MLflow run (`hydra.callbacks` in
+conf/train.yaml): it opens the parent when the sweep starts, prepares the job processes
+of parallel launchers, and writes the comparison report and ends the parent when the
+sweep ends. The parent is never left RUNNING.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import signal
 import sys
@@ -23,74 +18,23 @@ from typing import Any
 import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
-from experiments import parallel, tracking
+from experiments.reporting.summary import write_report
+from experiments.sweeps import launchers
+from experiments.sweeps.parent import end_orphaned_runs, write_parent_run
+from experiments.tracking import tags
+from experiments.tracking.git import git_state, git_tags
+from experiments.tracking.server import TrackingServer, is_up
+from experiments.tracking.store import SWEEP_SERVER_ENV, resolve_tracking_uri, use_store
 
 log = logging.getLogger(__name__)
-
-# Written into the sweep folder by SweepTracking; each job of the sweep reads it to find
-# its parent run. A file rather than an environment variable: it belongs to one sweep
-# only and stays readable afterwards.
-PARENT_RUN_FILE = "mlflow_parent_run.json"
-
-
-class MetricsLogger:
-    """Logs every epoch's metrics with step=epoch (one call per epoch) and keeps them."""
-
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-        self.history: list[dict[str, float]] = []
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.history.append(dict(metrics))
-        mlflow.log_metrics(metrics, step=epoch)
-        shown = "  ".join(
-            f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch_time_s", "images_per_s")
-        )
-        log.info("epoch %d/%d  %s  (%.1f s, %.0f img/s)", epoch, self.epochs, shown,
-                 metrics["epoch_time_s"], metrics["images_per_s"])
-
-
-class ProgressBar:
-    """One tqdm bar over all optimiser steps, showing the running mean loss and accuracy
-    of the current epoch."""
-
-    def __init__(self, total_steps: int, epochs: int, desc: str, enabled: bool = True) -> None:
-        self.epochs = epochs
-        self.bar = tqdm(total=total_steps, desc=desc, unit="step", disable=not enabled,
-                        dynamic_ncols=True, leave=True)
-        self._reset(epoch=1)
-
-    def _reset(self, epoch: int) -> None:
-        self.epoch, self.loss_sum, self.acc_sum, self.batches = epoch, 0.0, 0.0, 0
-
-    def on_batch_end(self, step: int, loss: float, acc: float) -> None:
-        self.loss_sum, self.acc_sum, self.batches = (
-            self.loss_sum + loss, self.acc_sum + acc, self.batches + 1)
-        self.bar.update(1)
-        self.bar.set_postfix_str(
-            f"epoch {self.epoch}/{self.epochs} loss {self.loss_sum / self.batches:.4f} "
-            f"acc {self.acc_sum / self.batches:.3f}", refresh=False)
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self._reset(epoch + 1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def read_parent_run(sweep_dir: str | Path) -> dict[str, str] | None:
-    """The parent run a sweep's jobs belong to ({"run_id", "sweep"}), if one was opened."""
-    path = Path(sweep_dir) / PARENT_RUN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class SweepTracking(Callback):
     """Groups a multirun's jobs under one parent MLflow run and reports on them at the end.
 
     A job that fails or diverges is recorded as FAILED and the sweep goes on
-    (experiments.train catches it). Ctrl-C or SIGTERM stops the whole sweep: the running
+    (experiments.sweeps.job catches it). Ctrl-C or SIGTERM stops the whole sweep: the running
     job and the parent end KILLED. If the process ends any other way before the sweep is
     over, the parent is ended FAILED on exit, so it is never left RUNNING.
     """
@@ -98,7 +42,7 @@ class SweepTracking(Callback):
     def __init__(self, threads_per_job: int | None = None, local_server: bool = True) -> None:
         # Parallel launchers (hydra/launcher=parallel, slurm_local, slurm): BLAS threads per
         # job (None: cores // n_jobs), and whether a SQLite store is served to the jobs
-        # through a local tracking server (see experiments.parallel, experiments.server).
+        # through a local tracking server (experiments.sweeps.launchers, tracking.server).
         self.threads_per_job = threads_per_job
         self.local_server = local_server
         self.parent_run_id: str | None = None
@@ -120,8 +64,8 @@ class SweepTracking(Callback):
         sweep_name = OmegaConf.select(config, "hydra.runtime.choices.sweep") or "custom"
         sweep_dir = Path(config.hydra.sweep.dir)
         _check_store_for_launcher(config)
-        tracking.use_store(config.tracking.uri, config.tracking.experiment)
-        commit, dirty, _ = tracking.git_state()
+        use_store(config.tracking.uri, config.tracking.experiment)
+        commit, dirty, _ = git_state()
         # Sweeps given on the command line (-m optim.lr=0.01,0.1) have no sweeper.params;
         # their lists are in the overrides tag instead.
         params_node = OmegaConf.select(config, "hydra.sweeper.params")
@@ -132,12 +76,11 @@ class SweepTracking(Callback):
             mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id,
             run_name=f"sweep-{sweep_name}-{datetime.now():%Y%m%d-%H%M%S}",
             tags={
-                tracking.TAG_SWEEP: sweep_name,
-                tracking.TAG_GIT_COMMIT: commit,
-                tracking.TAG_GIT_DIRTY: str(dirty).lower(),
-                tracking.TAG_OVERRIDES: " ".join(overrides),
-                "sweep_dir": str(sweep_dir.resolve()),
-                "mlflow.note.content": f"Sweep {sweep_name}: parameters {params}. The child "
+                tags.SWEEP: sweep_name,
+                **git_tags(commit, dirty),
+                tags.OVERRIDES: " ".join(overrides),
+                tags.SWEEP_DIR: str(sweep_dir.resolve()),
+                tags.NOTE: f"Sweep {sweep_name}: parameters {params}. The child "
                                        "runs are nested below; the comparison report is "
                                        "under the artifacts' report/ folder.",
             },
@@ -145,30 +88,25 @@ class SweepTracking(Callback):
         self.parent_run_id = parent.info.run_id
         for key, values in params.items():
             client.log_param(self.parent_run_id, f"sweep.{key}", str(values))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps({
-            "run_id": self.parent_run_id, "sweep": sweep_name,
-            "tracking_uri": mlflow.get_tracking_uri()}))
+        write_parent_run(sweep_dir, self.parent_run_id, sweep_name)
         self._install_signal_handlers()
         atexit.register(self._end_if_still_running)
         log.info("sweep %s: parent MLflow run %s", sweep_name, self.parent_run_id)
         self._prepare_job_processes(config, sweep_dir)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        parallel.log_job_threads()  # in the job's log: what its process inherited
+        launchers.log_job_threads()  # in the job's log: what its process inherited
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_run_id is None:
             return
-        from experiments.report import write_report  # imported late: pulls in plotting
-
         self._stop_job_processes_support()
         client = mlflow.MlflowClient()
         self._end_orphans(client, "its job process ended without ending the run")
         try:
             out_dir = Path(config.hydra.sweep.dir) / "report"
             summary = write_report(self.parent_run_id, out_dir, log_to_parent=True)
-            client.set_tag(self.parent_run_id, "jobs", summary)
+            client.set_tag(self.parent_run_id, tags.SWEEP_JOBS, summary)
         except Exception:
             # A broken report must not lose the sweep: the runs are there, and the report
             # can be rebuilt with `python -m experiments.report`.
@@ -211,30 +149,28 @@ class SweepTracking(Callback):
         except Exception:
             log.exception("could not end the sweep's parent run %s", self.parent_run_id)
 
-    # -- jobs in other processes (experiments.parallel) ----------------------------------------
+    # -- jobs in other processes (experiments.sweeps.launchers) --------------------------------
 
     def _prepare_job_processes(self, config: DictConfig, sweep_dir: Path) -> None:
         """Before a parallel launcher starts its job processes: their BLAS threads, and for a
         SQLite store a local tracking server they log through (SQLite has one writer)."""
-        kind = parallel.launcher_kind(config)
+        kind = launchers.launcher_kind(config)
         if kind == "basic":
             return
-        self._job_env = env = parallel.JobEnvironment()
-        threads = parallel.blas_threads(config, self.threads_per_job)
+        self._job_env = env = launchers.JobEnvironment()
+        threads = launchers.blas_threads(config, self.threads_per_job)
         if threads is not None:
-            for name in parallel.THREAD_VARS:
+            for name in launchers.THREAD_VARS:
                 env.set(name, str(threads))
             log.info("%s launcher: %d BLAS thread(s) per job", kind, threads)
-        store = tracking.resolve_tracking_uri(config.tracking.uri)
+        store = resolve_tracking_uri(config.tracking.uri)
         if kind == "submitit_local" or kind == "joblib":
             if store.startswith("sqlite:") and self.local_server:
-                from experiments.server import TrackingServer
-
                 self._server = TrackingServer(
                     store, Path("mlruns").resolve(),  # MLflow's default beside mlflow.db
                     log_path=sweep_dir / "mlflow_server.log")
                 uri = self._server.start()
-                env.set(tracking.SWEEP_SERVER_ENV, f"{store} {uri}")
+                env.set(SWEEP_SERVER_ENV, f"{store} {uri}")
                 env.set("MLFLOW_TRACKING_URI", uri)
                 log.info("the jobs log through a local MLflow server at %s over %s", uri, store)
 
@@ -252,7 +188,7 @@ class SweepTracking(Callback):
     def _end_orphans(self, client: mlflow.MlflowClient, reason: str) -> None:
         """Runs of this sweep still RUNNING once no job runs: end them KILLED, and say so."""
         try:
-            names = parallel.end_orphaned_runs(client, self.parent_run_id, reason)
+            names = end_orphaned_runs(client, self.parent_run_id, reason)
         except Exception:
             log.exception("could not check the sweep's runs for ones left RUNNING")
             return
@@ -262,19 +198,17 @@ class SweepTracking(Callback):
                        f"and everything the killed ones logged are kept.")
             log.error("%s", message)
             print(message, file=sys.stderr, flush=True)
-            client.set_tag(self.parent_run_id, "killed_runs", ", ".join(names))
+            client.set_tag(self.parent_run_id, tags.KILLED_RUNS, ", ".join(names))
 
 
 def _check_store_for_launcher(config: DictConfig) -> None:
     """Fail before any job starts when the jobs could not reach the store."""
-    store = tracking.resolve_tracking_uri(config.tracking.uri)
+    store = resolve_tracking_uri(config.tracking.uri)
     if store.startswith(("http://", "https://")):
-        from experiments.server import is_up
-
         if not is_up(store, timeout=10):
             raise RuntimeError(f"no MLflow tracking server answers at {store} "
                                "(tracking.uri); start it or fix the address")
-    elif parallel.launcher_kind(config) == "submitit_slurm" and not store.startswith(
+    elif launchers.launcher_kind(config) == "submitit_slurm" and not store.startswith(
             ("postgresql", "mysql", "mssql")):
         raise RuntimeError(
             f"hydra/launcher=slurm runs the jobs on other machines, which cannot write to "

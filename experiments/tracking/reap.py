@@ -1,12 +1,8 @@
-"""Mark runs left RUNNING by a crashed process as KILLED.
-
-    python -m experiments.reap                     # or: make reap
-    python -m experiments.reap --older-than 12     # also RUNNING runs idle for 12 hours
-    python -m experiments.reap --dry-run           # only print what would be marked
+"""Mark runs left RUNNING by a crashed process as KILLED (`python -m experiments.reap`).
 
 A run's status is set when its process ends it; a machine crash, an out-of-memory kill
 or SIGKILL ends the process first and leaves the run RUNNING for ever. Every training
-process tags its run with `host` and `pid` (experiments.train), so a RUNNING run tagged
+process tags its run with `host` and `pid` (experiments.runs.tracked), so a RUNNING run tagged
 with this machine's name and a process id that no longer exists is certainly dead: it is
 marked KILLED, with `failure_reason` saying why. Runs from other machines (or without
 those tags) cannot be checked that way; `--older-than HOURS` also marks any RUNNING run
@@ -16,18 +12,16 @@ reaped run can then be continued with `make resume RUN_ID=<id>`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlflow
 from mlflow.entities import ViewType
 
-from experiments import tracking
+from experiments.tracking import tags
+from experiments.tracking.store import connect
 
 
 @dataclass
@@ -59,9 +53,9 @@ def last_activity_ms(run: mlflow.entities.Run) -> int:
 def why_dead(run: mlflow.entities.Run, host: str, older_than_h: float | None,
              now_ms: int) -> str | None:
     """The reason to mark this RUNNING run KILLED, or None to leave it."""
-    tags = run.data.tags
-    pid = tags.get(tracking.TAG_PID, "")
-    if tags.get(tracking.TAG_HOST) == host and pid.isdigit() and not process_exists(int(pid)):
+    run_tags = run.data.tags
+    pid = run_tags.get(tags.PID, "")
+    if run_tags.get(tags.HOST) == host and pid.isdigit() and not process_exists(int(pid)):
         return f"reaped: its process {pid} on {host} is gone"
     if older_than_h is not None:
         idle_h = (now_ms - last_activity_ms(run)) / 3.6e6
@@ -73,7 +67,7 @@ def why_dead(run: mlflow.entities.Run, host: str, older_than_h: float | None,
 def reap(tracking_uri: str | None = None, older_than_h: float | None = None,
          dry_run: bool = False) -> list[Reaped]:
     """Find stale RUNNING runs in every experiment of the store; mark them KILLED."""
-    mlflow.set_tracking_uri(tracking.resolve_tracking_uri(tracking_uri))
+    connect(tracking_uri)
     client = mlflow.MlflowClient()
     host, now_ms = socket.gethostname(), int(time.time() * 1000)
     experiments = {e.experiment_id: e.name for e in client.search_experiments(ViewType.ALL)}
@@ -87,30 +81,8 @@ def reap(tracking_uri: str | None = None, older_than_h: float | None = None,
         if reason is None:
             continue
         if not dry_run:
-            client.set_tag(run.info.run_id, tracking.TAG_FAILURE_REASON, reason)
+            client.set_tag(run.info.run_id, tags.FAILURE_REASON, reason)
             client.set_terminated(run.info.run_id, status="KILLED")
         reaped.append(Reaped(run.info.run_id, run.info.run_name or "",
                              experiments[run.info.experiment_id], reason))
     return reaped
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--older-than", type=float, default=None, metavar="HOURS",
-                        help="also mark RUNNING runs with no activity for this many hours")
-    parser.add_argument("--dry-run", action="store_true", help="print, change nothing")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
-    args = parser.parse_args(argv)
-    if args.older_than is not None and args.older_than < 0:
-        parser.error("--older-than must be >= 0")
-    reaped = reap(args.tracking_uri, args.older_than, args.dry_run)
-    verb = "would mark" if args.dry_run else "marked"
-    for r in reaped:
-        print(f"{verb} KILLED: {r.run_id} {r.name!r} in {r.experiment!r} ({r.reason})")
-    print(f"{len(reaped)} stale run(s) {verb} KILLED" if reaped else "no stale RUNNING runs",
-          file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

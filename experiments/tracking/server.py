@@ -1,18 +1,16 @@
-"""A local MLflow tracking server, so that several processes can log to one store at once.
+"""An MLflow tracking server in a child process, so that several processes can log to one
+store at once.
 
 SQLite allows one writer at a time: several sweep jobs writing to `mlflow.db` directly fail
 with "database is locked". A parallel sweep therefore starts one `mlflow server` on a free
 loopback port over the same store and artifact folder, points its jobs at it (http), and
-stops it at the end (see experiments.callbacks.SweepTracking). The server is the only
-process writing to the file; `make ui` afterwards shows the same runs and artifacts.
-
-    python -m experiments.server                      # serve ./mlflow.db, ./mlruns on a free port
-    python -m experiments.server --port 5001 --backend-store-uri postgresql://user@host/db
+stops it at the end (experiments.sweeps.tracking). The server is the only process
+writing to the file; `make ui` afterwards shows the same runs and artifacts. A team's
+shared server is the same class, started by `python -m experiments.server`.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
@@ -131,41 +129,19 @@ class TrackingServer:
             self._log_file.close()
             self._log_file = None
 
+    def serve_until_interrupted(self) -> None:
+        """Block while the started server runs; Ctrl-C (or its exit) stops it."""
+        try:
+            while self.process is not None and self.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def __enter__(self) -> TrackingServer:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m experiments.server`: serve a store until Ctrl-C."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend-store-uri", default="sqlite:///" + os.path.abspath("mlflow.db"))
-    parser.add_argument("--artifact-root", default="mlruns")
-    parser.add_argument("--host", default=LOOPBACK)
-    parser.add_argument("--port", type=int, default=None, help="default: a free port")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--serve-artifacts", action="store_true",
-                        help="proxy artifacts (for clients on other machines)")
-    parser.add_argument("--allowed-hosts", default=None,
-                        help="Host headers to accept, e.g. mlflow.example.org:5000")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    server = TrackingServer(args.backend_store_uri, args.artifact_root, host=args.host,
-                            port=args.port, workers=args.workers,
-                            serve_artifacts=args.serve_artifacts,
-                            allowed_hosts=args.allowed_hosts)
-    try:
-        print(f"MLFLOW_TRACKING_URI={server.start()}", flush=True)
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,139 @@
+"""Checks beyond types: names, ranges, and keys that got past the schemas.
+
+Each registered class is asked rather than its rules repeated here: the optimiser and
+schedule are built once from the config, and each dataset lists its own problems.
+Everything is checked before an MLflow run is created.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cnn.initializers import INITIALIZERS, knobs
+from cnn.models import ARCHITECTURES
+from cnn.optim import make_optimizer
+from cnn.schedules import make_schedule
+from experiments.config.schemas import data_schemas, optim_schemas, schedule_schemas
+from experiments.datasets.base import data_config
+
+
+class ConfigError(ValueError):
+    """A config value has the right type but is not allowed (unknown name, out of range)."""
+
+
+def group_args(node: Any, *skip: str) -> dict[str, Any]:
+    """A group's keys and values as keyword arguments: everything but `name` and `skip`."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return {k: v for k, v in values.items() if k not in ("name", *skip)}
+
+
+def validate(cfg: Any) -> None:
+    """Raise ConfigError naming every key whose value the run cannot use."""
+    problems: list[str] = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    problems += unknown_keys(cfg)
+    check(cfg.model.name in ARCHITECTURES,
+          f"model.name={cfg.model.name!r}: choose one of {', '.join(ARCHITECTURES)}")
+    _check_init(cfg.init, check)
+    groups = {"optim": optim_schemas(), "schedule": schedule_schemas(), "data": data_schemas()}
+    for group, schemas in groups.items():
+        name = cfg[group].name
+        check(name in schemas, f"{group}.name={name!r}: choose one of {', '.join(schemas)}")
+        _check_schema_matches(cfg, group, schemas, check)
+    if not problems:
+        _check_optim_and_schedule(cfg, check)
+        problems += data_config(cfg.data).problems()
+    _check_trainer(cfg.trainer, check)
+    for key, spec in (cfg.get("callbacks") or {}).items():
+        check(isinstance(spec, Mapping) and "_target_" in spec,
+              f"callbacks.{key} needs a _target_ (the callback's class), got {spec}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _check_init(init: Any, check) -> None:
+    check(init.name in INITIALIZERS,
+          f"init.name={init.name!r}: choose one of {', '.join(INITIALIZERS)}")
+    if init.std is not None and init.name in INITIALIZERS:
+        check("std" in knobs(init.name),
+              f"init.std applies to initialisers with a std ("
+              f"{', '.join(n for n in INITIALIZERS if 'std' in knobs(n))}), not {init.name}")
+        check(init.std > 0, f"init.std must be > 0, got {init.std}")
+
+
+def _check_optim_and_schedule(cfg: Any, check) -> None:
+    optim = cfg.optim
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        check(False, f"optim.lr must be > 0 and finite, got {optim.lr}")
+        return
+    try:
+        optimizer = make_optimizer(optim.name, **group_args(optim))
+    except (TypeError, ValueError) as e:
+        check(False, f"optim ({optim.name}): {e}")
+        return
+    schedule = cfg.schedule
+    check(schedule.warmup_epochs >= 0,
+          f"schedule.warmup_epochs must be >= 0, got {schedule.warmup_epochs}")
+    try:
+        built = make_schedule(schedule.name, optim.lr, max(cfg.trainer.epochs, 1) * 10,
+                              steps_per_epoch=10, **group_args(schedule, "warmup_epochs"))
+    except (TypeError, ValueError) as e:
+        check(False, f"schedule ({schedule.name}): {e}")
+        return
+    check(built.momentum(0) is None or hasattr(optimizer, "momentum"),
+          f"schedule.momentum_range needs an optimiser with momentum, not {optim.name}")
+
+
+def _check_trainer(trainer: Any, check) -> None:
+    check(trainer.epochs >= 1, f"trainer.epochs must be >= 1, got {trainer.epochs}")
+    check(trainer.batch_size >= 1, f"trainer.batch_size must be >= 1, got {trainer.batch_size}")
+    check(trainer.eval_batch_size >= 1,
+          f"trainer.eval_batch_size must be >= 1, got {trainer.eval_batch_size}")
+    check(0 <= trainer.label_smoothing < 1,
+          f"trainer.label_smoothing must be in [0, 1), got {trainer.label_smoothing}")
+    check(trainer.dtype in ("float32", "float64"),
+          f"trainer.dtype={trainer.dtype!r}: choose float32 or float64")
+    check(trainer.checkpoint_every >= 0,
+          f"trainer.checkpoint_every must be >= 0 (0: never), got {trainer.checkpoint_every}")
+
+
+def _check_schema_matches(cfg: Any, group: str, schemas: Mapping[str, type], check) -> None:
+    # `optim.name=adam` on top of the sgd schema would build Adam from SGD's keys. Compared
+    # by name: a parallel launcher's worker unpickles its own copy of a generated schema.
+    node = cfg[group]
+    if isinstance(node, DictConfig) and node.name in schemas:
+        check(getattr(OmegaConf.get_type(node), "__name__", None) == schemas[node.name].__name__,
+              f"{group}.name={node.name!r} does not match the chosen {group} config; "
+              f"choose it with `{group}={node.name}` instead")
+
+
+def unknown_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Keys of typed nodes that their schema does not declare.
+
+    Hydra's `+key=value` adds a key even to a typed node; a run would then log it as a
+    param and silently ignore it, so every such key is reported with the keys allowed.
+    """
+    if not isinstance(cfg, DictConfig):
+        return []
+    schema = OmegaConf.get_type(cfg)
+    found = []
+    if schema is not None and is_dataclass(schema):
+        declared = {f.name for f in fields(schema)}
+        for key in cfg.keys():
+            if key not in declared:
+                found.append(f"{prefix}{key}: unknown key; {prefix.rstrip('.') or 'the config'} "
+                             f"takes {', '.join(sorted(declared))}")
+    for key in cfg.keys():
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
+            found += unknown_keys(node, f"{prefix}{key}.")
+    return found

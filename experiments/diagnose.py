@@ -1,0 +1,38 @@
+"""Health checks of a configured run, before any training: why would it fail?
+
+    python -m experiments.diagnose experiment=seed_subset
+    python -m experiments.diagnose init=unit_normal optim.lr=0.5
+    make diagnose ARGS="model=vgg init=normal"
+
+Takes the same overrides as `python -m experiments.train`, builds the same network and
+data, and prints the health report every training run logs first (experiments.runs.health).
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from experiments.config import register_configs
+from experiments.runs.build import build_run
+from experiments.runs.health import diagnose, layer_table
+from experiments.runtime.allocator import keep_freed_memory
+
+
+@hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
+def _app(cfg: DictConfig) -> None:
+    keep_freed_memory()
+    diagnosis = diagnose(build_run(cfg))
+    print(layer_table(diagnosis.stats))
+    print()
+    print(diagnosis.report)
+
+
+def main() -> None:
+    """Entry point of `python -m experiments.diagnose` (and `make diagnose`)."""
+    register_configs()
+    _app()
+
+
+if __name__ == "__main__":
+    main()

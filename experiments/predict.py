@@ -1,0 +1,78 @@
+"""Classify image files with a logged model: the top-k classes and probabilities of each.
+
+    python -m experiments.predict runs:/<run id>/model cat.png dog.jpg
+    python -m experiments.predict models:/<model id> digit.png --top-k 3
+
+MODEL_URI is any URI MLflow loads a model from; `runs:/` and `models:/` URIs are looked
+up in $MLFLOW_TRACKING_URI, else ./mlflow.db, as training writes them (or --tracking-uri).
+Each image is read as for training on an image folder: any size and colour mode,
+resized to the model's input (experiments.serving.predict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cnn
+from experiments.tracking.arguments import add_tracking_uri_argument
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked."""
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.predict",
+        description="Print the top-k classes, with probabilities, of each image file.")
+    parser.add_argument("model_uri", metavar="MODEL_URI",
+                        help="a logged model, e.g. runs:/<run id>/model or models:/<model id>")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path,
+                        help="image files (PNG, JPEG, ...)")
+    parser.add_argument("-k", "--top-k", type=int, default=3,
+                        help="how many classes to print per image (default 3)")
+    add_tracking_uri_argument(parser)  # where runs:/ and models:/ URIs are looked up
+    parser.add_argument("--version", action="version",
+                        version=f"numpy-cnn-lab {cnn.__version__}")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be >= 1, got {args.top_k}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m experiments.predict`; returns the exit status."""
+    args = parse_args(argv)
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        print(f"predict: no such image file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    # MLflow's download bars would be mixed into the predictions on the terminal.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Imported after the arguments are checked: MLflow takes seconds to import.
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from cnn.data.errors import CorruptDatasetError
+    from experiments.serving.predict import predict_files
+    from experiments.tracking.store import connect
+
+    connect(args.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(args.model_uri)
+    except (MlflowException, OSError) as e:
+        print(f"predict: cannot load the model {args.model_uri}: {e}", file=sys.stderr)
+        return 1
+    try:
+        reports = predict_files(model, args.images, args.top_k)
+    except (CorruptDatasetError, ValueError) as e:
+        print(f"predict: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""What a logged run recorded about itself, read back: its config, and whether today's
+code and data are those it ran with."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config import config_from_container
+from experiments.tracking import tags
+from experiments.tracking.git import git_state
+
+
+def load_logged_config(run_id: str) -> DictConfig:
+    """The resolved config a run logged, typed and validated again."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="config/config.yaml", dst_path=tmp)
+        container = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return config_from_container(container)
+
+
+def logged_diff(run_id: str) -> str:
+    """The uncommitted changes the run logged (git_diff.patch), or "" if it had none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="git_diff.patch", dst_path=tmp)
+        except Exception:
+            return ""
+        return Path(path).read_text()
+
+
+def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str) -> list[str]:
+    """What differs between the logged run and now: code commit, local changes, data."""
+    commit, dirty, diff = git_state()
+    warnings = []
+    old_commit = run_tags.get(tags.GIT_COMMIT, "unknown")
+    if old_commit != commit:
+        warnings.append(f"code differs: the run used commit {old_commit}, this is {commit}")
+    old_dirty = run_tags.get(tags.GIT_DIRTY) == tags.flag(True)
+    if (old_dirty or dirty) and logged_diff(run_id) != (diff if dirty else ""):
+        warnings.append("uncommitted changes differ from the run's (see its git_diff.patch)")
+    old_digest = run_tags.get(tags.DATA_DIGEST)
+    if old_digest != data_digest:
+        warnings.append(f"data differs: the run used digest {old_digest}, now {data_digest}")
+    return warnings

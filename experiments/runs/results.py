@@ -1,0 +1,67 @@
+"""What a tracked run logs besides its per-epoch metrics: the data it used, and at the
+end its test results, figures, weights and model."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+from omegaconf import OmegaConf
+
+from cnn.training import evaluate
+from experiments.reporting import run_figures
+from experiments.runs.build import Run
+from experiments.serving.pyfunc_model import log_pyfunc_model
+from experiments.tracking import tags
+
+log = logging.getLogger(__name__)
+
+
+def log_datasets(run: Run) -> None:
+    """Record the data actually used as MLflow dataset inputs (shown on the run's page)."""
+    splits = run.splits
+    parts = [("train", splits.x_train, splits.y_train, "training"),
+             ("val", splits.x_val, splits.y_val, "validation"),
+             ("test", splits.x_test, splits.y_test, "testing")]
+    for part, x, y, context in parts:
+        if not len(x):
+            continue
+        with warnings.catch_warnings():
+            # MLflow registers the local-folder source type twice and warns that a path
+            # "can be interpreted in multiple ways"; both ways are the same class.
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+            dataset = mlflow.data.from_numpy(x, targets=y, source=str(splits.source),
+                                             name=f"{run.cfg.data.name}-{part}")
+        mlflow.log_input(dataset, context=context)
+
+
+def log_test_results(run: Run, name: str) -> tuple[float, float]:
+    """Evaluate on the test set; log the loss, accuracy, confusion matrix, first-layer
+    filters, weights and (with tracking.log_model) the model. Returns (loss, accuracy)."""
+    result = evaluate(run.net, run.loss_fn, run.test_batches)
+    mlflow.log_metrics({"test_loss": result.loss, "test_acc": result.acc}, step=run.epochs)
+    log.info("test loss %.4f, test accuracy %.4f", result.loss, result.acc)
+
+    counts = run_figures.confusion_matrix(result.labels, result.predictions,
+                                          run.splits.num_classes)
+    mlflow.log_figure(run_figures.confusion_figure(counts, run.splits.class_names, name),
+                      "figures/confusion_matrix.png")
+    mlflow.log_figure(
+        run_figures.filters_figure(run.net.layers[0].params["W"],
+                                   f"{name}: first-layer filters"),
+        "figures/first_layer_filters.png")
+    mlflow.log_text(OmegaConf.to_yaml({"labels": list(run.splits.class_names),
+                                       "counts": counts.tolist()}), "confusion_matrix.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.npz"
+        run.net.save(path)
+        mlflow.log_artifact(str(path))
+    if run.cfg.tracking.log_model:
+        info = log_pyfunc_model(run.net, run.cfg.model.name, run.normalizer,
+                                run.splits.class_names)
+        # runs:/<run_id>/model works too; this URI names the model itself.
+        mlflow.set_tag(tags.MODEL_URI, info.model_uri)
+    return result.loss, result.acc

@@ -1,0 +1,201 @@
+"""One training run inside an MLflow run: everything about it logged, and the run ended
+FINISHED, FAILED or KILLED whatever happens.
+
+`train_and_log` needs no Hydra: the train command calls it with the composed config,
+`experiments.runs.rerun` with a config rebuilt from a logged run, and
+`experiments.runs.resume` to continue a run in place from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from cnn import checkpoint as ckpt
+from cnn.data import Splits
+from cnn.training import fit
+from experiments.config import validate
+from experiments.reporting import run_figures
+from experiments.runs import callbacks, health
+from experiments.runs.build import Run, build_run
+from experiments.runs.checkpoints import checkpoint_path, checkpointer
+from experiments.runs.results import log_datasets, log_test_results
+from experiments.runtime.allocator import keep_freed_memory
+from experiments.runtime.threads import chunk_threads
+from experiments.tracking import tags
+from experiments.tracking.git import git_state, git_tags
+from experiments.tracking.history import epoch_history
+from experiments.tracking.lifecycle import ended_run
+from experiments.tracking.offline import OFFLINE_FILE, OfflineBuffer, is_tracking_outage
+from experiments.tracking.params import flatten
+from experiments.tracking.store import check_store_writable, resolve_tracking_uri, use_store
+
+log = logging.getLogger(__name__)
+
+# The per-epoch metrics of cnn.training.fit, read back when a run is resumed.
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
+                 "images_per_s")
+
+
+@dataclass
+class Outcome:
+    """What a finished run produced; `history` has one metrics dict per epoch."""
+
+    run_id: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    test_loss: float | None = None
+    test_acc: float | None = None
+
+
+def default_run_name(cfg: Any) -> str:
+    """A readable name from the choices, e.g. seed-he-lr0.03-n2500-s0."""
+    n = "all" if cfg.data.n_train is None else cfg.data.n_train
+    return f"{cfg.model.name}-{cfg.init.name}-lr{cfg.optim.lr:g}-n{n}-s{cfg.trainer.seed}"
+
+
+def train_and_log(
+    cfg: DictConfig,
+    *,
+    run_name: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+    hydra_dir: Path | None = None,
+    log_file: Path | None = None,
+    splits: Splits | None = None,
+    resume: tuple[str, ckpt.Checkpoint] | None = None,
+) -> Outcome:
+    """Train the run `cfg` describes inside a new MLflow run, and log everything about it.
+
+    extra_tags: e.g. the Hydra overrides, rerun_of. parent_run_id: the sweep's parent run.
+    hydra_dir: the job's `.hydra/` folder to log. log_file: the job's log. splits: the
+    data, if the caller has already loaded it (see build.build_run). The run always ends
+    FINISHED, FAILED or KILLED (tracking.lifecycle.ended_run); exceptions, including a
+    diverged loss (cnn.training.DivergenceError), propagate after that. resume: (run id,
+    checkpoint) to continue that run in place from the checkpoint's next epoch instead of
+    starting a new run.
+    """
+    keep_freed_memory()  # here, not in a command: sweep workers call this function directly
+    validate(cfg)
+    check_store_writable(resolve_tracking_uri(cfg.tracking.uri))
+    experiment_id = use_store(cfg.tracking.uri, cfg.tracking.experiment)
+    check_store_writable(mlflow.get_tracking_uri(),
+                         mlflow.get_experiment(experiment_id).artifact_location)
+    commit, dirty, diff = git_state()
+    name = run_name or cfg.tracking.run_name or default_run_name(cfg)
+    all_tags = {**git_tags(commit, dirty), tags.SWEEP: "none", **(extra_tags or {})}
+    if resume is None:
+        active = mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=all_tags)
+    else:  # the same run, RUNNING again; its params and config are already logged
+        active = mlflow.start_run(run_id=resume[0])
+        name = active.info.run_name or name
+        mlflow.set_tag(tags.RESUMED_FROM, str(resume[1].epoch))
+    # Who trains it, so that tracking.reap can tell a crashed run from a live one.
+    mlflow.set_tags({tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
+    outcome = Outcome(run_id=active.info.run_id)
+    also_end = (parent_run_id,) if parent_run_id else ()
+    with ended_run(outcome.run_id, also_end=also_end):
+        try:
+            if resume is None:
+                run = _start(cfg, outcome.run_id, name, hydra_dir, diff if dirty else None,
+                             splits)
+                metrics = callbacks.MetricsLogger(run.epochs)
+                start_epoch = 1
+            else:
+                run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
+                start_epoch = resume[1].epoch + 1
+            with chunk_threads(run.net) as threads:  # the layers' batch chunks on the cores
+                mlflow.set_tag(tags.CHUNK_THREADS, str(threads))
+                _fit_and_evaluate(run, name, outcome, metrics, start_epoch)
+        finally:
+            _log_job_file(log_file)
+    return outcome
+
+
+def _start(cfg: DictConfig, run_id: str, name: str, hydra_dir: Path | None,
+           diff: str | None, splits: Splits | None) -> Run:
+    """Log the config and code state, build the run, log its data and health."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    mlflow.log_params(flatten(container))
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    if hydra_dir is not None and hydra_dir.is_dir():
+        mlflow.log_artifacts(str(hydra_dir), "config/hydra")
+    if diff is not None:
+        mlflow.log_text(diff, "git_diff.patch")
+
+    run = build_run(cfg, splits=splits)
+    mlflow.set_tag(tags.DATA_DIGEST, run.splits.digest())
+    if cfg.tracking.log_dataset:
+        log_datasets(run)
+    mlflow.log_text(run.net.summary(print_fn=lambda _: None), "model_summary.txt")
+    if cfg.trainer.health_checks:
+        health.log_health(run)
+    log.info("run %s (%s): %d training, %d validation, %d test images, %d steps",
+             run_id, name, len(run.splits.x_train), len(run.splits.x_val),
+             len(run.splits.x_test), run.total_steps)
+    return run
+
+
+def _restore(cfg: DictConfig, run_id: str, name: str, splits: Splits | None,
+             state: ckpt.Checkpoint) -> tuple[Run, callbacks.MetricsLogger]:
+    """Rebuild the run and put the checkpoint's state into it, to train on from the next
+    epoch; the metrics logger starts with the epochs already logged."""
+    run = build_run(cfg, splits=splits)
+    ckpt.restore(state, run.net, run.optimizer, run.generators,
+                 source=f"the checkpoint of run {run_id} (epoch {state.epoch})")
+    metrics = callbacks.MetricsLogger(run.epochs)
+    # The epochs before the checkpoint, as logged, so the figures show the whole run.
+    metrics.history = epoch_history(mlflow.MlflowClient(), run_id, EPOCH_METRICS, state.epoch)
+    log.info("run %s (%s): resuming after epoch %d of %d", run_id, name, state.epoch,
+             run.epochs)
+    return run, metrics
+
+
+def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
+                      metrics: callbacks.MetricsLogger, start_epoch: int) -> None:
+    """Train from start_epoch, checkpointing as configured, then test and log the results."""
+    buffer = OfflineBuffer(outcome.run_id, checkpoint_path(outcome.run_id).parent / OFFLINE_FILE,
+                           wait_s=run.cfg.tracking.get("offline_wait_s", 60.0))
+    bar = callbacks.ProgressBar(run.total_steps, run.epochs, desc=name,
+                                enabled=run.cfg.trainer.progress)
+    if start_epoch > 1:
+        bar.bar.update((start_epoch - 1) * run.steps_per_epoch)
+        bar.on_epoch_end(start_epoch - 1, {})
+    try:
+        fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches, run.epochs,
+            val_batches=run.val_batches,
+            callbacks=[callbacks.KeepTraining(metrics, buffer), bar,
+                       *health.layer_monitor(run, buffer),
+                       *checkpointer(run, outcome.run_id, buffer),
+                       *callbacks.from_config(run.cfg)],
+            start_epoch=start_epoch)
+        buffer.settle()  # waits for an absent tracking server, or raises saying what to do
+    finally:
+        bar.close()
+        outcome.history = metrics.history
+        if not buffer.flush(force=True):  # stopped while the server is away: keep the unsent
+            buffer.save_offline()
+            log.warning("unsent metrics saved to %s", buffer.offline_path)
+        elif metrics.history:  # a diverged run still shows how it got there
+            mlflow.log_figure(run_figures.learning_curves(metrics.history, name),
+                              "figures/learning_curves.png")
+    outcome.test_loss, outcome.test_acc = log_test_results(run, name)
+
+
+def _log_job_file(log_file: Path | None) -> None:
+    """The job's log file as an artifact, unless the tracking server is away."""
+    if log_file is None or not log_file.is_file():
+        return
+    try:
+        mlflow.log_artifact(str(log_file))
+    except Exception as e:
+        if not is_tracking_outage(e):
+            raise
+        log.warning("could not log %s: the tracking server is unreachable", log_file)

@@ -1,0 +1,1 @@
+"""How a process uses the machine: its allocator (allocator) and its cores (threads)."""

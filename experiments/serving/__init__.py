@@ -1,0 +1,2 @@
+"""Serving trained networks: the MLflow pyfunc model a run logs (pyfunc_model), and image
+files classified with it (predict)."""

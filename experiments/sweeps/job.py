@@ -1,0 +1,55 @@
+"""One job of `python -m experiments.train`: a single run, or one run of a sweep.
+
+In a sweep the job finds its parent run (experiments.sweeps.parent) and is tagged with
+the sweep's name; a job that fails or diverges is recorded as FAILED and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from cnn.training import DivergenceError
+from experiments.runs.tracked import train_and_log
+from experiments.sweeps.parent import read_parent_run
+from experiments.tracking import tags
+
+log = logging.getLogger(__name__)
+
+
+def run_job(cfg: DictConfig, hydra: Any) -> float | None:
+    """Train the job's run; return its test accuracy (None for a failed job in a sweep).
+
+    `hydra` is the job's HydraConfig (hydra.core.hydra_config.HydraConfig.get()).
+    """
+    output_dir = Path(hydra.runtime.output_dir)
+    multirun = hydra.mode == RunMode.MULTIRUN
+    parent = read_parent_run(hydra.sweep.dir) if multirun else None
+    extra = {tags.OVERRIDES: " ".join(hydra.overrides.task)}
+    if parent is not None:
+        extra[tags.SWEEP] = parent["sweep"]
+    elif multirun:
+        extra[tags.SWEEP] = hydra.runtime.choices.get("sweep") or "custom"
+    try:
+        outcome = train_and_log(
+            cfg,
+            extra_tags=extra,
+            parent_run_id=None if parent is None else parent["run_id"],
+            hydra_dir=output_dir / hydra.output_subdir if hydra.output_subdir else None,
+            log_file=output_dir / f"{hydra.job.name}.log",
+        )
+    except Exception as e:
+        if not multirun:
+            raise
+        # In a sweep one failed or diverged job must not stop the others, nor the report
+        # at the end; the run is already recorded as FAILED with its reason.
+        if isinstance(e, DivergenceError):
+            log.warning("this job diverged (%s); the sweep goes on", e.reason)
+        else:
+            log.exception("this job failed; the sweep goes on")
+        return None
+    return outcome.test_acc

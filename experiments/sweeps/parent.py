@@ -1,0 +1,67 @@
+"""A sweep's parent run: how its jobs find it, how its children are listed, and how the
+runs a dead worker left RUNNING are ended."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from experiments.tracking import tags
+
+# Written into the sweep folder when the sweep starts; each job of the sweep reads it to
+# find its parent run. A file rather than an environment variable: it belongs to one
+# sweep only and stays readable afterwards.
+PARENT_RUN_FILE = "mlflow_parent_run.json"
+
+
+def write_parent_run(sweep_dir: Path, run_id: str, sweep: str) -> None:
+    """Record the parent run in the sweep folder, for the jobs."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps({
+        "run_id": run_id, "sweep": sweep, "tracking_uri": mlflow.get_tracking_uri()}))
+
+
+def read_parent_run(sweep_dir: str | Path) -> dict[str, str] | None:
+    """The parent run a sweep's jobs belong to ({"run_id", "sweep"}), if one was opened."""
+    path = Path(sweep_dir) / PARENT_RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def end_orphaned_runs(client: Any, parent_run_id: str, reason: str) -> list[str]:
+    """End every child of the sweep still RUNNING as KILLED, tagged with `reason`.
+
+    Called from the sweep's process once no job can still be running: a worker that was
+    killed (SIGKILL, out of memory) cannot end its own run. Returns their names.
+    """
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}' "
+                      "and attributes.status = 'RUNNING'")
+    names = []
+    for run in runs:
+        client.set_tag(run.info.run_id, tags.FAILURE_REASON, reason)
+        client.set_tag(run.info.run_id, tags.ERROR_TYPE, "WorkerDied")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        names.append(run.info.run_name)
+    return names
+
+
+class NoSweepError(LookupError):
+    """The store holds no sweep to report on; the message says where it looked."""
+
+
+def latest_sweep(experiment: str) -> str:
+    """The run id of the most recent sweep parent run in the experiment."""
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise NoSweepError(f"no experiment {experiment!r} in {mlflow.get_tracking_uri()}")
+    runs = mlflow.MlflowClient().search_runs(
+        [exp.experiment_id], filter_string=f"tags.{tags.SWEEP_DIR} LIKE '%'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise NoSweepError(f"no sweep in experiment {experiment!r}; run `make sweep` first")
+    return runs[0].info.run_id

@@ -1,0 +1,113 @@
+"""How a run ends: always FINISHED, FAILED or KILLED, never left RUNNING.
+
+`ended_run` ends the active run with the status that fits how its block exited: FINISHED,
+FAILED (an exception, or a loss that became NaN/inf) or KILLED (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import mlflow
+
+from cnn.training import DivergenceError
+from experiments.tracking import tags
+from experiments.tracking.offline import is_tracking_outage
+
+log = logging.getLogger(__name__)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt inside the block, so it is handled like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def ended_run(run_id: str, also_end: tuple[str, ...] = ()) -> Iterator[None]:
+    """End the active run `run_id` when the block exits, with the status that fits.
+
+    Normal exit: FINISHED. DivergenceError: FAILED, tagged with the epoch, step and reason.
+    KeyboardInterrupt (Ctrl-C, or SIGTERM inside this block): KILLED, and so are the runs
+    in `also_end` (a sweep's parent, since the whole sweep stops). Any other exception:
+    FAILED with the error's type and message as tags. Exceptions propagate.
+    """
+    client = mlflow.MlflowClient()
+    status = "FINISHED"
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except DivergenceError as e:
+        status = "FAILED"
+        _safe_tags(client, run_id, {
+            tags.FAILURE_REASON: e.reason,
+            tags.FAILURE_EPOCH: str(e.epoch),
+            tags.FAILURE_STEP: str(e.step),
+            tags.ERROR_TYPE: "DivergenceError",
+        })
+        raise
+    except KeyboardInterrupt as e:
+        status = "KILLED"
+        _safe_tags(client, run_id, {tags.FAILURE_REASON: f"interrupted: {e or 'Ctrl-C'}"})
+        for other in also_end:
+            _safe_end(client, other, "KILLED")
+        raise
+    except BaseException as e:
+        status = "FAILED"
+        text = "".join(traceback.format_exception_only(type(e), e)).strip()
+        _safe_tags(client, run_id, {tags.FAILURE_REASON: text[:5000],
+                                    tags.ERROR_TYPE: type(e).__name__})
+        raise
+    finally:
+        # The SIGTERM handler is gone here, so a second signal cannot interrupt the ending.
+        try:
+            mlflow.end_run(status=status)
+        except Exception as e:
+            if not is_tracking_outage(e):
+                raise
+            # Do not hide why the run stopped behind the server being away.
+            log.error("could not end run %s as %s: the tracking server is unreachable",
+                      run_id, status)
+
+
+def _safe_tags(client: mlflow.MlflowClient, run_id: str, values: Mapping[str, str]) -> None:
+    # Recording why a run failed must not hide the failure itself.
+    try:
+        for key, value in values.items():
+            client.set_tag(run_id, key, value)
+    except Exception:
+        log.exception("could not tag run %s with its failure", run_id)
+
+
+def _safe_end(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
+    try:
+        client.set_terminated(run_id, status=status)
+    except Exception:
+        log.exception("could not end run %s as %s", run_id, status)
+
+
+def http_retries_bounded() -> None:
+    """Fewer, shorter retries against a tracking server than MLflow's default (several
+    minutes per call): training keeps what it cannot send (tracking.offline), so a server
+    that is away costs seconds per epoch, not minutes. The variables still win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")

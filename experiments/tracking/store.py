@@ -1,0 +1,125 @@
+"""Which MLflow store a command uses, and whether it can be written.
+
+The store is MLflow's own default, made explicit: SQLite `mlflow.db` in the working
+directory, artifacts under `./mlruns`, unless `--tracking-uri`, the config's
+`tracking.uri` or `MLFLOW_TRACKING_URI` says otherwise. It is set explicitly because MLflow
+falls back to its legacy file store when it finds an old `./mlruns` folder, and this
+project never uses that.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+DEFAULT_DB = "mlflow.db"
+
+# Set by a parallel sweep for its jobs: "<sqlite store URI> <http URI of its server>".
+SWEEP_SERVER_ENV = "EXPERIMENTS_SWEEP_SERVER"
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """The store to use: the given value, else $MLFLOW_TRACKING_URI, else ./mlflow.db.
+
+    The default is made absolute so it names the same file whatever the process's working
+    directory later becomes. Inside a parallel sweep's job, a SQLite store the sweep serves
+    through a local tracking server (tracking.server) is reached through that server.
+    """
+    if configured:
+        uri = configured
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = os.environ["MLFLOW_TRACKING_URI"]
+    else:
+        uri = "sqlite:///" + os.path.abspath(DEFAULT_DB)
+    served = os.environ.get(SWEEP_SERVER_ENV, "").split(" ", 1)  # "<store> <server uri>"
+    if len(served) == 2 and same_store(uri, served[0]):
+        return served[1]
+    return uri
+
+
+def same_store(a: str, b: str) -> bool:
+    """Whether two store URIs name the same store (sqlite paths compared absolute)."""
+    def norm(uri: str) -> str:
+        if uri.startswith("sqlite:///"):
+            return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+        return uri.rstrip("/")
+    return norm(a) == norm(b)
+
+
+def connect(configured: str | None = None) -> str:
+    """Point MLflow at the store (see resolve_tracking_uri); return its URI."""
+    uri = resolve_tracking_uri(configured)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def use_store(configured: str | None, experiment: str) -> str:
+    """Point MLflow at the store and experiment; return the experiment id."""
+    connect(configured)
+    return mlflow.set_experiment(experiment).experiment_id
+
+
+# -- can the store be written? -----------------------------------------------------------------
+
+
+class StoreNotWritableError(RuntimeError):
+    """The tracking database or the artifact folder cannot be written."""
+
+
+def _local_path(uri: str) -> Path | None:
+    """The file a sqlite:/// or file: URI (or a bare path) names; None for servers."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    if uri.startswith("file:"):
+        return Path(uri[len("file:"):])
+    if ":" in uri.split("/", 1)[0] and len(uri.split(":", 1)[0]) > 1:
+        return None  # another scheme: s3://, http://, mlflow-artifacts:/, ...
+    return Path(uri)
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """path (or, if it does not exist yet, its nearest existing parent) must be writable.
+
+    A folder is probed by creating and deleting a file in it (permission bits say nothing
+    for root, nor about read-only file systems); a file by opening it for appending.
+    """
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if probe.is_dir():
+            with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-"):
+                pass
+        else:
+            with open(probe, "ab"):
+                pass
+            if probe != path:  # a file where a folder should be
+                raise NotADirectoryError(20, "Not a directory", str(probe))
+    except OSError as e:
+        raise StoreNotWritableError(
+            f"the MLflow {what} {path} is not writable ({e.strerror or e}: {probe}); "
+            f"fix it or point tracking.uri / MLFLOW_TRACKING_URI elsewhere. "
+            f"Nothing was trained and no run was changed.") from e
+
+
+def check_store_writable(tracking_uri: str, artifact_location: str | None = None) -> None:
+    """Raise StoreNotWritableError naming the path if a local store cannot be written.
+
+    Checked before a run starts, so a read-only folder fails at once with its name, not
+    as a database error deep in SQLAlchemy after training. The SQLite file needs its folder
+    writable too (for the journal). Remote stores are not checked here.
+    """
+    db = _local_path(tracking_uri) if tracking_uri.startswith("sqlite:") else None
+    if db is not None:
+        _check_writable(db, "database")
+        if db.exists():
+            _check_writable(db.parent, "database folder")
+    if artifact_location:
+        folder = _local_path(artifact_location)
+        if folder is not None:
+            _check_writable(folder, "artifact folder")

@@ -1,0 +1,31 @@
+"""Every tag name the harness writes or reads, defined once, and how values are spelled."""
+
+from __future__ import annotations
+
+GIT_COMMIT = "git_commit"
+GIT_DIRTY = "git_dirty"  # "true" | "false" (see flag)
+OVERRIDES = "hydra_overrides"
+DATA_DIGEST = "data_digest"
+SWEEP = "sweep"  # the sweep preset's name, "custom", or "none" outside a sweep
+SWEEP_DIR = "sweep_dir"  # on a sweep's parent run: the multirun folder
+SWEEP_JOBS = "jobs"  # on a sweep's parent run: "N runs: ..." once the sweep ended
+KILLED_RUNS = "killed_runs"  # on a sweep's parent run: runs a dead worker left RUNNING
+RERUN_OF = "rerun_of"
+RESUMED_FROM = "resumed_from_epoch"
+FAILURE_REASON = "failure_reason"
+FAILURE_EPOCH = "failure_epoch"
+FAILURE_STEP = "failure_step"
+ERROR_TYPE = "error_type"
+HOST = "host"  # the machine and process training the run, for tracking.reap
+PID = "pid"
+HEALTH = "health"  # the diagnosis before training: pass | warn | fail
+HEALTH_CAUSE = "health_cause"  # its most likely cause in plain words, "-" when healthy
+CHUNK_THREADS = "chunk_threads"  # threads the layers took batch chunks on
+MODEL_URI = "model_uri"
+PARENT = "mlflow.parentRunId"  # set by MLflow (start_run(parent_run_id=...))
+NOTE = "mlflow.note.content"  # the description MLflow's UI shows
+
+
+def flag(value: bool) -> str:
+    """A boolean as every boolean tag spells it: "true" or "false"."""
+    return "true" if value else "false"
