@@ -35,8 +35,9 @@ bench: $(STAMP) ## Time training and inference of seed and vgg (vs PyTorch when 
 	$(PY) -m experiments.bench $(ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## Check style with ruff
+lint: $(STAMP) ## Check style with ruff, and the layout with import-linter (pyproject.toml)
 	$(VENV)/bin/ruff check cnn experiments tests
+	$(VENV)/bin/lint-imports
 
 .PHONY: train
 train: $(STAMP) ## Train one network and log it to MLflow; ARGS="model=vgg optim.lr=0.05" etc.
