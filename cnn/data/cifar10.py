@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from cnn.data.download import download as download_file
-from cnn.data.download import extract_tar
 from cnn.data.errors import CorruptDatasetError, DatasetNotFoundError, UnsafePickleError
+from cnn.data.extract import extract_tar
 from cnn.data.safe_pickle import load_pickle
 
 logger = logging.getLogger(__name__)
