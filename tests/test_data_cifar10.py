@@ -143,10 +143,10 @@ def test_read_only_mount_falls_back_to_user_cache(cifar_archive, tmp_path, monke
 
     real_extract = cifar10_module.extract_tar
 
-    def extract(archive, dest):
+    def extract(archive, dest, **options):
         if Path(dest) == root:
             raise OSError(errno.EROFS, "Read-only file system", str(dest))
-        return real_extract(archive, dest)
+        return real_extract(archive, dest, **options)
 
     monkeypatch.setattr(cifar10_module, "extract_tar", extract)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

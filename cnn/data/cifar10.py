@@ -111,7 +111,8 @@ def _cache_dir_for(archive: Path) -> Path:
 
 def _extract_into(archive: Path, target: Path) -> Path:
     try:
-        extract_tar(archive, target)
+        # Only the batches folder: anything else in the archive would litter the data root.
+        extract_tar(archive, target, only=FOLDER_NAME)
     except FileExistsError:
         # Another process extracting the same archive won the race; use its result.
         if not (target / FOLDER_NAME).is_dir():

@@ -47,8 +47,27 @@ def _top_level_names(members: list[tarfile.TarInfo]) -> set[str]:
     return {parts[0] for m in members if (parts := PurePosixPath(m.name).parts)}
 
 
-def extract_tar(archive: Path, dest: Path) -> Path:
+def _keep_only(members: list[tarfile.TarInfo], only: str, archive: Path) -> list[tarfile.TarInfo]:
+    """The members inside the top-level folder `only`; CorruptDatasetError if there is none."""
+    kept = [m for m in members if PurePosixPath(m.name).parts[:1] == (only,)]
+    as_entry = [m for m in kept if PurePosixPath(m.name).parts == (only,)]
+    if not kept or any(not m.isdir() for m in as_entry):
+        found = sorted(_top_level_names(members))
+        holds = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "") or "nothing"
+        what = "has no folder" if not as_entry else "holds a file, not a folder, named"
+        raise CorruptDatasetError(
+            f"{archive} {what} {only}/ (its top level holds: {holds}); nothing was "
+            "extracted. It is not the archive expected here: delete it and download it again."
+        )
+    return kept
+
+
+def extract_tar(archive: Path, dest: Path, only: str | None = None) -> Path:
     """Extract the tar archive `archive` (any compression) into the folder `dest`; return `dest`.
+
+    With `only`, just the top-level folder of that name is extracted and moved into
+    `dest`; an archive without it fails before anything is written, and whatever else
+    the archive holds never reaches `dest`.
 
     Every member is checked first; members with absolute paths, '..' components, links
     pointing outside, or device files make the whole extraction fail before anything is
@@ -58,7 +77,8 @@ def extract_tar(archive: Path, dest: Path) -> Path:
 
     Raises:
         UnsafeArchiveError: a member is unsafe (nothing is extracted).
-        CorruptDatasetError: the archive cannot be read (truncated, not a tar file).
+        CorruptDatasetError: the archive cannot be read (truncated, not a tar file), or
+            it lacks the folder `only`.
         FileExistsError: a top-level entry of the archive already exists in `dest`.
     """
     archive, dest = Path(archive), Path(dest)
@@ -74,6 +94,8 @@ def extract_tar(archive: Path, dest: Path) -> Path:
             raise CorruptDatasetError(f"{archive}: cannot read ({e}); {corrupt_hint}") from e
         for member in members:
             _check_member(member, archive)
+        if only is not None:
+            members = _keep_only(members, only, archive)
         tops = _top_level_names(members)
         for top in sorted(tops):
             if os.path.lexists(dest / top):
