@@ -182,6 +182,9 @@ def test_missing_data_names_the_path_and_both_settings(tmp_path, monkeypatch):
     assert isinstance(excinfo.value, FileNotFoundError)
     for expected in (str(empty), "CIFAR10_ROOT", "data.root", "download=True"):
         assert expected in message
+    # Both ways to ask for the download: the harness key and the library argument.
+    assert "data.download=true (harness)" in message
+    assert "download=True (cnn.data.prepare_cifar10" in message
     assert not empty.exists()  # looking does not create anything
 
 

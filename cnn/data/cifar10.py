@@ -71,8 +71,9 @@ def _not_found_message(root: Path, url: str) -> str:
     return (
         f"CIFAR-10 not found: searched {root} for a {FOLDER_NAME}/ folder or {ARCHIVE_NAME} "
         "(or batch files directly in it). Set the environment variable CIFAR10_ROOT or the "
-        "config value data.root to the folder that holds them, or pass download=True to "
-        f"fetch {url} (about 170 MB) into {root}."
+        "config value data.root to the folder that holds them, or let it be downloaded "
+        f"({url}, about 170 MB, into {root}): data.download=true (harness) / "
+        "download=True (cnn.data.prepare_cifar10 or load_cifar10)."
     )
 
 
