@@ -46,6 +46,10 @@ def to_array(image: Image.Image, shape: Sequence[int]) -> np.ndarray:
     The image is turned upright from its EXIF orientation (phone photos), transparent
     pixels are laid on white (their own colour values are often arbitrary), and the
     whole image is resized to W x H without keeping its aspect ratio.
+
+    16-bit greyscale (Pillow modes "I;16*") becomes 8-bit as round(v * 255 / 65535). 32-bit
+    integer images (mode "I") are read the same way, as 16-bit samples clipped to 0..65535:
+    that is what Pillow decodes 16-bit files to in some versions and after some operations.
     """
     from PIL import Image, ImageOps
 
@@ -53,6 +57,17 @@ def to_array(image: Image.Image, shape: Sequence[int]) -> np.ndarray:
     if channels not in (1, 3):
         raise ValueError(f"images need 1 or 3 channels, got shape {tuple(shape)}")
     image = ImageOps.exif_transpose(image)
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # Pillow's own conversion to 8 bits clips at 255 instead of scaling, which turns a
+        # 16-bit gradient into black and white; scale first, keeping a transparent value.
+        wide = np.asarray(image, dtype=np.int64)
+        grey = np.rint(np.clip(wide, 0, 65535) * (255 / 65535)).astype(np.uint8)
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):
+            alpha = np.where(wide == transparent, 0, 255).astype(np.uint8)
+            image = Image.fromarray(np.stack([grey, alpha], axis=-1))  # mode "LA"
+        else:
+            image = Image.fromarray(grey)  # mode "L"
     if "A" in image.getbands() or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
