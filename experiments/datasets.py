@@ -82,7 +82,10 @@ def load_image(path: str | os.PathLike, shape: Sequence[int]) -> np.ndarray:
     """Read one image file (any format and mode Pillow reads) as uint8 `shape` (H, W, C).
 
     Raises FileNotFoundError if there is no such file, CorruptDatasetError naming the
-    file if it cannot be decoded.
+    file if it cannot be decoded, or if it has more pixels than Pillow's guard against
+    decompression bombs allows: PIL.Image.MAX_IMAGE_PIXELS (about 89 million by default;
+    Pillow warns above it and refuses twice that). To read such images on purpose, set
+    `PIL.Image.MAX_IMAGE_PIXELS` higher (None: no limit) in the process before loading.
     """
     from PIL import Image
 
@@ -91,6 +94,17 @@ def load_image(path: str | os.PathLike, shape: Sequence[int]) -> np.ndarray:
             return to_array(image, shape)
     except FileNotFoundError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # The warning arrives here only where warnings are errors (python -W error).
+        limit = Image.MAX_IMAGE_PIXELS
+        raise CorruptDatasetError(
+            f"{path}: refused as a possible decompression bomb: {e} Pillow's limit, "
+            f"PIL.Image.MAX_IMAGE_PIXELS, is {f'{limit:,}' if limit else 'off'} pixels (it "
+            "warns above it and refuses twice it). The image is resized to "
+            f"{shape[1]}x{shape[0]} anyway, so a smaller copy of it works as well; to read it "
+            "as it is, raise the limit in the process that reads it before loading: "
+            "`PIL.Image.MAX_IMAGE_PIXELS = <pixels>` (None removes the limit)."
+        ) from e
     except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
         raise CorruptDatasetError(f"{path}: cannot be read as an image ({e})") from e
 
