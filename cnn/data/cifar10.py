@@ -134,7 +134,8 @@ def _extract_to_cache(archive: Path) -> Path:
 def _extract(archive: Path) -> Path:
     """Extract `archive` beside itself, or into a cache folder if that is read-only.
 
-    Returns the extracted cifar-10-batches-py folder.
+    Returns the extracted cifar-10-batches-py folder; an archive without it raises
+    CorruptDatasetError (from extract_tar) and leaves both places as they were.
     """
     if not _is_writable_dir(archive.parent):
         folder = _extract_to_cache(archive)
@@ -146,11 +147,6 @@ def _extract(archive: Path) -> Path:
             if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             folder = _extract_to_cache(archive)
-    if not folder.is_dir():
-        raise CorruptDatasetError(
-            f"{archive} does not contain a {FOLDER_NAME}/ folder; it is not the CIFAR-10 "
-            f"python archive. Delete it and download {OFFICIAL_URL} again."
-        )
     return folder
 
 
