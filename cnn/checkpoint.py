@@ -133,22 +133,37 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if missing:
         raise CheckpointError(f"checkpoint {path} is not a training checkpoint: "
                               f"missing {', '.join(missing)}; {hint}")
-    version = int(arrays["format"])
+    version = _integer(arrays, "format", path, hint)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format {version}; this code reads "
                               f"format {FORMAT_VERSION}")
-    try:
-        rng = json.loads(arrays["rng"].tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path}: the generator states are corrupt ({e}); "
-                              f"{hint}") from e
     return Checkpoint(
-        epoch=int(arrays["epoch"]),
-        step=int(arrays["step"]),
+        epoch=_integer(arrays, "epoch", path, hint),
+        step=_integer(arrays, "step", path, hint),
         net={k[len(_NET):]: v for k, v in arrays.items() if k.startswith(_NET)},
         optim={k[len(_OPTIM):]: v for k, v in arrays.items() if k.startswith(_OPTIM)},
-        rng=rng,
+        rng=_generator_states(arrays["rng"], path, hint),
     )
+
+
+def _integer(arrays: Mapping[str, np.ndarray], key: str, path: Path, hint: str) -> int:
+    value = arrays[key]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise CheckpointError(f"checkpoint {path}: {key!r} should be one integer, found "
+                              f"dtype {value.dtype} and shape {value.shape}; {hint}")
+    return int(value)
+
+
+def _generator_states(raw: np.ndarray, path: Path, hint: str) -> dict[str, dict]:
+    try:
+        rng = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path}: the generator states ('rng') are corrupt "
+                              f"({e}); {hint}") from e
+    if not isinstance(rng, dict) or not all(isinstance(v, dict) for v in rng.values()):
+        raise CheckpointError(f"checkpoint {path}: 'rng' should map stream names to generator "
+                              f"states, found {json.dumps(rng)[:200]}; {hint}")
+    return rng
 
 
 def restore(
@@ -161,33 +176,59 @@ def restore(
     """Put the saved state into a freshly built net, optimiser and generators (in place).
 
     Every generator of the run must be in the checkpoint and vice versa, and the arrays
-    must fit the network; otherwise CheckpointError says what differs.
+    must fit the network; otherwise CheckpointError says what differs. All of it is
+    checked before anything is written, so a refused checkpoint changes nothing.
     """
     streams = _generators_with_layers(net, generators)
-    missing = sorted(streams.keys() - checkpoint.rng.keys())
-    unexpected = sorted(checkpoint.rng.keys() - streams.keys())
+    _check_streams(checkpoint.rng, streams, source)
+    try:
+        weights = net.check_state_dict(checkpoint.net, source=source)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
+    _check_optimizer_state(checkpoint.optim, net.params, source)
+    net.load_state_dict(weights, source=source)
+    optimizer.load_state_dict(checkpoint.optim)
+    for name, g in streams.items():
+        g.bit_generator.state = checkpoint.rng[name]
+
+
+def _check_streams(saved: Mapping[str, dict], streams: Mapping[str, np.random.Generator],
+                   source: str) -> None:
+    missing = sorted(streams.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - streams.keys())
     if missing or unexpected:
         raise CheckpointError(f"{source} does not fit this run: random streams missing "
                               f"{missing or 'none'}, unexpected {unexpected or 'none'}")
-    try:
-        net.load_state_dict(checkpoint.net, source=source)
-    except ValueError as e:
-        raise CheckpointError(str(e)) from e
-    own = net.params
-    for key, value in checkpoint.optim.items():
+    for name, g in streams.items():
+        kind = type(g.bit_generator)
+        state = saved[name]
+        if state.get("bit_generator") != kind.__name__:
+            raise CheckpointError(f"{source}: stream {name!r} was saved from "
+                                  f"{state.get('bit_generator')}, the run uses {kind.__name__}")
+        try:
+            # NumPy validates a state only when it is set: try it on a throwaway generator.
+            kind().state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise CheckpointError(f"{source}: the saved state of stream {name!r} is "
+                                  f"malformed ({type(e).__name__}: {e})") from e
+
+
+def _check_optimizer_state(flat: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
+                           source: str) -> None:
+    steps = np.asarray(flat.get("steps"))
+    if steps.shape != () or steps.dtype.kind not in "iu":
+        raise CheckpointError(f"{source}: optimiser state 'steps' should be one integer, "
+                              f"found {flat.get('steps')!r:.100}")
+    for key, value in flat.items():
         if key == "steps":
             continue
         name = key.rpartition("/")[0]
-        if name not in own or np.shape(value) != own[name].shape:
+        array = np.asarray(value)
+        if name not in params or array.shape != params[name].shape:
             raise CheckpointError(f"{source}: optimiser state {key!r} does not fit the network")
-    optimizer.load_state_dict(checkpoint.optim)
-    for name, g in streams.items():
-        state = checkpoint.rng[name]
-        if state.get("bit_generator") != type(g.bit_generator).__name__:
-            raise CheckpointError(f"{source}: stream {name!r} was saved from "
-                                  f"{state.get('bit_generator')}, the run uses "
-                                  f"{type(g.bit_generator).__name__}")
-        g.bit_generator.state = state
+        if array.dtype.kind not in "iuf":
+            raise CheckpointError(f"{source}: optimiser state {key!r} has dtype {array.dtype}, "
+                                  "not a number type")
 
 
 class Checkpointer:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -33,6 +35,68 @@ def _default_names(layers: Iterable[Layer]) -> list[str]:
 
 class WeightsMismatchError(ValueError):
     """Saved weights do not fit this network."""
+
+
+class WeightsFileError(WeightsMismatchError):
+    """A weights file cannot be read: empty, truncated, corrupt, or not a `save` .npz."""
+
+
+# Errors a damaged .npz can raise while it is opened or one of its arrays is read.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the .npz at `path`; WeightsFileError names the file (and key) if not."""
+    hint = "it is not a weights file written by Sequential.save, or it is damaged"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except _READ_ERRORS as e:
+        raise WeightsFileError(f"{path} cannot be read ({type(e).__name__}: {e}); {hint}") from e
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise WeightsFileError(f"{path} holds a single array, not the named arrays of an .npz "
+                               "that Sequential.save writes")
+    arrays = {}
+    with loaded as data:
+        for key in data.files:
+            try:
+                arrays[key] = data[key]
+            except ValueError as e:
+                if "pickle" not in str(e):
+                    raise WeightsFileError(f"{path}: array {key!r} cannot be read ({e}); "
+                                           f"{hint}") from e
+                raise WeightsFileError(f"{path}: array {key!r} holds pickled objects, which "
+                                       "are never loaded (they could run code)") from e
+            except _READ_ERRORS as e:
+                raise WeightsFileError(f"{path}: array {key!r} cannot be read "
+                                       f"({type(e).__name__}: {e}); {hint}") from e
+    return arrays
+
+
+def _as_weight(value: object, target: np.ndarray, key: str, source: str) -> np.ndarray:
+    """`value` as a copy in `target`'s dtype, or WeightsMismatchError saying why it cannot be."""
+    layer, _, param = key.partition(".")
+    where = f"{source}: {key!r} (layer {layer!r}, parameter {param!r})"
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise WeightsMismatchError(f"{where} is not an array ({e})") from e
+    # Strings would be parsed as numbers, bools and complex numbers silently changed: only
+    # integers and floats are weights.
+    if array.dtype.kind not in "iuf" or not np.can_cast(array.dtype, target.dtype, "same_kind"):
+        raise WeightsMismatchError(f"{where} has dtype {array.dtype}, which cannot be cast to "
+                                   f"the network's {target.dtype}")
+    if array.shape != target.shape:
+        raise WeightsMismatchError(f"{where} has shape {array.shape} in the file but "
+                                   f"{target.shape} in the network")
+    with np.errstate(over="ignore"):
+        cast = array.astype(target.dtype)
+    if not np.array_equal(np.isfinite(cast), np.isfinite(array)):
+        raise WeightsMismatchError(f"{where} has values beyond the range of the network's "
+                                   f"{target.dtype} (largest magnitude "
+                                   f"{np.nanmax(np.abs(array)):g})")
+    return cast
 
 
 class Sequential:
@@ -133,8 +197,20 @@ class Sequential:
         """Parameters and buffers, copied: everything needed to restore the network."""
         return {k: v.copy() for k, v in {**self.params, **self.buffers}.items()}
 
-    def load_state_dict(self, state: dict[str, np.ndarray], source: str = "state") -> None:
-        """Copy arrays into the network; every key and shape must match exactly."""
+    def load_state_dict(self, state: Mapping[str, object], source: str = "state") -> None:
+        """Copy arrays into the network; every key, shape and dtype must fit.
+
+        Everything is checked before anything is written, so a bad entry leaves the
+        network as it was; WeightsMismatchError names `source` and the key.
+        """
+        checked = self.check_state_dict(state, source)
+        own = {**self.params, **self.buffers}
+        for key, value in checked.items():
+            own[key][...] = value
+
+    def check_state_dict(self, state: Mapping[str, object], source: str = "state"
+                         ) -> dict[str, np.ndarray]:
+        """`state` as copies in the network's dtypes, or WeightsMismatchError; writes nothing."""
         own = {**self.params, **self.buffers}
         missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or unexpected:
@@ -142,16 +218,7 @@ class Sequential:
                 f"{source} does not fit this network: missing {missing or 'nothing'}, "
                 f"unexpected {unexpected or 'nothing'}"
             )
-        for key, target in own.items():
-            value = np.asarray(state[key])
-            if value.shape != target.shape:
-                layer, _, param = key.partition(".")
-                raise WeightsMismatchError(
-                    f"{source}: layer {layer!r} parameter {param!r} has shape {value.shape} "
-                    f"in the file but {target.shape} in the network"
-                )
-        for key, target in own.items():
-            target[...] = state[key]
+        return {key: _as_weight(state[key], target, key, source) for key, target in own.items()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write parameters and buffers to an .npz file (no pickle)."""
@@ -159,9 +226,12 @@ class Sequential:
             np.savez(f, **self.state_dict())
 
     def load(self, path: str | os.PathLike) -> None:
-        """Read weights written by `save`; refuses pickled objects and wrong shapes."""
-        with np.load(path, allow_pickle=False) as data:
-            self.load_state_dict({k: data[k] for k in data.files}, source=str(path))
+        """Read weights written by `save`; the network is unchanged unless all of them fit.
+
+        Raises WeightsMismatchError naming the file and key (WeightsFileError if the file
+        cannot be read: empty, truncated, pickled objects), FileNotFoundError if missing.
+        """
+        self.load_state_dict(_read_npz(path), source=str(path))
 
     # -- reading ----------------------------------------------------------------------------
     def summary(self, input_shape: tuple[int, ...] | None = None, print_fn=print) -> str:

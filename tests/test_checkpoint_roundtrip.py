@@ -159,3 +159,78 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert str(path) in str(e.value)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["last.npz"]  # no temporary file left behind
+
+
+# --- nothing is restored unless everything fits -----------------------------------------------
+
+
+def _trained(seed):
+    net, opt, schedule, batches, gens = synthetic_run(seed=seed)
+    fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 1)
+    return net, opt, gens
+
+
+def _everything(net, opt, gens):
+    """Weights, optimiser state and every generator's state (the dropout layer's too)."""
+    return checkpoint.capture(net, opt, gens, 0, 0)
+
+
+def _break_net(c):
+    key = list(c.net)[-1]
+    c.net[key] = np.full(c.net[key].shape, "0.5")
+
+
+def _break_optim(c):
+    key = next(k for k in c.optim if k != "steps")
+    c.optim[key] = np.full(np.shape(c.optim[key]), "0.5")
+
+
+def _wrong_generator_type(c):
+    c.rng["layer:dropout1"] = {**c.rng["layer:dropout1"], "bit_generator": "MT19937"}
+
+
+def _garbage_generator_state(c):
+    c.rng["shuffle"] = {**c.rng["shuffle"], "state": {"state": "nonsense"}}
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (_break_net, "dense2.b"),
+        (_break_optim, "optimiser state"),
+        (lambda c: c.optim.pop("steps"), "steps"),
+        (_wrong_generator_type, "layer:dropout1"),
+        (_garbage_generator_state, "'shuffle'"),
+    ],
+    ids=["net-dtype", "optim-dtype", "optim-steps", "generator-type", "generator-state"],
+)
+def test_bad_checkpoint_restores_nothing(tmp_path, damage, expected):
+    state = checkpoint.load(checkpoint.save(tmp_path / "ck.npz", _everything(*_trained(0))))
+    damage(state)
+    net, opt, gens = _trained(1)
+    before = _everything(net, opt, gens)
+    with pytest.raises(checkpoint.CheckpointError, match=expected) as e:
+        checkpoint.restore(state, net, opt, gens, source="ck.npz")
+    assert "ck.npz" in str(e.value)
+    after = _everything(net, opt, gens)
+    assert after.rng == before.rng
+    for saved_part, now in ((before.net, after.net), (before.optim, after.optim)):
+        assert saved_part.keys() == now.keys()
+        for k in saved_part:
+            np.testing.assert_array_equal(now[k], saved_part[k], err_msg=k)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("format", np.array("one")), ("epoch", np.arange(2)), ("step", np.array(1.5)),
+     ("rng", np.frombuffer(b"[1, 2]", np.uint8))],
+)
+def test_malformed_header_names_the_file(tmp_path, key, value):
+    path = saved(tmp_path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[key] = value
+    np.savez(path, **arrays)
+    with pytest.raises(checkpoint.CheckpointError, match=key) as e:
+        checkpoint.load(path)
+    assert str(path) in str(e.value)

@@ -143,10 +143,10 @@ def test_read_only_mount_falls_back_to_user_cache(cifar_archive, tmp_path, monke
 
     real_extract = cifar10_module.extract_tar
 
-    def extract(archive, dest):
+    def extract(archive, dest, **options):
         if Path(dest) == root:
             raise OSError(errno.EROFS, "Read-only file system", str(dest))
-        return real_extract(archive, dest)
+        return real_extract(archive, dest, **options)
 
     monkeypatch.setattr(cifar10_module, "extract_tar", extract)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -182,6 +182,9 @@ def test_missing_data_names_the_path_and_both_settings(tmp_path, monkeypatch):
     assert isinstance(excinfo.value, FileNotFoundError)
     for expected in (str(empty), "CIFAR10_ROOT", "data.root", "download=True"):
         assert expected in message
+    # Both ways to ask for the download: the harness key and the library argument.
+    assert "data.download=true (harness)" in message
+    assert "download=True (cnn.data.prepare_cifar10" in message
     assert not empty.exists()  # looking does not create anything
 
 
@@ -288,7 +291,6 @@ class _OpensFile:
 def test_malicious_pickle_is_refused_before_it_runs(tmp_path, payload_class, global_name):
     marker = tmp_path / "pwned"
     path = tmp_path / "data_batch_1"
-    # str keys: Python 3 would pickle bytes keys at protocol 2 through `_codecs.encode`.
     payload = pickle.dumps({"labels": [0], "data": payload_class(marker)}, protocol=2)
     path.write_bytes(payload)
 
@@ -317,9 +319,8 @@ def test_malicious_pickle_is_refused_before_it_runs(tmp_path, payload_class, glo
 def test_plain_numpy_pickles_are_allowed(tmp_path):
     path = tmp_path / "arrays.pkl"
     original = {"a": np.arange(6, dtype=np.uint8).reshape(2, 3), "s": np.int64(7)}
-    # Protocol 2 from Python 3 is not among them: it stores bytes via `_codecs.encode`,
-    # which the format does not need; the official files are Python 2 pickles.
-    for protocol in (4, 5):
+    # Protocol 2 from Python 3 stores bytes via `_codecs.encode`, allowed for latin1 only.
+    for protocol in (2, 4, 5):
         path.write_bytes(pickle.dumps(original, protocol=protocol))
         loaded = load_pickle(path)
         np.testing.assert_array_equal(loaded["a"], original["a"])

@@ -7,7 +7,7 @@ Everything here is NumPy and the standard library; images are channels-last uint
 from cnn.data.augment import Augmenter, random_crop, random_flip
 from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, Cifar10, load_cifar10, resolve_root
 from cnn.data.dataset import Splits, prepare_cifar10
-from cnn.data.download import download, extract_tar, md5sum
+from cnn.data.download import download, md5sum
 from cnn.data.errors import (
     ChecksumError,
     CorruptDatasetError,
@@ -16,6 +16,7 @@ from cnn.data.errors import (
     UnsafeArchiveError,
     UnsafePickleError,
 )
+from cnn.data.extract import extract_tar
 from cnn.data.loader import BatchIterator
 from cnn.data.preprocess import Normalizer, ZCAWhitener, to_unit_range
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle

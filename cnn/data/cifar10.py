@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from cnn.data.download import download as download_file
-from cnn.data.download import extract_tar
 from cnn.data.errors import CorruptDatasetError, DatasetNotFoundError, UnsafePickleError
+from cnn.data.extract import extract_tar
 from cnn.data.safe_pickle import load_pickle
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,9 @@ def _not_found_message(root: Path, url: str) -> str:
     return (
         f"CIFAR-10 not found: searched {root} for a {FOLDER_NAME}/ folder or {ARCHIVE_NAME} "
         "(or batch files directly in it). Set the environment variable CIFAR10_ROOT or the "
-        "config value data.root to the folder that holds them, or pass download=True to "
-        f"fetch {url} (about 170 MB) into {root}."
+        "config value data.root to the folder that holds them, or let it be downloaded "
+        f"({url}, about 170 MB, into {root}): data.download=true (harness) / "
+        "download=True (cnn.data.prepare_cifar10 or load_cifar10)."
     )
 
 
@@ -111,7 +112,8 @@ def _cache_dir_for(archive: Path) -> Path:
 
 def _extract_into(archive: Path, target: Path) -> Path:
     try:
-        extract_tar(archive, target)
+        # Only the batches folder: anything else in the archive would litter the data root.
+        extract_tar(archive, target, only=FOLDER_NAME)
     except FileExistsError:
         # Another process extracting the same archive won the race; use its result.
         if not (target / FOLDER_NAME).is_dir():
@@ -132,7 +134,8 @@ def _extract_to_cache(archive: Path) -> Path:
 def _extract(archive: Path) -> Path:
     """Extract `archive` beside itself, or into a cache folder if that is read-only.
 
-    Returns the extracted cifar-10-batches-py folder.
+    Returns the extracted cifar-10-batches-py folder; an archive without it raises
+    CorruptDatasetError (from extract_tar) and leaves both places as they were.
     """
     if not _is_writable_dir(archive.parent):
         folder = _extract_to_cache(archive)
@@ -144,11 +147,6 @@ def _extract(archive: Path) -> Path:
             if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             folder = _extract_to_cache(archive)
-    if not folder.is_dir():
-        raise CorruptDatasetError(
-            f"{archive} does not contain a {FOLDER_NAME}/ folder; it is not the CIFAR-10 "
-            f"python archive. Delete it and download {OFFICIAL_URL} again."
-        )
     return folder
 
 

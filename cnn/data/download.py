@@ -1,27 +1,21 @@
-"""Downloading a file with retries and an md5 check, and extracting a tar archive safely."""
+"""Downloading a file with retries and an md5 check (extracting is cnn.data.extract)."""
 
 import errno
-import gzip
 import hashlib
 import http.client
 import logging
 import os
-import shutil
 import socket
-import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zlib
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from cnn.data.errors import (
     ChecksumError,
-    CorruptDatasetError,
     DownloadError,
-    UnsafeArchiveError,
 )
 
 logger = logging.getLogger(__name__)
@@ -32,8 +26,6 @@ _CHUNK = 1 << 20
 _UNREACHABLE_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
 )
-# Python < 3.11.4 has no extraction filters; an empty tuple in `except` matches nothing.
-_FILTER_ERROR = getattr(tarfile, "FilterError", ())
 
 
 def _by_hand_hint(url: str) -> str:
@@ -209,95 +201,4 @@ def download(
             "and md5 settings, or try again."
         )
     os.replace(tmp, dest)
-    return dest
-
-
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Refuse a member that could write outside the target folder or create a device."""
-
-    def refuse(why: str) -> UnsafeArchiveError:
-        return UnsafeArchiveError(
-            f"{archive}: refusing to extract member {member.name!r}: {why}. The archive is not "
-            "a genuine CIFAR-10 archive; delete it and download it again."
-        )
-
-    name = member.name
-    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
-        raise refuse("absolute path")
-    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        raise refuse("path contains '..'")
-    if member.isdev():  # character/block device or FIFO
-        raise refuse("device or special file")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise refuse(f"unsupported member type {member.type!r}")
-    if member.issym() or member.islnk():
-        target = member.linkname
-        if target.startswith(("/", "\\")) or PureWindowsPath(target).drive:
-            raise refuse(f"link to absolute path {target!r}")
-        # A symlink's target is relative to its own folder, a hard link's to the archive root.
-        base = os.path.dirname(name) if member.issym() else ""
-        resolved = os.path.normpath(os.path.join(base, target))
-        if resolved == ".." or resolved.startswith("../"):
-            raise refuse(f"link to {target!r} points outside the archive")
-
-
-def _top_level_names(members: list[tarfile.TarInfo]) -> set[str]:
-    return {parts[0] for m in members if (parts := PurePosixPath(m.name).parts)}
-
-
-def extract_tar(archive: Path, dest: Path) -> Path:
-    """Extract the tar archive `archive` (any compression) into the folder `dest`; return `dest`.
-
-    Every member is checked first; members with absolute paths, '..' components, links
-    pointing outside, or device files make the whole extraction fail before anything is
-    written. Python's `filter="data"` is applied as well where the running Python has it.
-    Extraction goes to a hidden staging folder inside `dest` and each top-level entry is
-    then renamed into place, so an interrupted run never leaves a half-extracted folder.
-
-    Raises:
-        UnsafeArchiveError: a member is unsafe (nothing is extracted).
-        CorruptDatasetError: the archive cannot be read (truncated, not a tar file).
-        FileExistsError: a top-level entry of the archive already exists in `dest`.
-    """
-    archive, dest = Path(archive), Path(dest)
-    corrupt_hint = "it is truncated or not a tar archive; delete it and download it again."
-    try:
-        tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise CorruptDatasetError(f"{archive}: cannot open ({e}); {corrupt_hint}") from e
-    with tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise CorruptDatasetError(f"{archive}: cannot read ({e}); {corrupt_hint}") from e
-        for member in members:
-            _check_member(member, archive)
-        tops = _top_level_names(members)
-        for top in sorted(tops):
-            if os.path.lexists(dest / top):
-                raise FileExistsError(
-                    f"cannot extract {archive}: {dest / top} already exists; "
-                    "delete it first if it is incomplete."
-                )
-
-        dest.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
-        try:
-            try:
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(staging, members=members, filter="data")
-                else:  # Python < 3.11.4: _check_member above is the only guard
-                    tar.extractall(staging, members=members)
-            except _FILTER_ERROR as e:
-                raise UnsafeArchiveError(f"{archive}: refused by tarfile's data filter: {e}") from e
-            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-                raise CorruptDatasetError(
-                    f"{archive}: extraction failed ({e}); {corrupt_hint}"
-                ) from e
-            for top in sorted(tops):
-                if os.path.lexists(dest / top):  # another process got there first
-                    raise FileExistsError(f"cannot extract {archive}: {dest / top} now exists")
-                os.rename(staging / top, dest / top)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return dest

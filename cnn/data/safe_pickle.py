@@ -2,7 +2,9 @@
 
 A pickle can call any importable function while it loads, so a tampered or
 mistaken file could run code. The CIFAR-10 files only need NumPy's array
-reconstruction, so every other global is refused before it is imported.
+reconstruction, so every other global is refused before it is imported. The one
+exception is `_codecs.encode`, which Python 3 uses to store bytes at protocol 2
+(see `_latin1_encode`): a batch re-saved with `pickle.dump(obj, f, protocol=2)` needs it.
 """
 
 import importlib
@@ -28,6 +30,31 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy._core.numeric", "_frombuffer"),
     }
 )
+
+
+# Python 3 pickles a bytes object at protocol 2 as `_codecs.encode(<text>, "latin1")`.
+_CODECS_ENCODE = ("_codecs", "encode")
+_LATIN1 = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"})
+
+
+def _latin1_encode(source: str):
+    """Stands in for `_codecs.encode`, accepting only what protocol 2 writes (text, latin1),
+    so a pickle cannot reach any other codec through it."""
+
+    def encode(text: object, encoding: object = "utf-8", errors: object = "strict") -> bytes:
+        if not isinstance(text, str) or not isinstance(encoding, str) or errors != "strict":
+            raise UnsafePickleError(
+                f"{source}: refused _codecs.encode of {type(text).__name__} with "
+                f"{encoding!r}/{errors!r}; protocol 2 only encodes text as latin1"
+            )
+        if encoding.lower() not in _LATIN1:
+            raise UnsafePickleError(
+                f"{source}: refused _codecs.encode with encoding {encoding!r}; protocol 2 "
+                "only encodes text as 'latin1'"
+            )
+        return text.encode("latin1")
+
+    return encode
 
 
 def _import_numpy_global(module: str, name: str) -> Any:
@@ -61,6 +88,8 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED_GLOBALS:
             return _import_numpy_global(module, name)
+        if (module, name) == _CODECS_ENCODE:
+            return _latin1_encode(self.source)
         raise UnsafePickleError(
             f"{self.source}: refused to unpickle global '{module}.{name}'; CIFAR-10 files only "
             "contain NumPy arrays, so this file is not a genuine CIFAR-10 batch. Delete it and "
