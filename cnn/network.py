@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from cnn.layers.activations import softmax
 from cnn.layers.base import Layer, WeightedLayer
+from cnn.layers.block import Block
 
 
 def _default_names(layers: Iterable[Layer]) -> list[str]:
@@ -21,6 +22,7 @@ def _default_names(layers: Iterable[Layer]) -> list[str]:
         "BatchNorm2D": "bn",
         "BatchNorm1D": "bn1d",
         "GlobalAvgPool": "gap",
+        "ResidualBlock": "res",
     }
     counts: dict[str, int] = {}
     names = []
@@ -40,7 +42,9 @@ class Sequential:
 
     `params` and `grads` are flat dicts keyed "layer.param" (e.g. "conv1.W")
     that share their arrays with the layers, so an optimiser that updates
-    them in place updates the network.
+    them in place updates the network. A block (a layer made of layers) is
+    named like any layer ("res1", or a name the model gives, "stage2.block1"),
+    and its own keys follow: "stage2.block1.conv1.W".
     """
 
     def __init__(
@@ -83,7 +87,7 @@ class Sequential:
             dout = layer.backward(dout)
         if input_grad:
             return first.backward(dout)
-        if isinstance(first, WeightedLayer):
+        if isinstance(first, WeightedLayer | Block):
             first.backward(dout, input_grad=False)
         elif first.params:
             first.backward(dout)
@@ -102,6 +106,16 @@ class Sequential:
     # -- parameters -------------------------------------------------------------------------
     def named_layers(self) -> Iterable[tuple[str, Layer]]:
         return zip(self.names, self.layers, strict=True)
+
+    def named_leaves(self) -> Iterator[tuple[str, Layer]]:
+        """Every layer, with the layers inside blocks in place of the blocks:
+        ("conv1", Conv2D), ..., ("stage2.block1.conv1", Conv2D), ..."""
+        for name, layer in self.named_layers():
+            if isinstance(layer, Block):
+                for inner, leaf in layer.named_leaves():
+                    yield f"{name}.{inner}", leaf
+            else:
+                yield name, layer
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -145,7 +159,9 @@ class Sequential:
         for key, target in own.items():
             value = np.asarray(state[key])
             if value.shape != target.shape:
-                layer, _, param = key.partition(".")
+                # Names may hold dots themselves ("stage2.block1"): match the longest.
+                layer = max((n for n in self.names if key.startswith(n + ".")), key=len)
+                param = key[len(layer) + 1 :]
                 raise WeightsMismatchError(
                     f"{source}: layer {layer!r} parameter {param!r} has shape {value.shape} "
                     f"in the file but {target.shape} in the network"
