@@ -50,11 +50,15 @@ class Sequential:
     def __init__(
         self,
         layers: list[Layer],
-        names: list[str] | None = None,
+        names: list[str | None] | None = None,
         input_shape: tuple[int, ...] | None = None,
     ) -> None:
         self.layers = list(layers)
-        self.names = names or _default_names(self.layers)
+        # A None among the names takes the default, so a model can name only its blocks.
+        given = names or [None] * len(self.layers)
+        if len(given) != len(self.layers):
+            raise ValueError(f"{len(given)} names for {len(self.layers)} layers")
+        self.names = [n or d for n, d in zip(given, _default_names(self.layers), strict=True)]
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"layer names must be unique, got {self.names}")
         self.input_shape = input_shape
