@@ -195,3 +195,153 @@ def test_threads_reach_every_layer_inside():
             layer.threads = 3
     inner = {n: leaf.threads for n, leaf in net.named_leaves() if hasattr(leaf, "threads")}
     assert "stage3.block1.shortcut.bn" in inner and set(inner.values()) == {3}
+
+
+# -- custom ------------------------------------------------------------------------------------
+
+def test_custom_by_default_is_the_seed_network():
+    seed, custom = build_model("seed", seed=3), build_model("custom", seed=3)
+    assert custom.names == seed.names and digest(custom) == digest(seed)
+
+
+def test_custom_infers_sizes_and_appends_the_classifier():
+    layers = [
+        {"type": "conv", "out": 6, "kernel": 5, "padding": 0, "bias": False},  # 12 -> 8
+        {"type": "batchnorm"}, {"type": "leaky_relu", "slope": 0.2},
+        {"type": "residual", "out": 8, "stride": 2},  # 8 -> 4
+        {"type": "residual", "norm": "none", "activation": "leaky_relu", "shortcut": False},
+        {"type": "avgpool"},  # 4 -> 2
+        {"type": "dense", "out": 7},  # flattens 2 * 2 * 8 = 32 first
+        {"type": "batchnorm"}, {"type": "relu"}, {"type": "dropout", "p": 0.3},
+    ]
+    net = build_model("custom", layers=layers, input_shape=(12, 12, 3), num_classes=4)
+    assert net.names == ["conv1", "bn1", "leakyrelu1", "res1", "res2", "avgpool1", "flatten1",
+                         "dense1", "bn1d1", "relu1", "dropout1", "dense2"]
+    shapes = {k: v.shape for k, v in net.params.items()}
+    assert shapes["conv1.W"] == (5, 5, 3, 6) and "conv1.b" not in shapes
+    assert shapes["res1.shortcut.conv.W"] == (1, 1, 6, 8)
+    assert shapes["res2.conv1.W"] == (3, 3, 8, 8) and "res2.conv1.b" in shapes
+    assert shapes["dense1.W"] == (32, 7) and shapes["bn1d1.gamma"] == (7,)
+    assert shapes["dense2.W"] == (7, 4)
+    assert net.layers[2].alpha == 0.2 and net.layers[10].p == 0.3
+    assert net.forward(np.zeros((2, 12, 12, 3), np.float32), training=True).shape == (2, 4)
+
+
+def test_custom_keeps_a_final_classifier_and_pools_globally():
+    layers = [{"type": "conv", "out": 4, "stride": 2}, {"type": "maxpool", "size": 3, "stride": 1},
+              {"type": "global_avgpool"}, {"type": "dense", "out": 5}]
+    net = build_model("custom", layers=layers, input_shape=(9, 9, 3), num_classes=5)
+    assert net.names == ["conv1", "pool1", "gap1", "dense1"]
+    assert net.layers[1].kernel == 3 and net.layers[1].stride == 1
+    # Ending on images, the classifier flattens them itself.
+    net = build_model("custom", layers=[{"type": "conv", "out": 2}], input_shape=(4, 4, 1))
+    assert net.names == ["conv1", "flatten1", "dense1"]
+    assert net.params["dense1.W"].shape == (4 * 4 * 2, 10)
+
+
+@pytest.mark.parametrize("layers,message", [
+    ([{"type": "relu"}, {"type": "convolution"}],
+     r"custom layers\[1\]: unknown type 'convolution'; allowed: conv, batchnorm, relu"),
+    ([{"out": 3}], r"custom layers\[0\]: no 'type' key in \{'out': 3\}; types: conv,"),
+    ([{"type": "conv", "out": 8, "size": 3}],
+     r"custom layers\[0\] \(conv\): unknown key 'size'; allowed: type, out, kernel, stride, "
+     r"padding, bias"),
+    ([{"type": "relu", "slope": 0.1}], r"layers\[0\] \(relu\): unknown key 'slope'; allowed: "
+                                       r"type$"),
+    ([{"type": "dense"}], r"custom layers\[0\] \(dense\): missing key 'out'"),
+    ([{"type": "conv", "out": "8"}], r"layers\[0\] \(conv\): out must be int, got '8'"),
+    ([{"type": "conv", "out": 0}], r"layers\[0\] \(conv\): out must be at least 1, got 0"),
+    ([{"type": "flatten"}, {"type": "conv", "out": 4}],
+     r"custom layers\[1\] \(conv\) needs images \(H, W, C\), but its input is flat: \(48,\)"),
+    ([{"type": "maxpool", "size": 8}], r"custom layers\[0\] \(maxpool\): .*window"),
+    ([{"type": "dropout", "p": 1.0}], r"custom layers\[0\] \(dropout\): dropout probability"),
+    ([{"type": "residual", "norm": "layer"}], r"custom layers\[0\] \(residual\): .*'layer'"),
+])
+def test_custom_errors_name_the_layer_and_the_key(layers, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("custom", layers=layers, input_shape=(4, 4, 3))
+
+
+# -- whole networks: gradients, weights on disk, checkpoints -----------------------------------
+
+SMALL = {"input_shape": (6, 6, 3), "num_classes": 3, "dtype": np.float64}
+WHOLE = {
+    "resnet": {"depth": 8, "widths": [2, 3, 4]},
+    "plain": {"depth": 8, "widths": [2, 3, 4]},
+    "resnet_none_leaky": {"depth": 8, "widths": [2, 3, 4], "norm": "none",
+                          "activation": "leaky_relu"},
+    # No biases before batch norm: in training its mean cancels them, so their gradient is
+    # zero and only rounding is left to compare.
+    "custom": {"layers": [{"type": "conv", "out": 3, "bias": False}, {"type": "batchnorm"},
+                          {"type": "relu"}, {"type": "residual", "out": 4, "stride": 2},
+                          {"type": "residual"}, {"type": "global_avgpool"},
+                          {"type": "dense", "out": 5, "bias": False}, {"type": "batchnorm"},
+                          {"type": "relu"}]},
+}
+
+
+@pytest.mark.parametrize("case", list(WHOLE))
+def test_whole_network_gradients(case):
+    from cnn.gradcheck import check_network
+
+    name = case.split("_")[0]
+    net = build_model(name, seed=1, **SMALL, **WHOLE[case])
+    rng = np.random.default_rng(2)
+    for key, value in net.params.items():  # batch norms that are not the identity
+        if key.endswith(("gamma", "beta")):
+            value[...] = rng.uniform(0.5, 1.5, value.shape) if key.endswith("gamma") else \
+                rng.standard_normal(value.shape)
+    x, y = rng.standard_normal((4, 6, 6, 3)), rng.integers(0, 3, 4)
+    errors = check_network(net, x, y, max_checks=5)
+    assert errors.keys() == {"input", *net.params}
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_resnet_weights_save_and_load(tmp_path):
+    net = build_model("resnet", depth=8, widths=[4, 4, 8], seed=1)
+    net.forward(np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype(np.float32),
+                training=True)  # running statistics away from their start
+    net.save(tmp_path / "w.npz")
+    other = build_model("resnet", depth=8, widths=[4, 4, 8], seed=2)
+    other.load(tmp_path / "w.npz")
+    assert digest(other) == digest(net)
+    assert "stage2.block1.shortcut.bn.running_mean" in net.buffers
+    # A plain network's weights lack the projections.
+    plain = build_model("plain", depth=8, widths=[4, 4, 8])
+    plain.save(tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="missing .*'stage2.block1.shortcut.bn.beta'"):
+        other.load(tmp_path / "plain.npz")
+
+
+def test_resnet_checkpoint_resumes_bit_for_bit(tmp_path):
+    """2 epochs + checkpoint + 2 more == 4 uninterrupted, with dropout's generator saved."""
+    from cnn import checkpoint
+    from cnn.losses import SoftmaxCrossEntropy
+    from cnn.optim import SGD
+    from cnn.schedules import make_schedule
+    from cnn.training import fit
+
+    data = np.random.default_rng(9)
+    x, y = data.standard_normal((24, 8, 8, 3)).astype(np.float32), data.integers(0, 3, 24)
+
+    def run():
+        net = build_model("resnet", depth=8, widths=[2, 4, 4], dropout=0.2, num_classes=3, seed=4)
+        shuffle = np.random.default_rng(5)
+        batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 24, 8)]
+        opt = SGD(0.05, momentum=0.9)
+        return net, opt, make_schedule("cosine", 0.05, 12), batches, {"shuffle": shuffle}
+
+    net, opt, schedule, batches, gens = run()
+    full = fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 4)
+    expected = net.state_dict()
+
+    net, opt, schedule, batches, gens = run()
+    first = fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 2)
+    path = checkpoint.save(tmp_path / "ck.npz", checkpoint.capture(net, opt, gens, 2, 6))
+    assert "layer:dropout1" in checkpoint.load(path).rng
+    net, opt, schedule, batches, gens = run()
+    checkpoint.restore(checkpoint.load(path), net, opt, gens)
+    rest = fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 4, start_epoch=3)
+    assert [h["train_loss"] for h in first + rest] == [h["train_loss"] for h in full]
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)

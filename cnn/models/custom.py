@@ -73,6 +73,8 @@ def read_spec(index: int, spec: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(spec, Mapping):
         raise ValueError(f"{where}: expected a mapping such as {{type: relu}}, got {spec!r}")
     kind = spec.get("type")
+    if kind is None:
+        raise ValueError(f"{where}: no 'type' key in {dict(spec)}; types: {', '.join(SPECS)}")
     if kind not in SPECS:
         raise ValueError(f"{where}: unknown type {kind!r}; allowed: {', '.join(SPECS)}")
     allowed = SPECS[kind]
