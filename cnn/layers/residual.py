@@ -80,22 +80,22 @@ class ResidualBlock(Block):
             self.shortcut = "projection"
             side = {"shortcut.conv": conv(in_channels, 1, stride), **bn("shortcut.bn")}
         super().__init__({**main, **side, "act2": make_activation(activation)})
-        self._main, self._side = list(main), list(side)
+        self.main_names, self.shortcut_names = list(main), list(side)  # in forward order
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        h = self._forward_path(self._main, x, training)  # (N, Ho, Wo, C_out)
+        h = self._forward_path(self.main_names, x, training)  # (N, Ho, Wo, C_out)
         if self.shortcut != "none":
             # h is the last layer's fresh output, cached by nobody: add in place.
-            h += self._forward_path(self._side, x, training)  # (N, Ho, Wo, C_out)
+            h += self._forward_path(self.shortcut_names, x, training)  # (N, Ho, Wo, C_out)
         return self.sublayers["act2"].forward(h, training=training)  # (N, Ho, Wo, C_out)
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         d = self.sublayers["act2"].backward(dout)  # (N, Ho, Wo, C_out), reaches both paths
-        dx = self._backward_path(self._main, d, input_grad)  # (N, H, W, C_in) or None
+        dx = self._backward_path(self.main_names, d, input_grad)  # (N, H, W, C_in) or None
         if self.shortcut == "none":
             return dx
         # Run even without input_grad: a projection still needs its weight gradients.
-        dside = self._backward_path(self._side, d, input_grad)  # identity: d itself
+        dside = self._backward_path(self.shortcut_names, d, input_grad)  # identity: d itself
         if input_grad:
             dx += dside  # dx is conv1's fresh array; d may be dside, so not the other way
         return dx
