@@ -105,7 +105,9 @@ class ResidualBlock(Block):
             x = self.sublayers[name].forward(x, training=training)
         return x
 
-    def _backward_path(self, names: list[str], d: np.ndarray, input_grad: bool) -> np.ndarray:
+    def _backward_path(
+        self, names: list[str], d: np.ndarray, input_grad: bool
+    ) -> np.ndarray | None:
         """Backward through `names` in reverse; the first layer skips dx if input_grad is False."""
         for i, name in reversed(list(enumerate(names))):
             layer = self.sublayers[name]
