@@ -56,7 +56,7 @@ def _generators_with_layers(
 ) -> dict[str, np.random.Generator]:
     """The run's streams plus every layer that owns a generator (Dropout's `rng`)."""
     streams = dict(generators)
-    for name, layer in net.named_layers():
+    for name, layer in net.named_leaves():  # a dropout inside a block too
         rng = getattr(layer, "rng", None)
         if isinstance(rng, np.random.Generator):
             streams[_LAYER_RNG + name] = rng

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from cnn.layers.base import Layer
+from cnn.layers.block import Block
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 
@@ -108,7 +109,8 @@ def check_layer(
             "gradient checks need float64 inputs and parameters: use layer.to(np.float64)"
         )
     rng = np.random.default_rng(seed)
-    restore = _rng_snapshot([layer])
+    restore = _rng_snapshot([leaf for _, leaf in layer.named_leaves()]
+                            if isinstance(layer, Block) else [layer])
     upstream = rng.standard_normal(layer.forward(x, training=training).shape)
 
     def f() -> float:
@@ -142,7 +144,7 @@ def check_network(
         )
     loss = loss or SoftmaxCrossEntropy()
     rng = np.random.default_rng(seed)
-    restore = _rng_snapshot(net.layers)
+    restore = _rng_snapshot(leaf for _, leaf in net.named_leaves())
 
     def f() -> float:
         restore()

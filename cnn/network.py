@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
 from cnn.layers.activations import softmax
 from cnn.layers.base import Layer, WeightedLayer
+from cnn.layers.block import Block
 
 
 def _default_names(layers: Iterable[Layer]) -> list[str]:
@@ -23,6 +24,7 @@ def _default_names(layers: Iterable[Layer]) -> list[str]:
         "BatchNorm2D": "bn",
         "BatchNorm1D": "bn1d",
         "GlobalAvgPool": "gap",
+        "ResidualBlock": "res",
     }
     counts: dict[str, int] = {}
     names = []
@@ -74,9 +76,10 @@ def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _as_weight(value: object, target: np.ndarray, key: str, source: str) -> np.ndarray:
+def _as_weight(value: object, target: np.ndarray, key: str, source: str,
+               layer: str) -> np.ndarray:
     """`value` as a copy in `target`'s dtype, or WeightsMismatchError saying why it cannot be."""
-    layer, _, param = key.partition(".")
+    param = key[len(layer) + 1:]
     where = f"{source}: {key!r} (layer {layer!r}, parameter {param!r})"
     try:
         array = np.asarray(value)
@@ -104,17 +107,23 @@ class Sequential:
 
     `params` and `grads` are flat dicts keyed "layer.param" (e.g. "conv1.W")
     that share their arrays with the layers, so an optimiser that updates
-    them in place updates the network.
+    them in place updates the network. A block (a layer made of layers) is
+    named like any layer ("res1", or a name the model gives, "stage2.block1"),
+    and its own keys follow: "stage2.block1.conv1.W".
     """
 
     def __init__(
         self,
         layers: list[Layer],
-        names: list[str] | None = None,
+        names: list[str | None] | None = None,
         input_shape: tuple[int, ...] | None = None,
     ) -> None:
         self.layers = list(layers)
-        self.names = names or _default_names(self.layers)
+        # A None among the names takes the default, so a model can name only its blocks.
+        given = names or [None] * len(self.layers)
+        if len(given) != len(self.layers):
+            raise ValueError(f"{len(given)} names for {len(self.layers)} layers")
+        self.names = [n or d for n, d in zip(given, _default_names(self.layers), strict=True)]
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"layer names must be unique, got {self.names}")
         self.input_shape = input_shape
@@ -147,7 +156,7 @@ class Sequential:
             dout = layer.backward(dout)
         if input_grad:
             return first.backward(dout)
-        if isinstance(first, WeightedLayer):
+        if isinstance(first, WeightedLayer | Block):
             first.backward(dout, input_grad=False)
         elif first.params:
             first.backward(dout)
@@ -166,6 +175,16 @@ class Sequential:
     # -- parameters -------------------------------------------------------------------------
     def named_layers(self) -> Iterable[tuple[str, Layer]]:
         return zip(self.names, self.layers, strict=True)
+
+    def named_leaves(self) -> Iterator[tuple[str, Layer]]:
+        """Every layer, with the layers inside blocks in place of the blocks:
+        ("conv1", Conv2D), ..., ("stage2.block1.conv1", Conv2D), ..."""
+        for name, layer in self.named_layers():
+            if isinstance(layer, Block):
+                for inner, leaf in layer.named_leaves():
+                    yield f"{name}.{inner}", leaf
+            else:
+                yield name, layer
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -218,7 +237,12 @@ class Sequential:
                 f"{source} does not fit this network: missing {missing or 'nothing'}, "
                 f"unexpected {unexpected or 'nothing'}"
             )
-        return {key: _as_weight(state[key], target, key, source) for key, target in own.items()}
+        return {key: _as_weight(state[key], target, key, source, self._layer_of(key))
+                for key, target in own.items()}
+
+    def _layer_of(self, key: str) -> str:
+        """The layer a "layer.param" key belongs to; names may hold dots ("stage2.block1")."""
+        return max((n for n in self.names if key.startswith(n + ".")), key=len, default="")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write parameters and buffers to an .npz file (no pickle)."""

@@ -123,7 +123,7 @@ def test_orthogonal_works_for_convolutions(c_in, f):
         "normal", "unit_normal", "orthogonal",
     ],
 )
-@pytest.mark.parametrize("name", ["seed", "vgg"])
+@pytest.mark.parametrize("name", ["seed", "vgg", "resnet", "plain", "custom"])
 def test_every_initialiser_builds_every_model(name, init):
     net = build_model(name, init=init)
     assert np.isfinite(net.forward(np.zeros((1, 32, 32, 3), np.float32))).all()
@@ -140,8 +140,8 @@ def test_reinitialize_redraws_weights_and_zeroes_biases():
 def test_unknown_initialiser_and_model_are_named():
     with pytest.raises(ValueError, match="'hee'"):
         get_initializer("hee")
-    with pytest.raises(ValueError, match="'resnet'"):
-        build_model("resnet")
+    with pytest.raises(ValueError, match="'resnet50'"):
+        build_model("resnet50")
 
 
 def test_same_seed_same_weights_different_seed_different():
@@ -150,7 +150,7 @@ def test_same_seed_same_weights_different_seed_different():
     assert not np.array_equal(a.params["conv1.W"], c.params["conv1.W"])
 
 
-@pytest.mark.parametrize("name", ["seed", "vgg"])
+@pytest.mark.parametrize("name", ["seed", "vgg", "resnet"])
 def test_skipping_the_input_gradient_leaves_parameter_gradients_unchanged(name):
     net = build_model(name, seed=4)
     x = np.random.default_rng(2).standard_normal((3, 32, 32, 3)).astype(np.float32)

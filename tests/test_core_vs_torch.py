@@ -6,6 +6,7 @@ Skipped when PyTorch is not installed (`pip install torch==2.13.0` here).
 import numpy as np
 import pytest
 
+from cnn.layers import BatchNorm1D, Conv2D, Dense, ResidualBlock
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import SGD, AdamW
@@ -71,3 +72,68 @@ def test_training_trajectory_matches_pytorch(ours, theirs):
         tloss.backward()
         topt.step()
         assert loss == pytest.approx(tloss.item(), rel=1e-9)
+
+
+def leaf_twins(net, twin):
+    """(our name, our leaf, its PyTorch module) for every leaf, blocks' included."""
+    for (name, layer), module in zip(net.named_layers(), twin, strict=True):
+        if not isinstance(layer, ResidualBlock):
+            yield name, layer, module
+            continue
+        paired = [*zip(layer.main_names, module.main, strict=True), ("act2", module.act)]
+        if module.shortcut is not None:
+            paired += zip(layer.shortcut_names, module.shortcut, strict=True)
+        for inner, m in paired:
+            yield f"{name}.{inner}", layer.sublayers[inner], m
+
+
+def torch_grads(net, twin):
+    """PyTorch's gradients and running statistics under our keys, in our layouts."""
+    out = {}
+    for name, leaf, m in leaf_twins(net, twin):
+        if isinstance(leaf, Conv2D):
+            out[f"{name}.W"] = m.weight.grad.numpy().transpose(2, 3, 1, 0)  # (F, C, KH, KW)
+        elif isinstance(leaf, Dense):
+            out[f"{name}.W"] = m.weight.grad.numpy().T
+        elif isinstance(leaf, BatchNorm1D):  # BatchNorm2D too
+            out[f"{name}.gamma"] = m.weight.grad.numpy()
+            out[f"{name}.running_mean"] = m.running_mean.numpy()
+            out[f"{name}.running_var"] = m.running_var.numpy()
+        if "b" in leaf.params:
+            out[f"{name}.b"] = m.bias.grad.numpy()
+        if "beta" in leaf.params:
+            out[f"{name}.beta"] = m.bias.grad.numpy()
+    return out
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name,knobs", [
+    ("resnet", {"depth": 8}),
+    ("plain", {"depth": 8}),
+    ("resnet", {"depth": 14, "widths": [4, 8, 8], "norm": "none", "activation": "leaky_relu"}),
+], ids=["resnet8", "plain8", "resnet14-none-leaky"])
+def test_residual_networks_match_pytorch(name, knobs):
+    """Logits, loss, the input gradient and every parameter gradient and running statistic."""
+    net = build_model(name, seed=0, input_shape=(12, 12, 3), dtype=np.float64, **knobs)
+    twin = to_torch(net).double().train()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 12, 12, 3)), rng.integers(0, 10, 6)
+
+    loss_fn = SoftmaxCrossEntropy()
+    logits = net.forward(x, training=True)
+    loss = loss_fn.forward(logits, y)
+    dx = net.backward(loss_fn.backward())
+
+    tx = nhwc_to_nchw(x).requires_grad_()
+    torch_logits = twin(tx)
+    torch_loss = torch.nn.functional.cross_entropy(torch_logits, torch.from_numpy(y))
+    torch_loss.backward()
+
+    np.testing.assert_allclose(logits, torch_logits.detach().numpy(), rtol=1e-9, atol=1e-10)
+    assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-8, atol=1e-12)
+    theirs = torch_grads(net, twin)
+    ours = {**net.grads, **net.buffers}
+    assert theirs.keys() == ours.keys()
+    for key, value in theirs.items():
+        np.testing.assert_allclose(ours[key], value, rtol=1e-8, atol=1e-12, err_msg=key)

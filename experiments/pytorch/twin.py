@@ -26,8 +26,30 @@ def to_torch(net: Sequential, copy_weights: bool = True):
         def forward(self, x):
             return x.permute(0, 2, 3, 1).flatten(1)
 
-    modules: list = []
-    for layer in net.layers:
+    class GlobalAvgPool(nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    class Residual(nn.Module):
+        """act2(main(x) + shortcut(x)); no shortcut at all for a plain block."""
+
+        def __init__(self, block: L.ResidualBlock) -> None:
+            super().__init__()
+            subs = block.sublayers
+            self.main = nn.Sequential(*(twin(subs[n]) for n in block.main_names))
+            self.shortcut = None if block.shortcut == "none" else \
+                nn.Sequential(*(twin(subs[n]) for n in block.shortcut_names))  # empty: identity
+            self.act = twin(subs["act2"])
+
+        def forward(self, x):
+            h = self.main(x)
+            return self.act(h if self.shortcut is None else h + self.shortcut(x))
+
+    def twin(layer: L.Layer):
+        if isinstance(layer, L.ResidualBlock):
+            return Residual(layer)
+        if isinstance(layer, L.GlobalAvgPool):
+            return GlobalAvgPool()
         if isinstance(layer, L.Conv2D):
             m = nn.Conv2d(
                 layer.in_channels,
@@ -65,8 +87,9 @@ def to_torch(net: Sequential, copy_weights: bool = True):
             raise NotImplementedError(f"no PyTorch twin for {layer!r}")
         if copy_weights and getattr(m, "bias", None) is not None and "b" in layer.params:
             m.bias.data = torch.from_numpy(layer.params["b"].copy())
-        modules.append(m)
-    return nn.Sequential(*modules)
+        return m
+
+    return nn.Sequential(*(twin(layer) for layer in net.layers))
 
 
 def nhwc_to_nchw(x: np.ndarray):

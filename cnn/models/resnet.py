@@ -1,0 +1,109 @@
+"""CIFAR-style residual networks (He et al., 2016, section 4.2) and their plain twins.
+
+    stem:    conv3x3(widths[0]) - BN - act                       (N, H, W, w0)
+    stage s: n residual blocks of width widths[s]; stages after the first start
+             with stride 2, so each halves the image      (N, H / 2^s, W / 2^s, ws)
+    head:    global average pool - dropout (when > 0) - dense  (N, num_classes)
+
+With three stages, depth = 6n + 2 (two convolutions a block, plus stem and
+dense): 8, 14, 20, 32, 56, 110. Where the shape changes, the shortcut is a
+strided 1x1 convolution with BN (the paper's option B; its CIFAR networks used
+zero-padded identities, option A, which has no parameters).
+
+`plain` is the same network without any shortcut, projections included: the
+depth study's control. (Its weights match resnet's up to the first projection,
+which plain does not draw.)
+Layers are named "conv1", "bn1", "relu1" (stem), "stage2.block1", ...,
+"gap1", "dropout1", "dense1".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnn.initializers import Initializer
+from cnn.layers import BatchNorm2D, Conv2D, Dense, GlobalAvgPool, Layer, ResidualBlock
+from cnn.layers.residual import ACTIVATIONS, NORMS, make_activation
+from cnn.models.registry import architecture, check_choice, dropout_layers
+
+
+def residual_network(
+    family: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    init: Initializer,
+    rng: np.random.Generator,
+    *,
+    depth: int,
+    widths: list[int],
+    norm: str,
+    activation: str,
+    dropout: float,
+    shortcut: bool,
+) -> tuple[list[Layer], list[str | None]]:
+    """The layers of `resnet` (shortcut=True) or `plain` (False), and the blocks' names."""
+    widths = list(widths)
+    stages, per_block = len(widths), 2
+    n, rest = divmod(depth - 2, per_block * stages) if stages else (0, 1)
+    if n < 1 or rest:
+        valid = ", ".join(str(per_block * stages * k + 2) for k in range(1, 6))
+        raise ValueError(f"{family} depth must be {per_block * stages}n+2 with {stages} stages "
+                         f"({valid}, ...), got {depth}")
+    batch = check_choice(f"{family} norm", norm, NORMS) == "batch"
+    check_choice(f"{family} activation", activation, ACTIVATIONS)
+    c = input_shape[2]
+    layers: list[Layer] = [
+        Conv2D(c, widths[0], 3, padding=1, bias=not batch, init=init, rng=rng),
+        *([BatchNorm2D(widths[0])] if batch else []),
+        make_activation(activation),
+    ]
+    names: list[str | None] = [None] * len(layers)
+    c = widths[0]
+    for s, width in enumerate(widths, start=1):
+        for b in range(1, n + 1):
+            stride = 2 if s > 1 and b == 1 else 1
+            layers.append(ResidualBlock(c, width, stride, norm=norm, activation=activation,
+                                        shortcut=shortcut, init=init, rng=rng))
+            names.append(f"stage{s}.block{b}")
+            c = width
+    head = [GlobalAvgPool(), *dropout_layers(dropout, rng),
+            Dense(c, num_classes, init=init, rng=rng)]
+    return [*layers, *head], [*names, *[None] * len(head)]
+
+
+@architecture("resnet")
+def resnet(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    init: Initializer,
+    rng: np.random.Generator,
+    *,
+    depth: int = 20,
+    widths: list[int] = [16, 32, 64],  # noqa: B006 (read, never changed)
+    norm: str = "batch",
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> tuple[list[Layer], list[str | None]]:
+    """(N, H, W, C) -> (N, num_classes): a residual network of `depth` layers (6n+2)."""
+    return residual_network("resnet", input_shape, num_classes, init, rng, depth=depth,
+                            widths=widths, norm=norm, activation=activation, dropout=dropout,
+                            shortcut=True)
+
+
+@architecture("plain")
+def plain(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    init: Initializer,
+    rng: np.random.Generator,
+    *,
+    depth: int = 20,
+    widths: list[int] = [16, 32, 64],  # noqa: B006 (read, never changed)
+    norm: str = "batch",
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> tuple[list[Layer], list[str | None]]:
+    """(N, H, W, C) -> (N, num_classes): `resnet` with no shortcuts."""
+    return residual_network("plain", input_shape, num_classes, init, rng, depth=depth,
+                            widths=widths, norm=norm, activation=activation, dropout=dropout,
+                            shortcut=False)
