@@ -310,3 +310,37 @@ def postgres_server(postgres_url, tmp_path_factory):
 # End of team tracking server fixtures.
 # ---------------------------------------------------------------------------------------
 
+
+# ---------------------------------------------------------------------------------------
+# SLURM cluster fixtures (tests/test_slurm_cluster.py).
+#
+# A one-node SLURM cluster in a temporary folder (tests/slurm_cluster.py): its own
+# slurm.conf, munge key and socket, daemons on free loopback ports. It needs Debian's
+# slurm-wlm and munge (installed by .ci/run) and root. Without them the tests skip,
+# except under CI, where they fail.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running SlurmCluster; its `env` points clients (and submitit) at it."""
+    from slurm_cluster import SlurmCluster, missing_binaries, temporary_folder
+
+    missing = missing_binaries()
+    if missing:
+        unavailable("SLURM", f"{', '.join(missing)} not installed "
+                             "(apt-get install slurm-wlm munge; .ci/run does)")
+    if os.geteuid() != 0:
+        unavailable("SLURM", "the test cluster's slurmd must run as root to run jobs")
+    cluster = SlurmCluster(temporary_folder())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# End of SLURM cluster fixtures.
+# ---------------------------------------------------------------------------------------
