@@ -89,6 +89,7 @@ def train_and_log(
     log_file: Path | None = None,
     splits: Splits | None = None,
     resume: tuple[str, ckpt.Checkpoint] | None = None,
+    interrupt_ends_parent: bool = True,
 ) -> Outcome:
     """Train the run `cfg` describes inside a new MLflow run, and log everything about it.
 
@@ -98,7 +99,9 @@ def train_and_log(
     The run always ends FINISHED, FAILED or KILLED (see tracking.ended_run); exceptions,
     including a diverged loss (cnn.training.DivergenceError), propagate after that.
     resume: (run id, checkpoint) to continue that run in place from the checkpoint's next
-    epoch (experiments.resume) instead of starting a new run.
+    epoch (experiments.resume) instead of starting a new run. interrupt_ends_parent: an
+    interruption also ends the parent KILLED (the whole sweep stops); False when it stops
+    only this job (a job of hydra/launcher=slurm cancelled or out of time).
     """
     keep_freed_memory()  # here, not in main: sweep workers call this function directly
     validate(cfg)
@@ -119,7 +122,7 @@ def train_and_log(
     # Who trains it, so that experiments.reap can tell a crashed run from a live one.
     mlflow.set_tags({tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: str(os.getpid())})
     outcome = Outcome(run_id=active.info.run_id)
-    also_end = (parent_run_id,) if parent_run_id else ()
+    also_end = (parent_run_id,) if parent_run_id and interrupt_ends_parent else ()
     with tracking.ended_run(outcome.run_id, also_end=also_end):
         try:
             _train(cfg, name, outcome, hydra_dir, diff if dirty else None, splits,
@@ -361,6 +364,9 @@ def _app(cfg: DictConfig) -> float | None:
         tags[tracking.TAG_SWEEP] = parent["sweep"]
     elif multirun:
         tags[tracking.TAG_SWEEP] = hc.runtime.choices.get("sweep") or "custom"
+    # A job of hydra/launcher=slurm is a SLURM job of its own: SIGTERM or SIGUSR2 there come
+    # from the scheduler (scancel, time limit, preemption) and stop this job, not the sweep.
+    slurm_job = multirun and "SlurmLauncher" in str(OmegaConf.select(hc, "launcher._target_"))
     try:
         outcome = train_and_log(
             cfg,
@@ -368,7 +374,15 @@ def _app(cfg: DictConfig) -> float | None:
             parent_run_id=None if parent is None else parent["run_id"],
             hydra_dir=output_dir / hc.output_subdir if hc.output_subdir else None,
             log_file=output_dir / f"{hc.job.name}.log",
+            interrupt_ends_parent=not slurm_job,
         )
+    except KeyboardInterrupt as e:
+        if not slurm_job:
+            raise
+        # Its run is already KILLED. Returning lets submitit record the job as done, so the
+        # sweep collects the other jobs and writes its report.
+        log.warning("SLURM stopped this job (%s); its run is KILLED, the sweep goes on", e)
+        return None
     except Exception as e:
         if not multirun:
             raise
