@@ -18,6 +18,8 @@ a stand-in `sacct` first on the PATH of `env`: it answers submitit's query
 (`sacct -o JobID,State,NodeList --parsable2 -j <id> ...`) from slurmctld's own job records
 (`scontrol show job`), which this cluster keeps for MinJobAge (10 minutes) after a job
 ends. Run this file as `python slurm_cluster.py sacct ...` to use the stand-in by hand.
+
+    sudo .venv/bin/python tests/slurm_cluster.py up    # a cluster to try sweeps on, until Ctrl-C
 """
 
 from __future__ import annotations
@@ -318,7 +320,30 @@ def sacct_standin(argv: list[str]) -> int:
     return 0
 
 
+def serve() -> int:
+    """`python tests/slurm_cluster.py up`: a cluster to try hydra/launcher=slurm by hand;
+    prints the variables a shell needs to use it, runs until Ctrl-C."""
+    cluster = SlurmCluster(temporary_folder())
+    try:
+        cluster.start()
+        print(f"SLURM cluster in {cluster.folder}: partition {cluster.partition}, node "
+              f"{cluster.node}. In another shell:\n"
+              f"  export SLURM_CONF={cluster.conf} PATH={cluster.folder / 'bin'}:$PATH\n"
+              "Ctrl-C stops it.", flush=True)
+        while all(p.poll() is None for p in cluster.processes.values()):
+            time.sleep(1)
+        print(f"a daemon exited:\n{cluster.logs()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["sacct"]:
         sys.exit(sacct_standin(sys.argv[2:]))
-    sys.exit(f"usage: {sys.argv[0]} sacct -o JobID,State,NodeList --parsable2 -j <id> ...")
+    if sys.argv[1:] == ["up"]:
+        sys.exit(serve())
+    sys.exit(f"usage: {sys.argv[0]} up | sacct -o JobID,State,NodeList --parsable2 -j <id> ...")
