@@ -35,29 +35,43 @@ def slurm_launcher(cluster, timeout_min: int, *extra: str) -> list[str]:
             f"hydra.launcher.timeout_min={timeout_min}", *extra]
 
 
-def start_sweep(cli, cluster, server, name: str, *overrides: str) -> tuple[subprocess.Popen,
-                                                                            Path]:
-    """Start `python -m experiments.train -m ...` in the background; its output goes to a
-    file (returned) so that a long sweep cannot block on a full pipe."""
-    cli.env.update({k: cluster.env[k] for k in ("SLURM_CONF", "PATH")})
-    log = cli.folder / f"{name}.log"
-    args = ["-m", *TINY, *overrides, "tracking=server", f"tracking.uri={server.uri}",
-            f"tracking.experiment={name}", f"hydra.sweep.dir={cli.folder / name}"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(cli.command("experiments.train", *args), cwd=cli.folder,
-                                   env=cli.env, stdout=out, stderr=subprocess.STDOUT)
-    return process, log
+class Sweep:
+    """`python -m experiments.train -m ...` running in the background, its output going to
+    a file so that a long sweep cannot block on a full pipe. As a context manager it never
+    outlives the test: a sweep still running at the end (a failed assertion) is stopped."""
 
+    def __init__(self, cli, cluster, server, name: str, *overrides: str) -> None:
+        cli.env.update({k: cluster.env[k] for k in ("SLURM_CONF", "PATH")})
+        self.name, self.dir, self.log = name, cli.folder / name, cli.folder / f"{name}.log"
+        args = ["-m", *TINY, *overrides, "tracking=server", f"tracking.uri={server.uri}",
+                f"tracking.experiment={name}", f"hydra.sweep.dir={self.dir}"]
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(cli.command("experiments.train", *args),
+                                            cwd=cli.folder, env=cli.env, stdout=out,
+                                            stderr=subprocess.STDOUT)
 
-def finish(process: subprocess.Popen, log: Path, timeout: float) -> str:
-    """Wait for the sweep to end; return its output. Kills it on timeout."""
-    try:
-        process.wait(timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return log.read_text(errors="replace")
+    def finish(self, timeout: float) -> str:
+        """Wait for the sweep to end (or stop it after `timeout` s); return its output."""
+        try:
+            self.process.wait(timeout)
+        finally:
+            self.stop()
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # the sweep ends its parent run on SIGTERM
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Sweep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def array_job_id(sweep_dir: Path, timeout: float = 60) -> str:
@@ -107,12 +121,12 @@ def test_sweep_runs_as_slurm_jobs_and_logs_to_the_server(slurm_cluster, postgres
     import mlflow
 
     cli, cluster, server = harness_cli, slurm_cluster, postgres_server
-    process, log = start_sweep(cli, cluster, server, "slurm-sweep", "trainer.epochs=2",
-                               "init=he,xavier,normal", *slurm_launcher(cluster, 10))
-    array_id = array_job_id(cli.folder / "slurm-sweep")
-    output = finish(process, log, timeout=240)
+    with Sweep(cli, cluster, server, "slurm-sweep", "trainer.epochs=2",
+               "init=he,xavier,normal", *slurm_launcher(cluster, 10)) as sweep:
+        array_id = array_job_id(sweep.dir)
+        output = sweep.finish(timeout=240)
     states = report_jobs(cluster, array_id)
-    assert process.returncode == 0, output[-5000:]
+    assert sweep.process.returncode == 0, output[-5000:]
     assert states == {0: "COMPLETED", 1: "COMPLETED", 2: "COMPLETED"}, states
 
     client = mlflow.MlflowClient(tracking_uri=server.uri)
@@ -130,7 +144,7 @@ def test_sweep_runs_as_slurm_jobs_and_logs_to_the_server(slurm_cluster, postgres
             assert steps(client, child, key) == [1, 2], (init, key)
     assert {"summary.md", "summary.csv"} <= report_files(client, parent)
     # Each job ran as its own SLURM job: submitit's folder holds one log per array task.
-    logs = sorted(p.name for p in (cli.folder / "slurm-sweep" / ".submitit").glob("*/*_log.out"))
+    logs = sorted(p.name for p in (sweep.dir / ".submitit").glob("*/*_log.out"))
     assert logs == [f"{array_id}_{i}_0_log.out" for i in range(3)], logs
 
 
@@ -167,21 +181,18 @@ def test_cancelled_and_timed_out_jobs_end_killed_and_the_sweep_goes_on(
     epochs = [FOREVER, FOREVER + 1, FOREVER + 2, 2]
     # signal_delay_s=0: no early SIGUSR2, so that job 0 really runs into its time limit
     # (with the default 120 s it would come at once, before a one-minute limit).
-    process, log = start_sweep(cli, cluster, server, name,
-                               "trainer.epochs=" + ",".join(map(str, epochs)),
-                               *slurm_launcher(cluster, 1, "hydra.launcher.signal_delay_s=0"))
-    try:
-        array_id = array_job_id(cli.folder / name)
+    with Sweep(cli, cluster, server, name, "trainer.epochs=" + ",".join(map(str, epochs)),
+               *slurm_launcher(cluster, 1, "hydra.launcher.signal_delay_s=0")) as sweep:
+        array_id = array_job_id(sweep.dir)
         client = mlflow.MlflowClient(tracking_uri=server.uri)
         wait_for_epoch(client, name, epochs[1], cluster)
         cluster.run("scancel", f"{array_id}_1")
         wait_for_epoch(client, name, epochs[2], cluster)
         cluster.run("scancel", "--signal=USR2", f"{array_id}_2")
-    finally:
         # A minute of time limit, up to 30 s more before slurmctld checks it, KillWait.
-        output = finish(process, log, timeout=240)
+        output = sweep.finish(timeout=240)
     states = report_jobs(cluster, array_id)
-    assert process.returncode == 0, output[-5000:]
+    assert sweep.process.returncode == 0, output[-5000:]
     assert states == {0: "TIMEOUT", 1: "CANCELLED", 2: "COMPLETED", 3: "COMPLETED"}, states
 
     parent, children = sweep_runs(client, name)
