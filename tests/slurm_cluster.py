@@ -323,6 +323,13 @@ def sacct_standin(argv: list[str]) -> int:
 def serve() -> int:
     """`python tests/slurm_cluster.py up`: a cluster to try hydra/launcher=slurm by hand;
     prints the variables a shell needs to use it, runs until Ctrl-C."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Stop cleanly on Ctrl-C and on SIGTERM, also when started in the background (where a
+    # shell leaves SIGINT ignored): the daemons must not outlive this process.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
     cluster = SlurmCluster(temporary_folder())
     try:
         cluster.start()
