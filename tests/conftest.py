@@ -1,8 +1,13 @@
 """Shared pytest fixtures. Each block belongs to one part of the project; add new blocks."""
 
+import glob
 import os
+import shutil
+import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -195,4 +200,148 @@ def digits_run(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------
 # End of digits run fixtures.
+# ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# Team tracking server fixtures (tests/test_server_postgres.py, tests/test_slurm_cluster.py).
+#
+# A real PostgreSQL (Debian's package, installed by .ci/run) behind `mlflow server` on
+# loopback, as a team would run it. Module-scoped: each module that uses them gets its
+# own database and server. Without PostgreSQL the tests skip, except under CI (CI=true),
+# where they fail: CI must exercise them.
+# ---------------------------------------------------------------------------------------
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(what: str, reason: str) -> NoReturn:
+    """Skip a test whose external service is missing; under CI, fail it instead."""
+    if under_ci():
+        pytest.fail(f"{what} test cannot run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def postgres_bin() -> Path | None:
+    """The folder holding initdb and pg_ctl (Debian keeps them out of PATH)."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).resolve().parent
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if (Path(folder) / "initdb").is_file() and (Path(folder) / "pg_ctl").is_file():
+            return Path(folder)
+    return None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL cluster on a free loopback port; yields its database URL."""
+    from experiments.tracking.server import free_port
+
+    pg_bin = postgres_bin()
+    if pg_bin is None:
+        unavailable("PostgreSQL",
+                    "PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    try:
+        import psycopg2
+    except ImportError:
+        unavailable("PostgreSQL", "psycopg2 is not installed (pip install -e '.[dev]')")
+    # PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a
+    # folder that user owns (pytest's own temporary folders are private to root).
+    base = Path(tempfile.mkdtemp(prefix="mlflow-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            unavailable("PostgreSQL", "running as root without runuser to drop to the "
+                                      "postgres user")
+        try:
+            shutil.chown(base, "postgres", "postgres")
+        except (LookupError, OSError) as e:
+            unavailable("PostgreSQL", f"cannot give the cluster folder to the postgres user: {e}")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = base / "data", free_port()
+
+    def run(*cmd: str) -> None:
+        done = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"{cmd}: {done.stdout}{done.stderr}"
+
+    started = False
+    try:
+        run(str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "mlflow",
+            "-E", "UTF8", "--no-sync")
+        run(str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"),
+            "-w", "-t", "120", "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        started = True
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="mlflow",
+                                      dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE mlflow")
+        connection.close()
+        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        if started:
+            subprocess.run([*as_user, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast",
+                            "-w", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_server(postgres_url, tmp_path_factory):
+    """`mlflow server` over the PostgreSQL database, proxying artifacts to a local folder
+    (as for clients on other machines)."""
+    from experiments.tracking.server import TrackingServer
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; name the driver installed.
+    store = postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    server = TrackingServer(store, folder / "artifacts", serve_artifacts=True,
+                            log_path=folder / "server.log")
+    try:
+        server.start(timeout=240)
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# End of team tracking server fixtures.
+# ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# SLURM cluster fixtures (tests/test_slurm_cluster.py).
+#
+# A one-node SLURM cluster in a temporary folder (tests/slurm_cluster.py): its own
+# slurm.conf, munge key and socket, daemons on free loopback ports. It needs Debian's
+# slurm-wlm and munge (installed by .ci/run) and root. Without them the tests skip,
+# except under CI, where they fail.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running SlurmCluster; its `env` points clients (and submitit) at it."""
+    from slurm_cluster import SlurmCluster, missing_binaries, temporary_folder
+
+    missing = missing_binaries()
+    if missing:
+        unavailable("SLURM", f"{', '.join(missing)} not installed "
+                             "(apt-get install slurm-wlm munge; .ci/run does)")
+    if os.geteuid() != 0:
+        unavailable("SLURM", "the test cluster's slurmd must run as root to run jobs")
+    cluster = SlurmCluster(temporary_folder())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# End of SLURM cluster fixtures.
 # ---------------------------------------------------------------------------------------

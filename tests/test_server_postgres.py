@@ -5,105 +5,15 @@ Without PostgreSQL the test skips, except under CI (CI=true), where it fails: CI
 exercise it.
 """
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pytest
-
-from experiments.tracking.server import TrackingServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 
+# postgres_url and postgres_server (PostgreSQL behind `mlflow server`) are in conftest.py.
 TINY = ["model=seed", "data.n_train=100", "data.n_val=50", "trainer.epochs=2",
         "trainer.batch_size=50", "trainer.progress=false", "trainer.health_checks=false",
         "tracking.log_model=false", "tracking.log_dataset=false"]
 EPOCH_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
-
-
-def postgres_bin() -> Path | None:
-    """The folder holding initdb and pg_ctl (Debian keeps them out of PATH)."""
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).resolve().parent
-    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if (Path(folder) / "initdb").is_file() and (Path(folder) / "pg_ctl").is_file():
-            return Path(folder)
-    return None
-
-
-def unavailable(reason: str):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"PostgreSQL test cannot run under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throw-away PostgreSQL cluster on a free loopback port; yields its database URL."""
-    pg_bin = postgres_bin()
-    if pg_bin is None:
-        unavailable("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
-    try:
-        import psycopg2
-    except ImportError:
-        unavailable("psycopg2 is not installed (pip install -e '.[dev]')")
-    # PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a
-    # folder that user owns (pytest's own temporary folders are private to root).
-    base = Path(tempfile.mkdtemp(prefix="mlflow-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("runuser") is None:
-            unavailable("running as root without runuser to drop to the postgres user")
-        try:
-            shutil.chown(base, "postgres", "postgres")
-        except (LookupError, OSError) as e:
-            unavailable(f"cannot give the cluster folder to the postgres user: {e}")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", free_port()
-
-    def run(*cmd: str) -> None:
-        done = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, f"{cmd}: {done.stdout}{done.stderr}"
-
-    started = False
-    try:
-        run(str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "mlflow",
-            "-E", "UTF8", "--no-sync")
-        run(str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"),
-            "-w", "-t", "120", "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-        started = True
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="mlflow",
-                                      dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE DATABASE mlflow")
-        connection.close()
-        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        if started:
-            subprocess.run([*as_user, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast",
-                            "-w", "stop"], capture_output=True, timeout=120)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def postgres_server(postgres_url, tmp_path_factory):
-    """`mlflow server` over the PostgreSQL database, proxying artifacts to a local folder."""
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; name the driver installed.
-    store = postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    server = TrackingServer(store, folder / "artifacts", serve_artifacts=True,
-                            log_path=folder / "server.log")
-    try:
-        server.start(timeout=240)
-        yield server
-    finally:
-        server.stop()
 
 
 def test_sweep_logs_every_run_and_metric_to_a_postgres_backed_server(

@@ -2,9 +2,13 @@
 
 Each family registers itself where it is defined (cnn/models/registry.py says
 how): seed and vgg (classic.py), resnet and plain (resnet.py), custom (custom.py).
+Every module of this package is imported here, so a family in a new module is
+registered with nothing else to edit.
 """
 
-from cnn.models import classic, custom, resnet  # noqa: F401 (importing registers them)
+import importlib
+import pkgutil
+
 from cnn.models.classic import seed_cnn, vgg_cnn
 from cnn.models.registry import (
     ARCHITECTURES,
@@ -13,6 +17,9 @@ from cnn.models.registry import (
     build_model,
     reinitialize,
 )
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # each registers its families
 
 __all__ = [
     "ARCHITECTURES",

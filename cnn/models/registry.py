@@ -25,10 +25,11 @@ import numpy as np
 from cnn.initializers import get_initializer
 from cnn.layers import Dropout, Layer, WeightedLayer
 from cnn.network import Sequential
+from cnn.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ARCHITECTURES: dict[str, Callable[..., Any]] = {}
+ARCHITECTURES: Registry[Callable[..., Any]] = Registry("model")
 KNOB_TYPES: tuple[Any, ...] = (int, float, bool, str, list[int], list[dict])
 _POSITIONAL = ("input_shape", "num_classes", "init", "rng")
 
@@ -53,10 +54,7 @@ def architecture(name: str) -> Callable[[F], F]:
 
     def register(fn: F) -> F:
         _knob_parameters(fn)
-        if name in ARCHITECTURES:
-            raise ValueError(f"architecture {name!r} is registered twice")
-        ARCHITECTURES[name] = fn
-        return fn
+        return ARCHITECTURES.register(name)(fn)
 
     return register
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cnn.training import DivergenceError
 from experiments.runs.tracked import train_and_log
@@ -34,6 +34,9 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
         extra[tags.SWEEP] = parent["sweep"]
     elif multirun:
         extra[tags.SWEEP] = hydra.runtime.choices.get("sweep") or "custom"
+    # A job of hydra/launcher=slurm is a SLURM job of its own: SIGTERM or SIGUSR2 there come
+    # from the scheduler (scancel, time limit, preemption) and stop this job, not the sweep.
+    slurm_job = multirun and "SlurmLauncher" in str(OmegaConf.select(hydra, "launcher._target_"))
     try:
         outcome = train_and_log(
             cfg,
@@ -41,7 +44,15 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
             parent_run_id=None if parent is None else parent["run_id"],
             hydra_dir=output_dir / hydra.output_subdir if hydra.output_subdir else None,
             log_file=output_dir / f"{hydra.job.name}.log",
+            interrupt_ends_parent=not slurm_job,
         )
+    except KeyboardInterrupt as e:
+        if not slurm_job:
+            raise
+        # Its run is already KILLED. Returning lets submitit record the job as done, so the
+        # sweep collects the other jobs and writes its report.
+        log.warning("SLURM stopped this job (%s); its run is KILLED, the sweep goes on", e)
+        return None
     except Exception as e:
         if not multirun:
             raise

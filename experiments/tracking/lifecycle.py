@@ -24,21 +24,32 @@ from experiments.tracking.offline import is_tracking_outage
 log = logging.getLogger(__name__)
 
 
+# SIGUSR2: SLURM's warning to a job of hydra/launcher=slurm that its time limit is near (or
+# that it is preempted), which submitit asks for with --signal=USR2@<signal_delay_s>.
+# submitit's own handler raises its error wherever the job is; inside an MLflow request
+# that error is taken for an unreachable server, and the job trains on until SLURM kills it.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+    why = " from SLURM: time limit near, or preempted" if signum == signal.SIGUSR2 else ""
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}{why}")
 
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt inside the block, so it is handled like Ctrl-C."""
+    """Turn SIGTERM (and SLURM's SIGUSR2) into KeyboardInterrupt inside the block, so they
+    are handled like Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous = {signum: signal.signal(signum, _raise_keyboard_interrupt)
+                for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager
