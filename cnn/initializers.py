@@ -85,7 +85,7 @@ def unit_normal(
     std: float = 1.0,
 ) -> np.ndarray:
     """`normal` at std 1: far too large for any real layer, the classic failed start."""
-    return rng.normal(0.0, std, size=shape)
+    return normal(shape, fan_in, fan_out, rng, std)
 
 
 @INITIALIZERS.register("orthogonal")
