@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -102,13 +103,14 @@ def ui(sweep, browser):
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
                      daemon=True).start()
-    printed = ""
+    printed, deadline = "", time.monotonic() + 180
     try:
         while "Ctrl-C stops it." not in printed:
             try:
-                printed += lines.get(timeout=180)
+                printed += lines.get(timeout=1)
             except queue.Empty:
-                pytest.fail(f"experiments.ui printed no link within 180 s: {printed}")
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"experiments.ui exited or printed no link: {printed}")
         yield SimpleNamespace(port=port, printed=printed, address=f"http://127.0.0.1:{port}")
     finally:
         process.send_signal(signal.SIGINT)  # as Ctrl-C: it stops its server and returns
@@ -144,3 +146,13 @@ def test_the_sweeps_links_show_its_runs_and_metrics(sweep, ui, browser):
     assert f"Comparing {len(CHILDREN)} Runs" in page, page[:3000]
     for name in CHILDREN:
         assert name in page, (name, page[:3000])
+
+
+def test_the_parent_runs_charts_show_the_sweeps_metrics(sweep, ui, browser):
+    # Before, the parent had no metrics: "No charts in this section".
+    page = browser(f"{ui.address}/#/experiments/{sweep.experiment.experiment_id}/runs/"
+                   f"{sweep.parent.info.run_id}/model-metrics?workflowType=machine_learning")
+    assert "No charts in this section" not in page, page[:3000]
+    # 8 metrics and the report's 3 figures, as images.
+    assert "Model metrics\n(11)" in page, page[:3000]
+    assert "best_test_acc" in page, page[:3000]
