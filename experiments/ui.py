@@ -11,10 +11,11 @@ tracking server (`--tracking-uri http://...`) it only prints the link on that se
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from experiments.tracking.arguments import add_tracking_uri_argument
-from experiments.tracking.ui import DEFAULT_UI_PORT, start_ui
+from experiments.tracking.ui import DEFAULT_UI_PORT, PortInUseError, start_ui
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -24,7 +25,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--experiment", default="cifar10-cnn")
     add_tracking_uri_argument(parser)
     args = parser.parse_args(argv)
-    ui = start_ui(args.tracking_uri, args.experiment, args.port)
+    try:
+        ui = start_ui(args.tracking_uri, args.experiment, args.port)
+    except PortInUseError as e:
+        sys.exit(str(e))
     print(f"MLflow UI at {ui.address}; experiment {args.experiment!r} (id {ui.experiment_id}):",
           flush=True)
     print(f"  {ui.link}", flush=True)

@@ -60,6 +60,19 @@ def test_an_experiment_created_before_gets_the_tag_when_used(harness_cli):
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def test_make_ui_on_a_port_in_use_says_so(harness_cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = harness_cli.run("experiments.ui", "--port", str(port), timeout=120)
+    assert done.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert "make ui PORT=5001" in done.stderr
+
+
 def test_the_sweep_ends_on_its_summary(sweep):
     summary = sweep.stdout[sweep.stdout.rindex("Sweep custom done in"):].splitlines()
     assert summary[0].endswith(": 3 runs: 3 FINISHED.")

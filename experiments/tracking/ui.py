@@ -13,6 +13,7 @@ them by name, and the comparison shows them side by side.
 from __future__ import annotations
 
 import json
+import socket
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,23 @@ def compare_link(address: str, experiment_id: str, run_ids: Sequence[str]) -> st
     return f"{address}/#/compare-runs?{query}&{MODEL_TRAINING_VIEW}"
 
 
+class PortInUseError(RuntimeError):
+    """The UI's port is taken, e.g. by a UI started before."""
+
+
+def _check_port_free(port: int) -> None:
+    """Fail with the port's number rather than with the server's exit code: its output,
+    which would say why, is not shown."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as e:
+            raise PortInUseError(
+                f"port {port} on {LOOPBACK} is in use ({e.strerror}); is a UI already "
+                f"running there? Choose another: make ui PORT=5001 "
+                f"(python -m experiments.ui --port 5001)") from e
+
+
 @dataclass
 class UiSession:
     """The UI `start_ui` opened: its address, the experiment's link, and the server process
@@ -70,10 +88,13 @@ def start_ui(configured: str | None, experiment: str, port: int = DEFAULT_UI_POR
     The UI is `mlflow server` with the store's artifacts read in place (what `mlflow ui`
     runs), started and waited for by TrackingServer, so the link printed answers at once.
     """
-    experiment_id = use_store(configured, experiment)
     uri = resolve_tracking_uri(configured)
+    local = not uri.startswith(("http://", "https://"))
+    if local:
+        _check_port_free(port)
+    experiment_id = use_store(configured, experiment)
     server = None
-    if not uri.startswith(("http://", "https://")):
+    if local:
         # MLflow's default artifact folder beside the store, for experiments created in the UI.
         server = TrackingServer(uri, Path("mlruns"), port=port, log_path=server_log)
         server.start()
