@@ -68,9 +68,8 @@ report: $(STAMP) ## Rebuild the latest sweep's comparison report; ARGS="--parent
 	$(PY) -m experiments.report $(ARGS)
 
 .PHONY: ui
-ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1, port PORT (default 5000)
-	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" \
-	  --host 127.0.0.1 --port $(PORT)
+ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1:PORT (default 5000); prints the experiment's link
+	$(PY) -m experiments.ui --port $(PORT) $(ARGS)
 
 .PHONY: rerun
 rerun: $(STAMP) ## Rerun a logged run and compare metrics: make rerun RUN_ID=<run id>

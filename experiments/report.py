@@ -36,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except NoSweepError as e:
         sys.exit(str(e))
     out = Path(args.out or Path("reports") / parent)
-    summary = write_report(parent, out, log_to_parent=not args.no_log)
-    print(f"sweep {parent}: {summary}")
+    report = write_report(parent, out, log_to_parent=not args.no_log)
+    print(f"sweep {parent}: {report.summary}")
     print((out / "summary.md").read_text())
     print(f"figures and tables in {out}/")
 

@@ -345,3 +345,52 @@ def slurm_cluster():
 # ---------------------------------------------------------------------------------------
 # End of SLURM cluster fixtures.
 # ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# Browser fixtures (tests/test_ui.py).
+#
+# Debian's chromium (installed by .ci/run), headless, renders MLflow's UI as a person
+# would see it: the page's text after its scripts ran. Without chromium the tests skip,
+# except under CI, where they fail.
+# ---------------------------------------------------------------------------------------
+
+# What a root user in a container with no network needs: no sandbox (root), no GPU, and
+# none of the background requests a closed network makes fail or hang.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def page_text(dom: str) -> str:
+    """The text a page shows: its DOM without scripts, styles and tags, one item a line."""
+    import html
+    import re
+
+    dom = re.sub(r"<(script|style)\b[^>]*>.*?</\1>", "", dom, flags=re.S | re.I)
+    lines = (line.strip() for line in html.unescape(re.sub(r"<[^>]+>", "\n", dom)).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """render(url) -> the text the page shows once its scripts have run (virtual time)."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        unavailable("Browser", "chromium is not installed (apt-get install chromium; .ci/run does)")
+
+    def render(url: str, budget_ms: int = 20000, timeout: float = 180) -> str:
+        with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+            done = subprocess.run(
+                [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                 f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
+                capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0 and done.stdout, done.stderr[-3000:]
+        return page_text(done.stdout)
+
+    return render
+
+
+# ---------------------------------------------------------------------------------------
+# End of browser fixtures.
+# ---------------------------------------------------------------------------------------

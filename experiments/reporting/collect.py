@@ -85,3 +85,11 @@ def not_converged(runs: Sequence[RunSummary]) -> list[RunSummary]:
     bar = 0.5 * max(finished, default=0.0)
     return [r for r in runs
             if r.status != "FINISHED" or r.test_acc is None or r.test_acc < bar]
+
+
+def outcome_and_cause(r: RunSummary) -> tuple[str, str]:
+    """What happened to a run that did not converge, and its diagnosis before training."""
+    outcome = r.failure or (f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None
+                            else "no test accuracy")
+    cause = r.health_cause if r.health_cause not in ("", "-") else "no cause found"
+    return outcome, cause

@@ -19,11 +19,18 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from PIL import Image
 
-from experiments.reporting.collect import RunSummary, collect_runs, not_converged
+from experiments.reporting.collect import (
+    RunSummary,
+    collect_runs,
+    not_converged,
+    outcome_and_cause,
+)
 from experiments.reporting.figures import accuracy_vs_size_figure, curves_figure
 
 
@@ -54,9 +61,7 @@ def diagnosis_section(runs: Sequence[RunSummary]) -> str:
     if not stuck:
         return "\n".join([*lines, "Every run converged.", ""])
     for r in sorted(stuck, key=lambda r: (r.init, r.lr, r.size, r.seed)):
-        outcome = r.failure or (f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None
-                                else "no test accuracy")
-        cause = r.health_cause if r.health_cause not in ("", "-") else "no cause found"
+        outcome, cause = outcome_and_cause(r)
         lines.append(f"- **{r.name}** ({r.status}): {outcome}. "
                      f"Diagnosis before training: {r.health or '?'}, {cause}.")
     return "\n".join([*lines, ""])
@@ -71,10 +76,22 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(parent_run_id: str, out_dir: str | Path, log_to_parent: bool = True) -> str:
-    """Write the figures and tables for a sweep into out_dir; return a one-line summary.
+@dataclass
+class SweepReport:
+    """A written report: its folder, its one-line summary ("N runs: ..."), and the runs."""
 
-    With log_to_parent, they are also logged to the parent run under report/.
+    out_dir: Path
+    summary: str
+    runs: list[RunSummary]
+
+
+def write_report(parent_run_id: str, out_dir: str | Path,
+                 log_to_parent: bool = True) -> SweepReport:
+    """Write the figures and tables for a sweep into out_dir.
+
+    With log_to_parent, they are also logged to the parent run under report/, and each
+    figure as an image of the run (MLflow's images, key = the figure's name), which the
+    UI shows in the run's charts, not only as a file among its artifacts.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,4 +122,8 @@ def write_report(parent_run_id: str, out_dir: str | Path, log_to_parent: bool = 
         client = mlflow.MlflowClient()
         for path in sorted(out.iterdir()):
             client.log_artifact(parent_run_id, str(path), "report")
-    return summary
+        for name in figures:
+            with Image.open(out / name) as image:
+                client.log_image(parent_run_id, image.convert("RGB"),
+                                 key=name.removesuffix(".png"), step=0)
+    return SweepReport(out, summary, runs)

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,15 @@ import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.reporting.summary import write_report
+from experiments.reporting.overview import parent_metrics, sweep_overview
+from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
 from experiments.sweeps.parent import end_orphaned_runs, write_parent_run
 from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
 from experiments.tracking.store import SWEEP_SERVER_ENV, resolve_tracking_uri, use_store
+from experiments.tracking.ui import compare_link, experiment_link, run_link, ui_address
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +106,46 @@ class SweepTracking(Callback):
         self._stop_job_processes_support()
         client = mlflow.MlflowClient()
         self._end_orphans(client, "its job process ended without ending the run")
+        parent_run_id, overview = self.parent_run_id, None
         try:
             out_dir = Path(config.hydra.sweep.dir) / "report"
-            summary = write_report(self.parent_run_id, out_dir, log_to_parent=True)
-            client.set_tag(self.parent_run_id, tags.SWEEP_JOBS, summary)
+            report = write_report(parent_run_id, out_dir, log_to_parent=True)
+            client.set_tag(parent_run_id, tags.SWEEP_JOBS, report.summary)
+            overview = self._log_summary(client, config, report)
         except Exception:
             # A broken report must not lose the sweep: the runs are there, and the report
             # can be rebuilt with `python -m experiments.report`.
             log.exception("the comparison report failed; rerun python -m experiments.report")
         finally:
-            client.set_terminated(self.parent_run_id, status="FINISHED")
+            client.set_terminated(parent_run_id, status="FINISHED")
             self._restore_signal_handlers()
             atexit.unregister(self._end_if_still_running)
             self.parent_run_id = None
+        # Last, so that the sweep ends on it rather than on the last job's progress bar.
+        print("\n" + (overview or f"Sweep over; its parent run is {parent_run_id}."),
+              flush=True)
+
+    def _log_summary(self, client: mlflow.MlflowClient, config: DictConfig,
+                     report: SweepReport) -> str:
+        """Log the sweep's summary metrics on the parent run; return the terminal overview."""
+        parent = client.get_run(self.parent_run_id)
+        wall_time_s = time.time() - parent.info.start_time / 1000
+        for key, value in parent_metrics(report.runs, wall_time_s).items():
+            client.log_metric(self.parent_run_id, key, value, step=0)
+        uri = resolve_tracking_uri(config.tracking.uri)
+        address = ui_address(uri)
+        experiment_id = parent.info.experiment_id
+        links = {
+            "the sweep (metrics, child runs)": run_link(address, experiment_id,
+                                                        self.parent_run_id),
+            "its runs compared": compare_link(address, experiment_id,
+                                              [r.run_id for r in report.runs]),
+            "the experiment": experiment_link(address, experiment_id)}
+        served = uri.startswith(("http://", "https://"))
+        hint = "the tracking server's" if served else "start it with `make ui`, port 5000"
+        return sweep_overview(parent.data.tags.get(tags.SWEEP, "custom"), report.summary,
+                              report.runs, wall_time_s, report.out_dir, self.parent_run_id,
+                              links, hint)
 
     # -- never RUNNING ---------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import mlflow
 
+from experiments.tracking import tags
+
 DEFAULT_DB = "mlflow.db"
 
 # Set by a parallel sweep for its jobs: "<sqlite store URI> <http URI of its server>".
@@ -57,9 +59,17 @@ def connect(configured: str | None = None) -> str:
 
 
 def use_store(configured: str | None, experiment: str) -> str:
-    """Point MLflow at the store and experiment; return the experiment id."""
+    """Point MLflow at the store and experiment (created if missing); return its id.
+
+    The experiment is tagged as a model-training one, so that MLflow's UI opens it on its
+    runs; experiments created before the tag existed get it the next time they are used.
+    """
     connect(configured)
-    return mlflow.set_experiment(experiment).experiment_id
+    found = mlflow.set_experiment(experiment)
+    if found.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_TRAINING:
+        mlflow.MlflowClient().set_experiment_tag(
+            found.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_TRAINING)
+    return found.experiment_id
 
 
 # -- can the store be written? -----------------------------------------------------------------

@@ -24,6 +24,10 @@ CHUNK_THREADS = "chunk_threads"  # threads the layers took batch chunks on
 MODEL_URI = "model_uri"
 PARENT = "mlflow.parentRunId"  # set by MLflow (start_run(parent_run_id=...))
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows
+# On an experiment: which of its modes MLflow 3's UI opens it in. Untagged, the UI may open
+# a model-training experiment in its GenAI mode (an overview of traces) instead of its runs.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"  # the value for training runs, as here
 
 
 def flag(value: bool) -> str:

@@ -1,0 +1,102 @@
+"""Links into MLflow's UI: an experiment's runs, a run's page, runs compared.
+
+MLflow 3's UI keeps its state in the URL after `#`: `/#/experiments/<id>/runs` lists an
+experiment's runs, `/#/experiments/<id>/runs/<run id>` is a run's page, `/#/compare-runs`
+compares runs. MLflow 3.17 opens in its GenAI mode (`/#/experiments/<id>` is an overview
+of traces), even for an experiment tagged as model training (tags.EXPERIMENT_KIND); the
+query `workflowType=machine_learning` asks for the model-training mode, so every link here
+carries it. A sweep's child runs are nested under their parent, collapsed, in the runs
+table (a `searchFilter=` on them still shows only the parent); its parent's page lists
+them by name, and the comparison shows them side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.tracking.server import LOOPBACK, TrackingServer
+from experiments.tracking.store import resolve_tracking_uri, use_store
+
+DEFAULT_UI_PORT = 5000  # `make ui`'s default PORT
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_address(tracking_uri: str, port: int = DEFAULT_UI_PORT) -> str:
+    """Where the UI of a store is: a tracking server serves its own UI; a local store (SQLite,
+    PostgreSQL) is shown by `make ui` on the loopback address and `port`."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return f"http://{LOOPBACK}:{port}"
+
+
+def experiment_link(address: str, experiment_id: str) -> str:
+    """The experiment's runs table, in the model-training view."""
+    return f"{address}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}"
+
+
+def run_link(address: str, experiment_id: str, run_id: str) -> str:
+    """A run's page: its metrics, parameters, tags, artifacts, and its child runs by name."""
+    return f"{address}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+
+
+def compare_link(address: str, experiment_id: str, run_ids: Sequence[str]) -> str:
+    """MLflow's comparison of runs: their names, parameters and metrics side by side."""
+    query = urllib.parse.urlencode(
+        {"runs": json.dumps(list(run_ids)), "experiments": json.dumps([experiment_id])},
+        quote_via=urllib.parse.quote)
+    return f"{address}/#/compare-runs?{query}&{MODEL_TRAINING_VIEW}"
+
+
+class PortInUseError(RuntimeError):
+    """The UI's port is taken, e.g. by a UI started before."""
+
+
+def _check_port_free(port: int) -> None:
+    """Fail with the port's number rather than with the server's exit code: its output,
+    which would say why, is not shown."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as e:
+            raise PortInUseError(
+                f"port {port} on {LOOPBACK} is in use ({e.strerror}); is a UI already "
+                f"running there? Choose another: make ui PORT=5001 "
+                f"(python -m experiments.ui --port 5001)") from e
+
+
+@dataclass
+class UiSession:
+    """The UI `start_ui` opened: its address, the experiment's link, and the server process
+    showing a local store (None when the store is a tracking server, which has its own)."""
+
+    address: str
+    experiment_id: str
+    link: str
+    server: TrackingServer | None
+
+
+def start_ui(configured: str | None, experiment: str, port: int = DEFAULT_UI_PORT,
+             server_log: Path | None = None) -> UiSession:
+    """Find (or create, tagged as model training) the experiment in the store and start
+    MLflow's UI over a local store on the loopback address and `port`.
+
+    The UI is `mlflow server` with the store's artifacts read in place (what `mlflow ui`
+    runs), started and waited for by TrackingServer, so the link printed answers at once.
+    """
+    uri = resolve_tracking_uri(configured)
+    local = not uri.startswith(("http://", "https://"))
+    if local:
+        _check_port_free(port)
+    experiment_id = use_store(configured, experiment)
+    server = None
+    if local:
+        # MLflow's default artifact folder beside the store, for experiments created in the UI.
+        server = TrackingServer(uri, Path("mlruns"), port=port, log_path=server_log)
+        server.start()
+    address = ui_address(uri, port)
+    return UiSession(address, experiment_id, experiment_link(address, experiment_id), server)
