@@ -209,7 +209,8 @@ def _read_pickle(path: Path) -> Mapping[Any, Any]:
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one batch file; return images uint8 (N, 32, 32, 3) and labels int64 (N,)."""
+    """Read one batch file; return images uint8 (N, 32, 32, 3), a channels-last view of
+    the file's rows (not yet contiguous), and labels int64 (N,)."""
     batch = _read_pickle(path)
     redo = f"Delete {path.parent} and extract or download CIFAR-10 again (check CIFAR10_ROOT)."
     data = _get(batch, "data", path)
@@ -242,7 +243,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     # Rows are channel-major (1024 red, 1024 green, 1024 blue, each row-major 32x32).
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    return images, labels.astype(np.int64)
 
 
 def _read_class_names(path: Path) -> tuple[str, ...]:
@@ -257,9 +258,30 @@ def _read_class_names(path: Path) -> tuple[str, ...]:
 
 
 def _read_split(folder: Path, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    parts = [_read_batch(folder / name) for name in files]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
+    # Each batch is copied channels-last straight into its place in one array and let go
+    # before the next is read, so loading holds the set once plus one batch (collecting
+    # contiguous batches and concatenating them held it twice). The array is sized from
+    # the first batch; np.empty maps pages only as they are written, and batches of
+    # other sizes (a hand-made subset) grow it.
+    x: np.ndarray | None = None
+    labels = []
+    start = 0
+    for name in files:
+        images, batch_labels = _read_batch(folder / name)
+        if x is None:
+            x = np.empty((len(images) * len(files), *IMAGE_SHAPE), dtype=np.uint8)
+        elif start + len(images) > len(x):
+            grown = np.empty((start + len(images) * (len(files) - len(labels)), *IMAGE_SHAPE),
+                             dtype=np.uint8)
+            grown[:start] = x[:start]
+            x = grown
+        x[start : start + len(images)] = images
+        start += len(images)
+        labels.append(batch_labels)
+        del images  # the file's rows, before the next file is read
+    assert x is not None  # files is never empty
+    x = x[:start] if start == len(x) else x[:start].copy()
+    y = np.concatenate(labels)
     x.setflags(write=False)
     y.setflags(write=False)
     return x, y
