@@ -133,12 +133,15 @@ def test_onecycle_momentum_range_reaches_the_schedule(tiny_splits):
     assert momenta[0] == pytest.approx(0.95) and min(momenta) == pytest.approx(0.85, abs=1e-3)
 
 
-@pytest.mark.parametrize(("preset", "model"), [("seed_subset", "seed"), ("vgg_subset", "vgg")])
-def test_experiment_presets_state_the_recipe(preset, model):
+@pytest.mark.parametrize(("preset", "model", "n_val"), [
+    ("seed_subset", "seed", 0), ("vgg_subset", "vgg", 0),
+    # the full-data recipes: the same recipe, 5,000 of the 50,000 images held out
+    ("seed_full", "seed", 5000), ("vgg_full", "vgg", 5000)])
+def test_experiment_presets_state_the_recipe(preset, model, n_val):
     cfg = compose_config([f"experiment={preset}"])
     assert cfg.model.name == model and cfg.init.name == "pytorch"
     assert _recipe(cfg) == dict(
-        n_train=None, n_val=0, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
+        n_train=None, n_val=n_val, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
         optim="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
         schedule="onecycle", pct_start=0.25, warmup=0.0, momentum_range=None,
         batch_size=128, epochs=30,
@@ -180,6 +183,17 @@ def test_learning_curve_sweep_preset_only_sweeps():
     # it sweeps sizes and seeds only, so it composes with a preset's recipe
     combined = _hydra_cfg(["sweep=learning_curve", "experiment=seed_subset"])
     assert combined.trainer.epochs == 30 and combined.schedule.name == "onecycle"
+
+
+def test_full_data_learning_curve_preset_reaches_the_whole_training_set():
+    cfg = _hydra_cfg(["sweep=learning_curve_full", "experiment=seed_full"])
+    sizes = [int(n) for n in cfg.hydra.sweeper.params["data.n_train"].split(",")]
+    assert cfg.hydra.sweeper.params["trainer.seed"] == "0,1,2"
+    # the largest size is every image the validation split leaves of the official 50,000
+    assert max(sizes) + cfg.data.n_val == 50_000 and sizes == sorted(sizes)
+    for n in (max(sizes), 50_000):  # and with no validation split, all 50,000
+        validate(compose_config(["experiment=seed_full", f"data.n_train={n}",
+                                 f"data.n_val={50_000 - n}"]))
 
 
 def test_logged_config_round_trip():
