@@ -235,3 +235,42 @@ def test_build_run_is_reproducible_and_streams_are_independent(cifar_root):
     other = build_run(compose_config([*base, "trainer.seed=1"]))
     assert not np.array_equal(other.net.params["conv1.W"], first.net.params["conv1.W"])
     assert other.splits.digest() != first.splits.digest()
+
+
+def _make_command(target: str, *variables: str) -> list[str]:
+    """The train command `make -n <target>` would run, as its arguments after `python`."""
+    import shlex
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "-s", target, *variables], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    lines = done.stdout.replace("\\\n", " ").splitlines()
+    command = next(line for line in lines if "experiments.train" in line)
+    args = shlex.split(command)
+    return args[args.index("-m") :]
+
+
+@pytest.mark.parametrize(("recipe", "timeout"), [("seed_full", 120), ("vgg_full", 600)])
+def test_full_seeds_target_submits_three_seeds_to_slurm(recipe, timeout):
+    args = _make_command("full-seeds", f"RECIPE={recipe}", "URI=http://mlflow.lab:5000",
+                         "DATA=/shared/cifar10", "PARTITION=lab")
+    assert args[:4] == ["-m", "experiments.train", "-m", f"experiment={recipe}"]
+    overrides = args[3:]
+    assert "trainer.seed=0,1,2" in overrides  # the multirun: one array job per seed
+    cfg = _hydra_cfg([o if o != "trainer.seed=0,1,2" else "trainer.seed=2" for o in overrides])
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "lab" and cfg.hydra.launcher.timeout_min == timeout
+    assert cfg.hydra.launcher.setup[0].startswith("source /") and cfg.data.n_val == 5000
+    assert (cfg.tracking.uri, cfg.data.root) == ("http://mlflow.lab:5000", "/shared/cifar10")
+    validate(compose_config([o for o in overrides if not o.startswith(("hydra", "trainer.seed"))]
+                            + ["trainer.seed=2"]))
+
+
+def test_full_seeds_target_needs_the_server_and_the_data():
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-s", "full-seeds", "STAMP="], cwd=repo,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "usage: make full-seeds" in done.stderr
