@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.data.cifar10 import NUM_CLASSES, OFFICIAL_MD5, OFFICIAL_URL, load_cifar10
+from cnn.data.batches import NUM_CLASSES
+from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, load_cifar10
 from cnn.data.splits import check_classes, label_map, stratified_split
 
 
