@@ -54,9 +54,9 @@ sweep: $(STAMP) ## Run a sweep (SWEEP=convergence: ~15 min) with its parent run 
 	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $(ARGS)
 
 .PHONY: sweep-parallel
-sweep-parallel: $(STAMP) ## Run a sweep with JOBS parallel jobs (default 2) on this machine, logging through a local tracking server
-	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) hydra/launcher=parallel \
-	  hydra.launcher.n_jobs=$(or $(JOBS),2) $(ARGS)
+sweep-parallel: $(STAMP) ## Run a sweep with JOBS parallel jobs (default 2) on this machine, or one after the other (saying why) when that would be faster
+	@launcher="$$($(PY) -m experiments.sweep_plan --jobs $(or $(JOBS),2) sweep=$(or $(SWEEP),convergence) $(ARGS))" && \
+	  set -x && $(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $$launcher $(ARGS)
 
 .PHONY: full-seeds
 full-seeds: $(STAMP) ## Seeds 0-2 of a full-data recipe as a SLURM job array: RECIPE=seed_full|vgg_full URI=http://<server>:5000 DATA=<root> PARTITION=
