@@ -15,6 +15,8 @@ from pathlib import Path
 
 import mlflow
 
+from experiments.tracking.server import wait_for
+
 DEFAULT_DB = "mlflow.db"
 
 # Set by a parallel sweep for its jobs: "<sqlite store URI> <http URI of its server>".
@@ -50,10 +52,21 @@ def same_store(a: str, b: str) -> bool:
 
 
 def connect(configured: str | None = None) -> str:
-    """Point MLflow at the store (see resolve_tracking_uri); return its URI."""
+    """Point MLflow at the store (see resolve_tracking_uri); return its URI.
+
+    In a parallel sweep's job, the sweep's local server may still be starting (the sweep
+    does not wait for it, so that its workers start meanwhile): wait until it answers.
+    """
     uri = resolve_tracking_uri(configured)
+    served = os.environ.get(SWEEP_SERVER_ENV, "").split(" ", 1)
+    if len(served) == 2 and uri == served[1] and uri not in _answered:
+        wait_for(uri)
+        _answered.add(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+_answered: set[str] = set()  # the sweep servers this process has seen answer
 
 
 def use_store(configured: str | None, experiment: str) -> str:
