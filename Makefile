@@ -54,9 +54,19 @@ sweep: $(STAMP) ## Run a sweep (SWEEP=convergence: ~15 min) with its parent run 
 	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $(ARGS)
 
 .PHONY: sweep-parallel
-sweep-parallel: $(STAMP) ## Run a sweep with JOBS parallel jobs (default 2) on this machine, logging through a local tracking server
-	$(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) hydra/launcher=parallel \
-	  hydra.launcher.n_jobs=$(or $(JOBS),2) $(ARGS)
+sweep-parallel: $(STAMP) ## Run a sweep with JOBS parallel jobs (default 2) on this machine, or one after the other (saying why) when that would be faster
+	@launcher="$$($(PY) -m experiments.sweep_plan --jobs $(or $(JOBS),2) sweep=$(or $(SWEEP),convergence) $(ARGS))" && \
+	  set -x && $(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $$launcher $(ARGS)
+
+.PHONY: full-seeds
+full-seeds: $(STAMP) ## Seeds 0-2 of a full-data recipe as a SLURM job array: RECIPE=seed_full|vgg_full URI=http://<server>:5000 DATA=<root> PARTITION=
+	@test -n "$(URI)" -a -n "$(DATA)" || \
+	  { echo 'usage: make full-seeds RECIPE=seed_full URI=http://<tracking server>:5000 DATA=<folder with CIFAR-10 on the shared disk> [PARTITION=<p>] [TIMEOUT=<min>] [ARGS=...]' >&2; exit 2; }
+	$(PY) -m experiments.train -m experiment=$(or $(RECIPE),seed_full) trainer.seed=0,1,2 \
+	  data.root=$(DATA) hydra/launcher=slurm $(if $(PARTITION),hydra.launcher.partition=$(PARTITION)) \
+	  hydra.launcher.cpus_per_task=2 hydra.launcher.timeout_min=$(or $(TIMEOUT),$(if $(findstring vgg,$(RECIPE)),600,120)) \
+	  'hydra.launcher.setup=["source $(abspath $(VENV))/bin/activate"]' \
+	  tracking=server tracking.uri=$(URI) $(ARGS)
 
 .PHONY: server
 server: $(STAMP) ## Start a tracking server on PORT for other machines: BACKEND=postgresql+psycopg2://..., HOST=0.0.0.0

@@ -95,6 +95,26 @@ def test_arrays_are_read_only(cifar10):
 
 
 @pytest.mark.data
+def test_batches_of_different_sizes_load_in_order(cifar10, cifar_folder, tmp_path):
+    # The loader sizes its array from the first batch; smaller and larger ones still fit.
+    folder = _linked_copy(cifar_folder, tmp_path / "cifar-10-batches-py")
+    sizes = [5, 400, 1017, 2000, 3]
+    pool = np.concatenate([_raw_batch(cifar_folder / f"data_batch_{i}")[b"data"]
+                           for i in range(1, 6)])
+    rows = np.arange(sum(sizes)) % len(pool)
+    labels = cifar10.y_train[rows]
+    start = 0
+    for i, size in enumerate(sizes, start=1):
+        part = slice(start, start + size)
+        _replace(folder / f"data_batch_{i}", _batch_bytes(pool[rows[part]], labels[part].tolist()))
+        start += size
+    data = load_cifar10(folder)
+    np.testing.assert_array_equal(data.x_train, cifar10.x_train[rows])
+    np.testing.assert_array_equal(data.y_train, labels)
+    assert data.x_train.flags.c_contiguous and not data.x_train.flags.writeable
+
+
+@pytest.mark.data
 def test_root_may_be_the_batches_folder_itself(cifar10, cifar_folder):
     data = load_cifar10(cifar_folder)
     assert data.source == cifar_folder

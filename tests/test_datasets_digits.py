@@ -63,6 +63,9 @@ def test_a_full_digits_run_reaches_90_percent(digits_run):
     assert run.data.params["data.image_size"] == "32"
     names = {d.dataset.name for d in run.inputs.dataset_inputs}
     assert len(names) == 2  # training and test images (no validation split)
+    # each part's digest is the harness's own (sha256 of the arrays read in place)
+    digests = {d.dataset.digest for d in run.inputs.dataset_inputs}
+    assert len(digests) == 2 and all(len(d) == 8 and int(d, 16) >= 0 for d in digests)
     summary = digits_run.cli.client().download_artifacts(run.info.run_id, "model_summary.txt",
                                                          str(digits_run.cli.folder))
     with open(summary) as f:

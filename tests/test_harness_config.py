@@ -133,12 +133,15 @@ def test_onecycle_momentum_range_reaches_the_schedule(tiny_splits):
     assert momenta[0] == pytest.approx(0.95) and min(momenta) == pytest.approx(0.85, abs=1e-3)
 
 
-@pytest.mark.parametrize(("preset", "model"), [("seed_subset", "seed"), ("vgg_subset", "vgg")])
-def test_experiment_presets_state_the_recipe(preset, model):
+@pytest.mark.parametrize(("preset", "model", "n_val"), [
+    ("seed_subset", "seed", 0), ("vgg_subset", "vgg", 0),
+    # the full-data recipes: the same recipe, 5,000 of the 50,000 images held out
+    ("seed_full", "seed", 5000), ("vgg_full", "vgg", 5000)])
+def test_experiment_presets_state_the_recipe(preset, model, n_val):
     cfg = compose_config([f"experiment={preset}"])
     assert cfg.model.name == model and cfg.init.name == "pytorch"
     assert _recipe(cfg) == dict(
-        n_train=None, n_val=0, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
+        n_train=None, n_val=n_val, normalize=True, crop_pad=4, pad_mode="reflect", flip=True,
         optim="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
         schedule="onecycle", pct_start=0.25, warmup=0.0, momentum_range=None,
         batch_size=128, epochs=30,
@@ -182,6 +185,17 @@ def test_learning_curve_sweep_preset_only_sweeps():
     assert combined.trainer.epochs == 30 and combined.schedule.name == "onecycle"
 
 
+def test_full_data_learning_curve_preset_reaches_the_whole_training_set():
+    cfg = _hydra_cfg(["sweep=learning_curve_full", "experiment=seed_full"])
+    sizes = [int(n) for n in cfg.hydra.sweeper.params["data.n_train"].split(",")]
+    assert cfg.hydra.sweeper.params["trainer.seed"] == "0,1,2"
+    # the largest size is every image the validation split leaves of the official 50,000
+    assert max(sizes) + cfg.data.n_val == 50_000 and sizes == sorted(sizes)
+    for n in (max(sizes), 50_000):  # and with no validation split, all 50,000
+        validate(compose_config(["experiment=seed_full", f"data.n_train={n}",
+                                 f"data.n_val={50_000 - n}"]))
+
+
 def test_logged_config_round_trip():
     cfg = compose_config(["optim=adam", "schedule=step", "data.classes=[3,5]",
                           "data.n_train=100"])
@@ -221,3 +235,42 @@ def test_build_run_is_reproducible_and_streams_are_independent(cifar_root):
     other = build_run(compose_config([*base, "trainer.seed=1"]))
     assert not np.array_equal(other.net.params["conv1.W"], first.net.params["conv1.W"])
     assert other.splits.digest() != first.splits.digest()
+
+
+def _make_command(target: str, *variables: str) -> list[str]:
+    """The train command `make -n <target>` would run, as its arguments after `python`."""
+    import shlex
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "-s", target, *variables], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    lines = done.stdout.replace("\\\n", " ").splitlines()
+    command = next(line for line in lines if "experiments.train" in line)
+    args = shlex.split(command)
+    return args[args.index("-m") :]
+
+
+@pytest.mark.parametrize(("recipe", "timeout"), [("seed_full", 120), ("vgg_full", 600)])
+def test_full_seeds_target_submits_three_seeds_to_slurm(recipe, timeout):
+    args = _make_command("full-seeds", f"RECIPE={recipe}", "URI=http://mlflow.lab:5000",
+                         "DATA=/shared/cifar10", "PARTITION=lab")
+    assert args[:4] == ["-m", "experiments.train", "-m", f"experiment={recipe}"]
+    overrides = args[3:]
+    assert "trainer.seed=0,1,2" in overrides  # the multirun: one array job per seed
+    cfg = _hydra_cfg([o if o != "trainer.seed=0,1,2" else "trainer.seed=2" for o in overrides])
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "lab" and cfg.hydra.launcher.timeout_min == timeout
+    assert cfg.hydra.launcher.setup[0].startswith("source /") and cfg.data.n_val == 5000
+    assert (cfg.tracking.uri, cfg.data.root) == ("http://mlflow.lab:5000", "/shared/cifar10")
+    validate(compose_config([o for o in overrides if not o.startswith(("hydra", "trainer.seed"))]
+                            + ["trainer.seed=2"]))
+
+
+def test_full_seeds_target_needs_the_server_and_the_data():
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-s", "full-seeds", "STAMP="], cwd=repo,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "usage: make full-seeds" in done.stderr

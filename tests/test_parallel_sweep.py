@@ -205,3 +205,46 @@ def test_slurm_launcher_refuses_a_local_store(harness_cli):
                            f"hydra.sweep.dir={harness_cli.folder / 'multirun'}")
     assert done.returncode != 0
     assert "tracking=server" in done.stdout + done.stderr
+
+
+def test_a_job_waits_for_the_sweep_server_still_starting(monkeypatch, tmp_path):
+    # The sweep launches its server without waiting; a job connecting before it answers
+    # waits for /health instead of failing its first MLflow call.
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from experiments.tracking import store
+    from experiments.tracking.server import free_port
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv(store.SWEEP_SERVER_ENV, f"{db} {uri}")
+    monkeypatch.setattr(store.mlflow, "set_tracking_uri", lambda uri: None)  # no global state
+    servers = []
+
+    def serve_later():
+        time.sleep(1.5)
+        servers.append(HTTPServer(("127.0.0.1", port), Health))
+        servers[0].serve_forever()
+
+    threading.Thread(target=serve_later, daemon=True).start()
+    started = time.monotonic()
+    try:
+        assert store.connect(db) == uri
+        assert time.monotonic() - started >= 1.4  # it waited until the server answered
+        assert is_up(uri)
+    finally:
+        while not servers:
+            time.sleep(0.1)
+        servers[0].shutdown()

@@ -11,17 +11,15 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from cnn.data.batches import read_class_names, read_split
 from cnn.data.download import download as download_file
-from cnn.data.errors import CorruptDatasetError, DatasetNotFoundError, UnsafePickleError
+from cnn.data.errors import DatasetNotFoundError
 from cnn.data.extract import extract_tar
-from cnn.data.safe_pickle import load_pickle
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +30,6 @@ ARCHIVE_NAME = "cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
-NUM_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
-_ROW_LENGTH = 32 * 32 * 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,93 +173,6 @@ def _find_folder(root: Path, *, download: bool, url: str, md5: str) -> Path:
     return _extract(archive)
 
 
-def _get(batch: Mapping[Any, Any], key: str, path: Path) -> Any:
-    # Python 2 pickles read with encoding="bytes" have bytes keys; re-saved ones have str keys.
-    for candidate in (key.encode(), key):
-        if candidate in batch:
-            return batch[candidate]
-    raise CorruptDatasetError(
-        f"{path}: the key {key!r} is missing (found {sorted(map(repr, batch))}). "
-        f"Delete {path.parent} and extract or download CIFAR-10 again."
-    )
-
-
-def _read_pickle(path: Path) -> Mapping[Any, Any]:
-    redo = f"Delete {path.parent} and extract or download CIFAR-10 again (check CIFAR10_ROOT)."
-    if not path.is_file():
-        raise CorruptDatasetError(f"{path} is missing, so the dataset is incomplete. {redo}")
-    try:
-        obj = load_pickle(path)
-    except UnsafePickleError:
-        raise
-    except Exception as e:  # a damaged pickle can fail in many ways; all mean the same here
-        raise CorruptDatasetError(
-            f"{path} cannot be read; it is truncated or corrupt ({type(e).__name__}: {e}). " + redo
-        ) from e
-    if not isinstance(obj, Mapping):
-        raise CorruptDatasetError(
-            f"{path} holds a {type(obj).__name__}, not the dict a CIFAR-10 file holds. {redo}"
-        )
-    return obj
-
-
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one batch file; return images uint8 (N, 32, 32, 3) and labels int64 (N,)."""
-    batch = _read_pickle(path)
-    redo = f"Delete {path.parent} and extract or download CIFAR-10 again (check CIFAR10_ROOT)."
-    data = _get(batch, "data", path)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-        kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
-        raise CorruptDatasetError(f"{path}: 'data' should be a uint8 array, found {kind}. {redo}")
-    if data.ndim != 2 or data.shape[1] != _ROW_LENGTH or data.shape[0] == 0:
-        raise CorruptDatasetError(
-            f"{path}: 'data' should have shape (N, {_ROW_LENGTH}) with N > 0, found "
-            f"{data.shape}. {redo}"
-        )
-    try:
-        labels = np.asarray(_get(batch, "labels", path))
-    except (TypeError, ValueError) as e:
-        raise CorruptDatasetError(
-            f"{path}: 'labels' is not a list of integers ({e}). {redo}"
-        ) from e
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise CorruptDatasetError(
-            f"{path}: 'labels' should be a flat list of integers, found dtype {labels.dtype} "
-            f"and shape {labels.shape}. {redo}"
-        )
-    if len(labels) != len(data):
-        raise CorruptDatasetError(f"{path}: {len(data)} images but {len(labels)} labels. {redo}")
-    bad = (labels < 0) | (labels >= NUM_CLASSES)
-    if bad.any():
-        raise CorruptDatasetError(
-            f"{path}: label {labels[bad][0]} at index {int(np.flatnonzero(bad)[0])} is outside "
-            f"0..{NUM_CLASSES - 1}. {redo}"
-        )
-    # Rows are channel-major (1024 red, 1024 green, 1024 blue, each row-major 32x32).
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels.astype(np.int64)
-
-
-def _read_class_names(path: Path) -> tuple[str, ...]:
-    meta = _read_pickle(path)
-    names = _get(meta, "label_names", path)
-    if not isinstance(names, list | tuple) or len(names) != NUM_CLASSES:
-        raise CorruptDatasetError(
-            f"{path}: 'label_names' should list {NUM_CLASSES} names, found {names!r:.200}. "
-            f"Delete {path.parent} and extract or download CIFAR-10 again."
-        )
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-
-
-def _read_split(folder: Path, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    parts = [_read_batch(folder / name) for name in files]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    x.setflags(write=False)
-    y.setflags(write=False)
-    return x, y
-
-
 def load_cifar10(
     root: str | os.PathLike | None,
     *,
@@ -290,7 +198,7 @@ def load_cifar10(
         DownloadError, ChecksumError: the download failed.
     """
     folder = _find_folder(resolve_root(root), download=download, url=url, md5=md5)
-    class_names = _read_class_names(folder / META_FILE)
-    x_train, y_train = _read_split(folder, TRAIN_FILES)
-    x_test, y_test = _read_split(folder, (TEST_FILE,))
+    class_names = read_class_names(folder / META_FILE)
+    x_train, y_train = read_split(folder, TRAIN_FILES)
+    x_test, y_test = read_split(folder, (TEST_FILE,))
     return Cifar10(x_train, y_train, x_test, y_test, class_names, folder)

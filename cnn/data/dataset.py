@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.data.cifar10 import NUM_CLASSES, OFFICIAL_MD5, OFFICIAL_URL, load_cifar10
+from cnn.data.batches import NUM_CLASSES
+from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, load_cifar10
 from cnn.data.splits import check_classes, label_map, stratified_split
 
 
@@ -54,6 +55,30 @@ def _read_only(*arrays: np.ndarray) -> None:
         array.setflags(write=False)
 
 
+# Rows gathered at a time when compacting in place: a few MB of temporary copy.
+_GATHER_CHUNK = 2048
+
+
+def _take(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """x[idx] for sorted, distinct indices, where x is a freshly loaded array no one else
+    holds. Taking most of the rows reuses x's memory, so the full training set plus the
+    chosen part of it (nearly two copies) are never held at once.
+
+    All rows: x itself. At least half: the rows are moved to the front of x in chunks and
+    a view of that front is returned; this is safe because idx[j] >= j, so a chunk reads
+    only rows at or after the ones it writes. Fewer: a copy, so x can be freed.
+    """
+    if len(idx) == len(x):
+        return x
+    if 2 * len(idx) < len(x):
+        return x[idx]
+    x.setflags(write=True)  # the loader's own array, made read-only for its callers
+    for start in range(0, len(idx), _GATHER_CHUNK):
+        part = idx[start : start + _GATHER_CHUNK]
+        x[start : start + len(part)] = x[part]
+    return x[: len(idx)]
+
+
 def prepare_cifar10(
     root: str | os.PathLike | None = None,
     *,
@@ -82,12 +107,14 @@ def prepare_cifar10(
     test_idx = np.flatnonzero(np.isin(data.y_test, chosen))
 
     new_label = label_map(chosen, NUM_CLASSES)
+    # Validation first: taking the training rows may reuse data.x_train's memory.
+    x_val = data.x_train[val_idx]
     splits = Splits(
-        x_train=data.x_train[train_idx],
+        x_train=_take(data.x_train, train_idx),
         y_train=new_label[data.y_train[train_idx]],
-        x_val=data.x_train[val_idx],
+        x_val=x_val,
         y_val=new_label[data.y_train[val_idx]],
-        x_test=data.x_test[test_idx],
+        x_test=_take(data.x_test, test_idx),
         y_test=new_label[data.y_test[test_idx]],
         class_names=tuple(data.class_names[c] for c in chosen),
         source=data.source,

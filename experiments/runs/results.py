@@ -3,12 +3,14 @@ end its test results, figures, weights and model."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import warnings
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from omegaconf import OmegaConf
 
 from cnn.training import evaluate
@@ -18,6 +20,14 @@ from experiments.serving.pyfunc_model import log_pyfunc_model
 from experiments.tracking import tags
 
 log = logging.getLogger(__name__)
+
+
+def _digest(x: np.ndarray, y: np.ndarray) -> str:
+    """8 hex digits of sha256 over the images and labels, read in place. MLflow's own
+    digest flattens the images into a copy first: 147 MB more at the peak for 50,000."""
+    h = hashlib.sha256(np.ascontiguousarray(x).data)
+    h.update(np.ascontiguousarray(y).data)
+    return h.hexdigest()[:8]
 
 
 def log_datasets(run: Run) -> None:
@@ -34,7 +44,8 @@ def log_datasets(run: Run) -> None:
             # "can be interpreted in multiple ways"; both ways are the same class.
             warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
             dataset = mlflow.data.from_numpy(x, targets=y, source=str(splits.source),
-                                             name=f"{run.cfg.data.name}-{part}")
+                                             name=f"{run.cfg.data.name}-{part}",
+                                             digest=_digest(x, y))
         mlflow.log_input(dataset, context=context)
 
 

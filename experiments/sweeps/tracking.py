@@ -199,7 +199,10 @@ class SweepTracking(Callback):
                 self._server = TrackingServer(
                     store, Path("mlruns").resolve(),  # MLflow's default beside mlflow.db
                     log_path=sweep_dir / "mlflow_server.log")
-                uri = self._server.start()
+                # Not waited for here: it starts (seconds of imports and opening the
+                # store) while the workers start and import theirs; each job waits for it
+                # in tracking.store.connect.
+                uri = self._server.launch()
                 env.set(SWEEP_SERVER_ENV, f"{store} {uri}")
                 env.set("MLFLOW_TRACKING_URI", uri)
                 log.info("the jobs log through a local MLflow server at %s over %s", uri, store)

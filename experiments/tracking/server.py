@@ -42,6 +42,17 @@ def is_up(uri: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def wait_for(uri: str, timeout: float = 120.0) -> None:
+    """Wait until the server at `uri` answers; RuntimeError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not is_up(uri, timeout=1.0):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no MLflow tracking server answered at {uri} within "
+                               f"{timeout:.0f} s (a parallel sweep's local server: see "
+                               "mlflow_server.log in the sweep's folder)")
+        time.sleep(0.3)
+
+
 class TrackingServer:
     """`mlflow server` in a child process; start() returns its http URI, stop() ends it.
 
@@ -83,6 +94,25 @@ class TrackingServer:
 
     def start(self, timeout: float = 120.0) -> str:
         """Start the server and wait until it answers; return its URI."""
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                self.stop()
+                raise RuntimeError(f"the MLflow server exited at start (code {code}); "
+                                   f"see {self.log_path or 'its output'}")
+            if is_up(self.uri, timeout=1.0):
+                return self.uri
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the MLflow server did not answer at {self.uri} within {timeout:.0f} s;"
+                           f" see {self.log_path or 'its output'}")
+
+    def launch(self) -> str:
+        """Start the server's process and return its URI at once, without waiting for it
+        to answer (it takes seconds to import MLflow and open the store); `wait_for(uri)`
+        waits. A parallel sweep's workers start meanwhile."""
         if self.port is None:
             self.port = free_port(self.host)
         if self.log_path is not None:
@@ -95,21 +125,9 @@ class TrackingServer:
         # the server itself (after the jobs are ended), not both at once.
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                self.stop()
-                raise RuntimeError(f"the MLflow server exited at start (code {code}); "
-                                   f"see {self.log_path or 'its output'}")
-            if is_up(self.uri, timeout=1.0):
-                log.info("MLflow tracking server at %s over %s (pid %d)", self.uri,
-                         self.backend_store_uri, self.process.pid)
-                return self.uri
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"the MLflow server did not answer at {self.uri} within {timeout:.0f} s;"
-                           f" see {self.log_path or 'its output'}")
+        log.info("MLflow tracking server at %s over %s (pid %d)", self.uri,
+                 self.backend_store_uri, self.process.pid)
+        return self.uri
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the server (SIGTERM to its process group, then SIGKILL); safe to call twice."""

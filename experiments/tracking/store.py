@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 
 from experiments.tracking import tags
+from experiments.tracking.server import wait_for
 
 DEFAULT_DB = "mlflow.db"
 
@@ -52,8 +53,15 @@ def same_store(a: str, b: str) -> bool:
 
 
 def connect(configured: str | None = None) -> str:
-    """Point MLflow at the store (see resolve_tracking_uri); return its URI."""
+    """Point MLflow at the store (see resolve_tracking_uri); return its URI.
+
+    In a parallel sweep's job, the sweep's local server may still be starting (the sweep
+    does not wait for it, so that its workers start meanwhile): wait until it answers.
+    """
     uri = resolve_tracking_uri(configured)
+    served = os.environ.get(SWEEP_SERVER_ENV, "").split(" ", 1)
+    if len(served) == 2 and uri == served[1]:
+        wait_for(uri)  # one request once the server is up
     mlflow.set_tracking_uri(uri)
     return uri
 

@@ -1,0 +1,78 @@
+"""Whether a sweep gains from parallel jobs on this machine (`make sweep-parallel`).
+
+Parallel jobs on one machine share the cores a sequential sweep already uses: a run's
+convolutions, ReLUs, pools and batch norms take batch chunks on as many threads as BLAS
+has (experiments.runtime.threads), so one job at a time keeps every core busy in the
+layers, and two jobs at a time only overlap what runs on one thread (Python between the
+layers, batches being made, evaluation, logging). Against that gain they pay a fixed
+cost: a local MLflow server (SQLite takes one writer) and worker processes that import
+NumPy, Hydra and MLflow before their first job. Measured on 2 cores (README, *Sweeps in
+parallel*), 8 jobs of 10 epochs ran 1.13x faster on 2 workers, and 4 jobs of 5 epochs
+1.45x slower. `decline_reason` says when not to try.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from experiments.sweeps.launchers import cpu_count
+
+# Jobs each worker should get so that the fixed cost is paid back: 2 per worker (4 jobs
+# on 2 workers) was slower than one at a time, 4 per worker (8 on 2) faster.
+MIN_JOBS_PER_WORKER = 4
+
+
+def decline_reason(jobs: int, workers: int, cores: int) -> str | None:
+    """Why `jobs` sweep jobs on `workers` parallel workers and `cores` cores would not be
+    faster than one after the other, in one line; None when they may be."""
+    if workers < 2:
+        return f"JOBS={workers} runs one job at a time anyway"
+    if cores < 2:
+        return "this machine has one core, which parallel jobs would only take turns on"
+    if workers > cores:
+        return (f"JOBS={workers} is more than the {cores} cores; each job would get a "
+                f"fraction of one (try JOBS={cores})")
+    if jobs < MIN_JOBS_PER_WORKER * workers:
+        return (f"{jobs} job(s) on {workers} workers: starting the workers and a local "
+                "tracking server costs more than running jobs side by side gains (parallel "
+                f"pays from {MIN_JOBS_PER_WORKER * workers} jobs on {workers} workers); one "
+                "job's layers already use every core")
+    return None
+
+
+def count_jobs(overrides: Sequence[str]) -> int:
+    """The number of jobs `python -m experiments.train <overrides>` runs as a sweep: the
+    product of the value counts of its sweep parameters (a preset's `hydra.sweeper.params`
+    and lists on the command line, the latter winning), 1 for a single run."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from experiments.config import register_configs
+
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(list(overrides))
+    plain = [o.input_line for o in given if not o.is_sweep_override()]
+    register_configs()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose("train", overrides=plain, return_hydra_config=True)
+    params = dict(cfg.hydra.sweeper.params or {})
+    counts = {key: len(list(o.sweep_string_iterator()))
+              for key, value in params.items()
+              for o in parser.parse_overrides([f"{key}={value}"])}
+    for o in given:
+        if o.is_sweep_override():
+            counts[o.key_or_group] = len(list(o.sweep_string_iterator()))
+        else:
+            counts.pop(o.key_or_group, None)  # a single value replaces a preset's list
+    return math.prod(counts.values())
+
+
+def parallel_plan(overrides: Sequence[str], workers: int) -> tuple[list[str], str | None]:
+    """The launcher overrides to run the sweep with, and why parallel was declined (None
+    when it was not): `hydra/launcher=parallel hydra.launcher.n_jobs=<workers>` or none."""
+    jobs = count_jobs(overrides)
+    reason = decline_reason(jobs, workers, cpu_count())
+    if reason is not None:
+        return [], f"running the {jobs} job(s) one after the other: {reason}"
+    return ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={workers}"], None
