@@ -60,10 +60,11 @@ def layer_table(stats: dict[str, float]) -> str:
         layer, _, stat = key.rpartition(".")
         if stat in columns:
             layers.setdefault(layer, {})[stat] = value
-    rows = [f"{'layer':<10}" + "".join(f"{c:>12}" for c in columns)]
+    width = max([10, *(len(layer) + 2 for layer in layers)])  # stage2.block1.conv1 ...
+    rows = [f"{'layer':<{width}}" + "".join(f"{c:>12}" for c in columns)]
     for layer, values in layers.items():
         cells = "".join(f"{values[c]:12.4g}" if c in values else f"{'':>12}" for c in columns)
-        rows.append(f"{layer:<10}{cells}")
+        rows.append(f"{layer:<{width}}{cells}")
     return "\n".join(rows)
 
 
