@@ -183,3 +183,36 @@ def test_a_mismatch_names_the_block_and_its_parameter():
     state["res1.conv2.W"] = np.zeros((3, 3, 4, 5))
     with pytest.raises(ValueError, match="layer 'res1', parameter 'conv2.W'"):
         small_net(first_block=True).load_state_dict(state)
+
+
+def test_health_gradient_check_of_a_deep_resnet_probes_arrays_from_input_to_output(
+        monkeypatch):
+    """A resnet-20 has 65 parameter arrays; the health check checks 24 of them, spread
+    from the stem to the classifier, so it stays affordable on deep networks."""
+    from cnn import gradcheck
+    from cnn.diagnostics import health
+    from cnn.losses import SoftmaxCrossEntropy
+    from cnn.models import build_model
+
+    net = build_model("resnet", depth=20, widths=[2, 2, 2])
+    checked = []
+
+    def spy(*args, params=None, **kwargs):
+        checked.append(list(params))
+        return {"input": 0.0, **{k: 0.0 for k in params}}
+
+    monkeypatch.setattr(health, "check_network", spy)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    check = health.check_gradients(net, SoftmaxCrossEntropy(), x, np.array([0, 1]))
+    assert check.status == "pass"
+    (keys,) = checked
+    assert len(keys) == health.MAX_CHECKED_ARRAYS == len(set(keys))
+    assert keys[0] == "conv1.W" and keys[-1] == list(net.params)[-1]
+    assert any(k.startswith("stage2.") for k in keys) and any(k.startswith("stage3.") for k in keys)
+    # And the real check restricted to those keys reports exactly them (and the input).
+    twin = build_model("resnet", depth=8, widths=[2, 2, 2]).to(np.float64)
+    errors = gradcheck.check_network(twin, x.astype(np.float64), np.array([0, 1]),
+                                     max_checks=2, params=["conv1.W", "dense1.b"])
+    assert set(errors) == {"input", "conv1.W", "dense1.b"}
+    assert max(errors.values()) < 1e-4

@@ -31,9 +31,13 @@ class ModelResult:
     torch_infer_images_per_s: float | None = None
 
     @property
-    def all_convs_gflops(self) -> float:
-        """The convolutions' FLOPs over their time, all passes of all layers together."""
+    def all_convs_gflops(self) -> float | None:
+        """The convolutions' FLOPs over their time, all passes of all layers together; None
+        without a convolution row. A block is one row with no FLOPs (its convolutions are
+        timed with its other layers), so for a resnet this is the stem alone."""
         convs = [t for t in self.layers if t.conv_gflops]
+        if not convs:
+            return None
         seconds = sum(t.forward_ms + t.backward_ms for t in convs) / 1e3
         return sum(t.conv_gflops * (t.forward_ms + t.backward_ms) / 1e3 for t in convs) / seconds
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config.schemas import (
     TrainConfig,
     data_schemas,
+    model_schemas,
     optim_schemas,
     schedule_schemas,
 )
@@ -19,8 +20,9 @@ from experiments.config.validate import ConfigError, validate
 
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore: `train_schema`, and `schema/<group>/<name>`
-    for every registered optimiser, schedule and dataset (conf/optim/sgd.yaml starts from
-    /schema/optim/sgd, and so on). Call before Hydra composes a config.
+    for every registered model family, optimiser, schedule and dataset (conf/optim/sgd.yaml
+    starts from /schema/optim/sgd, conf/model/resnet.yaml from /schema/model/resnet, ...).
+    Call before Hydra composes a config.
 
     Called explicitly (not at import) so that importing this module does no work; storing
     the same node again just replaces it, so calling twice is harmless.
@@ -29,8 +31,8 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    for group, schemas in (("optim", optim_schemas()), ("schedule", schedule_schemas()),
-                           ("data", data_schemas())):
+    for group, schemas in (("model", model_schemas()), ("optim", optim_schemas()),
+                           ("schedule", schedule_schemas()), ("data", data_schemas())):
         for name, schema in schemas.items():
             store.store(group=f"schema/{group}", name=name, node=schema)
 
@@ -38,10 +40,15 @@ def register_configs() -> None:
 def config_from_container(container: Mapping[str, Any]) -> DictConfig:
     """A typed, validated TrainConfig from a plain nested dict (e.g. a logged config.yaml).
 
-    The optimiser, schedule and data schemas are chosen by their `name`, so unknown keys and
-    wrong types fail exactly as they would on the command line.
+    The model, optimiser, schedule and data schemas are chosen by their `name`, so unknown
+    keys and wrong types fail exactly as they would on the command line. A model logged
+    before families had knobs ({name: seed}) takes its family's defaults, which build
+    the same network.
     """
     data = dict(container)
+    model_name = (data.get("model") or {}).get("name", "seed")
+    if model_name not in model_schemas():
+        raise ConfigError(f"model.name={model_name!r}: choose one of {', '.join(model_schemas())}")
     try:
         optim_schema = optim_schemas()[data["optim"]["name"]]
         schedule_schema = schedule_schemas()[data["schedule"]["name"]]
@@ -49,7 +56,8 @@ def config_from_container(container: Mapping[str, Any]) -> DictConfig:
     except (KeyError, ValueError) as e:
         raise ConfigError(
             f"the config has no known optim.name / schedule.name / data.name ({e})") from e
-    base = OmegaConf.structured(TrainConfig(optim=optim_schema(), schedule=schedule_schema(),
+    base = OmegaConf.structured(TrainConfig(model=model_schemas()[model_name](),
+                                            optim=optim_schema(), schedule=schedule_schema(),
                                             data=data_schema()))
     cfg = OmegaConf.merge(base, data)
     assert isinstance(cfg, DictConfig)

@@ -7,12 +7,14 @@ with the full key in the message.
 The schemas of optimisers and schedules are not written here: they are read off the
 constructors of the classes registered in `cnn.optim.OPTIMIZERS` and
 `cnn.schedules.SCHEDULES` (see `schema_from_signature`), so the class is the one
-definition of its keys, types and defaults. Datasets define their schema classes in
-`experiments.datasets`. `TrainConfig` is the whole config of one run.
+definition of its keys, types and defaults. Likewise each model family's schema is read
+off its knobs (`cnn.models.architecture_knobs`, see `model_schemas`). Datasets define
+their schema classes in `experiments.datasets`. `TrainConfig` is the whole config of one run.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import types
@@ -24,6 +26,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from cnn.models import ARCHITECTURES, architecture_knobs
 from cnn.optim import OPTIMIZERS
 from cnn.schedules import SCHEDULES
 from experiments.datasets.base import DataConfig
@@ -35,6 +38,30 @@ from experiments.datasets.base import registered as registered_datasets
 @dataclass
 class ModelConfig:
     name: str = "seed"  # an architecture registered in cnn.models.ARCHITECTURES
+
+
+def _knob_field(annotation: Any, default: Any) -> tuple[Any, Any]:
+    """A family knob's (type, field) in a schema. OmegaConf has no plain `dict` item type,
+    so a list of layer specs is a list of anything; the family checks each spec itself."""
+    if annotation == list[dict]:
+        return list[Any], field(default_factory=lambda: copy.deepcopy(default))
+    if annotation == list[int]:
+        return list[int], field(default_factory=lambda: list(default))
+    return annotation, field(default=default)
+
+
+def model_schema(name: str) -> type[ModelConfig]:
+    """The schema of one model family: `name` and its knobs, typed, with their defaults."""
+    own = [("name", str, field(default=name))]
+    for knob, (annotation, default) in architecture_knobs(name).items():
+        own.append((knob, *_knob_field(annotation, default)))
+    return make_dataclass(f"{name.capitalize()}ModelConfig", own, bases=(ModelConfig,))
+
+
+@functools.cache
+def model_schemas() -> dict[str, type[ModelConfig]]:
+    """name -> schema of every registered model family (cached: Hydra stores these)."""
+    return {name: model_schema(name) for name in ARCHITECTURES}
 
 
 @dataclass

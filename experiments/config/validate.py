@@ -1,13 +1,14 @@
 """Checks beyond types: names, ranges, and keys that got past the schemas.
 
-Each registered class is asked rather than its rules repeated here: the optimiser and
-schedule are built once from the config, and each dataset lists its own problems.
+Each registered class is asked rather than its rules repeated here: the model, optimiser
+and schedule are built once from the config, and each dataset lists its own problems.
 Everything is checked before an MLflow run is created.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -15,10 +16,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cnn.initializers import INITIALIZERS, knobs
-from cnn.models import ARCHITECTURES
+from cnn.models import ARCHITECTURES, build_model
 from cnn.optim import make_optimizer
 from cnn.schedules import make_schedule
-from experiments.config.schemas import data_schemas, optim_schemas, schedule_schemas
+from experiments.config.schemas import (
+    data_schemas,
+    model_schemas,
+    optim_schemas,
+    schedule_schemas,
+)
 from experiments.datasets.base import data_config
 
 
@@ -44,12 +50,15 @@ def validate(cfg: Any) -> None:
     check(cfg.model.name in ARCHITECTURES,
           f"model.name={cfg.model.name!r}: choose one of {', '.join(ARCHITECTURES)}")
     _check_init(cfg.init, check)
+    if cfg.model.name in ARCHITECTURES:
+        _check_schema_matches(cfg, "model", model_schemas(), check)
     groups = {"optim": optim_schemas(), "schedule": schedule_schemas(), "data": data_schemas()}
     for group, schemas in groups.items():
         name = cfg[group].name
         check(name in schemas, f"{group}.name={name!r}: choose one of {', '.join(schemas)}")
         _check_schema_matches(cfg, group, schemas, check)
     if not problems:
+        _check_model(cfg.model, check)
         _check_optim_and_schedule(cfg, check)
         problems += data_config(cfg.data).problems()
     _check_trainer(cfg.trainer, check)
@@ -68,6 +77,26 @@ def _check_init(init: Any, check) -> None:
               f"init.std applies to initialisers with a std ("
               f"{', '.join(n for n in INITIALIZERS if 'std' in knobs(n))}), not {init.name}")
         check(init.std > 0, f"init.std must be > 0, got {init.std}")
+
+
+def _check_model(model: Any, check) -> None:
+    """Build the family once with the configured knobs (on CIFAR-sized input; the real
+    shape is the data's) so that its own rules speak: resnet's depth, a custom layer list."""
+    knobs = group_args(model)
+    try:
+        build_model(model.name, **knobs)
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        # Name the key as the config spells it, e.g. model.depth=10, when the family's
+        # message mentions one knob.
+        named = [k for k in knobs if re.search(rf"\b{re.escape(k)}\b", message)]
+        where = (f"model.{named[0]}" if len(named) == 1 and named[0] != "layers"
+                 else f"model ({model.name})")
+        if len(named) == 1 and named[0] != "layers":
+            where += f"={knobs[named[0]]}"
+        elif named == ["layers"]:
+            where = "model.layers"
+        check(False, f"{where}: {message}")
 
 
 def _check_optim_and_schedule(cfg: Any, check) -> None:

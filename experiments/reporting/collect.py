@@ -31,6 +31,8 @@ class RunSummary:
     failure: str = ""
     health: str = ""  # the pre-training diagnosis: pass | warn | fail (experiments.runs.health)
     health_cause: str = ""  # its most likely cause in plain words
+    params: dict[str, str] = field(default_factory=dict)  # every logged param ("model.depth")
+    metric_keys: list[str] = field(default_factory=list)  # every metric it logged
 
     @property
     def size(self) -> float:
@@ -68,6 +70,8 @@ def collect_runs(parent_run_id: str) -> list[RunSummary]:
             failure=run.data.tags.get(tags.FAILURE_REASON, ""),
             health=run.data.tags.get(tags.HEALTH, ""),
             health_cause=run.data.tags.get(tags.HEALTH_CAUSE, ""),
+            params=dict(p),
+            metric_keys=list(m),
         )
         for key in CURVE_METRICS:
             if key in m:

@@ -10,6 +10,8 @@ report/:
     summary.md, summary.csv    one row per run: its choices, status, final metrics and
                                diagnosis; summary.md then lists the runs that did not
                                converge, with what happened and their diagnosis
+    accuracy_vs_depth.png,     for a sweep over depths (conf/sweep/depth.yaml): see
+    gradient_flow.png          experiments.reporting.depth; summary.md then has its table
 `make sweep` writes it at the end of the sweep (experiments.sweeps.tracking), and
 `python -m experiments.report` at any time.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import mlflow
 from PIL import Image
 
+from experiments.reporting import depth
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -104,6 +107,12 @@ def write_report(parent_run_id: str, out_dir: str | Path,
             "validation accuracy" if has_val else "training accuracy", False),
         "accuracy_vs_size.png": accuracy_vs_size_figure(runs),
     }
+    depth_section = ""
+    if depth.is_depth_study(runs):
+        study = depth.collect_depth_runs(runs)
+        figures["accuracy_vs_depth.png"] = depth.accuracy_vs_depth_figure(study)
+        figures["gradient_flow.png"] = depth.gradient_flow_figure(study)
+        depth_section = "\n" + depth.depth_table(study)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
     rows = summary_rows(runs)
@@ -112,7 +121,8 @@ def write_report(parent_run_id: str, out_dir: str | Path,
         counts[r.status] += 1
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
-                                    + markdown_table(rows) + "\n" + diagnosis_section(runs))
+                                    + markdown_table(rows) + "\n" + diagnosis_section(runs)
+                                    + depth_section)
     with open(out / "summary.csv", "w", newline="") as f:
         if rows:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

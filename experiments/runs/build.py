@@ -119,6 +119,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         init_std=cfg.init.std,
         seed=int(generators["init"].integers(2**31 - 1)),
         dtype=dtype,
+        **group_args(cfg.model),  # the family's knobs (depth, widths, layers, ...)
     )
 
     # Statistics from the training images only: nothing about validation or test leaks in.

@@ -12,8 +12,10 @@ import logging
 from dataclasses import dataclass
 
 import mlflow
+import numpy as np
 
 from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report, verdict
+from cnn.diagnostics.statistics import layer_statistics
 from experiments.runs.build import Run, make_optimizer_from
 from experiments.tracking import tags
 from experiments.tracking.offline import OfflineBuffer
@@ -60,10 +62,11 @@ def layer_table(stats: dict[str, float]) -> str:
         layer, _, stat = key.rpartition(".")
         if stat in columns:
             layers.setdefault(layer, {})[stat] = value
-    rows = [f"{'layer':<10}" + "".join(f"{c:>12}" for c in columns)]
+    width = max([10, *(len(layer) + 2 for layer in layers)])  # stage2.block1.conv1 ...
+    rows = [f"{'layer':<{width}}" + "".join(f"{c:>12}" for c in columns)]
     for layer, values in layers.items():
         cells = "".join(f"{values[c]:12.4g}" if c in values else f"{'':>12}" for c in columns)
-        rows.append(f"{layer:<10}{cells}")
+        rows.append(f"{layer:<{width}}{cells}")
     return "\n".join(rows)
 
 
@@ -76,6 +79,17 @@ def log_health(run: Run) -> None:
     # The untrained network's per-layer statistics start the per-epoch series at step 0.
     mlflow.log_metrics({k: v for k, v in diagnosis.stats.items() if k != "loss"}, step=0)
     log.info("%s", diagnosis.report.splitlines()[0])
+
+
+def log_initial_statistics(run: Run) -> None:
+    """The untrained network's per-layer statistics at step 0, as log_health logs them,
+    for runs without health checks: gradient norms at initialisation (the depth study's
+    gradient-flow figure) cost one forward and backward pass, the checks far more."""
+    x = run.transform(run.splits.x_train[:PROBE_IMAGES])
+    y = run.splits.y_train[:PROBE_IMAGES]
+    with np.errstate(all="ignore"):
+        stats = layer_statistics(run.net, run.loss_fn, x, y)
+    mlflow.log_metrics({k: v for k, v in stats.items() if k != "loss"}, step=0)
 
 
 def layer_monitor(run: Run, buffer: OfflineBuffer | None = None) -> list[LayerMonitor]:

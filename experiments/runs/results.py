@@ -13,7 +13,10 @@ import mlflow
 import numpy as np
 from omegaconf import OmegaConf
 
+from cnn.layers import Conv2D
+from cnn.network import Sequential
 from cnn.training import evaluate
+from experiments.config.validate import group_args
 from experiments.reporting import run_figures
 from experiments.runs.build import Run
 from experiments.serving.pyfunc_model import log_pyfunc_model
@@ -49,6 +52,13 @@ def log_datasets(run: Run) -> None:
         mlflow.log_input(dataset, context=context)
 
 
+def first_conv_weights(net: Sequential) -> np.ndarray | None:
+    """The weights (KH, KW, C, F) of the first convolution, inside a block or not; None for
+    a network without one (a custom stack of dense layers)."""
+    return next((leaf.params["W"] for _, leaf in net.named_leaves()
+                 if isinstance(leaf, Conv2D)), None)
+
+
 def log_test_results(run: Run, name: str) -> tuple[float, float]:
     """Evaluate on the test set; log the loss, accuracy, confusion matrix, first-layer
     filters, weights and (with tracking.log_model) the model. Returns (loss, accuracy)."""
@@ -60,10 +70,10 @@ def log_test_results(run: Run, name: str) -> tuple[float, float]:
                                           run.splits.num_classes)
     mlflow.log_figure(run_figures.confusion_figure(counts, run.splits.class_names, name),
                       "figures/confusion_matrix.png")
-    mlflow.log_figure(
-        run_figures.filters_figure(run.net.layers[0].params["W"],
-                                   f"{name}: first-layer filters"),
-        "figures/first_layer_filters.png")
+    filters = first_conv_weights(run.net)
+    if filters is not None:
+        mlflow.log_figure(run_figures.filters_figure(filters, f"{name}: first-layer filters"),
+                          "figures/first_layer_filters.png")
     mlflow.log_text(OmegaConf.to_yaml({"labels": list(run.splits.class_names),
                                        "counts": counts.tolist()}), "confusion_matrix.yaml")
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +82,7 @@ def log_test_results(run: Run, name: str) -> tuple[float, float]:
         mlflow.log_artifact(str(path))
     if run.cfg.tracking.log_model:
         info = log_pyfunc_model(run.net, run.cfg.model.name, run.normalizer,
-                                run.splits.class_names)
+                                run.splits.class_names, knobs=group_args(run.cfg.model))
         # runs:/<run_id>/model works too; this URI names the model itself.
         mlflow.set_tag(tags.MODEL_URI, info.model_uri)
     return result.loss, result.acc

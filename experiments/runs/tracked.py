@@ -56,9 +56,13 @@ class Outcome:
 
 
 def default_run_name(cfg: Any) -> str:
-    """A readable name from the choices, e.g. seed-he-lr0.03-n2500-s0."""
+    """A readable name from the choices, e.g. seed-he-lr0.03-n2500-s0, or for families
+    with a depth and a norm resnet20-he-... and plain32-nonorm-he-..."""
     n = "all" if cfg.data.n_train is None else cfg.data.n_train
-    return f"{cfg.model.name}-{cfg.init.name}-lr{cfg.optim.lr:g}-n{n}-s{cfg.trainer.seed}"
+    model = f"{cfg.model.name}{cfg.model.get('depth', '')}"
+    if cfg.model.get("norm") == "none":
+        model += "-nonorm"
+    return f"{model}-{cfg.init.name}-lr{cfg.optim.lr:g}-n{n}-s{cfg.trainer.seed}"
 
 
 def train_and_log(
@@ -140,6 +144,8 @@ def _start(cfg: DictConfig, run_id: str, name: str, hydra_dir: Path | None,
     mlflow.log_text(run.net.summary(print_fn=lambda _: None), "model_summary.txt")
     if cfg.trainer.health_checks:
         health.log_health(run)
+    elif cfg.trainer.layer_stats:  # the series still start at step 0, before training
+        health.log_initial_statistics(run)
     log.info("run %s (%s): %d training, %d validation, %d test images, %d steps",
              run_id, name, len(run.splits.x_train), len(run.splits.x_val),
              len(run.splits.x_test), run.total_steps)

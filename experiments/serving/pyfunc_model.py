@@ -6,8 +6,9 @@
 
 (H, W, C) and K are the training data's: (32, 32, 3) and 10 for CIFAR-10.
 
-The model folder holds the weights (.npz), a small JSON file with the architecture,
-the normalisation statistics and the class names, and a copy of the `cnn` package and
+The model folder holds the weights (.npz), a small JSON file with the architecture
+(the family and its knobs, e.g. resnet with depth 20), the normalisation statistics and
+the class names, and a copy of the `cnn` package and
 of this file, so it loads without this repository and without network access.
 
 It is logged as MLflow "model from code": a three-line script that names the model
@@ -21,6 +22,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +44,12 @@ def model_meta(
     architecture: str,
     normalizer: Normalizer | None,
     class_names: tuple[str, ...],
+    knobs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What, besides the weights, is needed to rebuild the network and prepare its input."""
     return {
         "architecture": architecture,
+        "knobs": dict(knobs or {}),  # the family's knobs, as cnn.models.build_model takes them
         "input_shape": list(net.input_shape),
         "num_classes": len(class_names),
         "class_names": list(class_names),
@@ -67,6 +71,8 @@ class CifarClassifier(mlflow.pyfunc.PythonModel):
             num_classes=meta["num_classes"],
             input_shape=self.input_shape,
             dtype=np.dtype(meta["dtype"]),
+            # Models logged before families had knobs have none: the defaults built them.
+            **meta.get("knobs", {}),
         )
         self.net.load(context.artifacts["weights"])
         self.net.eval()
@@ -128,14 +134,16 @@ def log_pyfunc_model(
     normalizer: Normalizer | None,
     class_names: tuple[str, ...],
     name: str = "model",
+    knobs: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Log `net` to the active run as a pyfunc model called `name`; returns its ModelInfo."""
+    """Log `net`, built as `architecture` with `knobs`, to the active run as a pyfunc model
+    called `name`; returns its ModelInfo."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         weights, meta = folder / "weights.npz", folder / "model.json"
         net.save(weights)
         meta.write_text(
-            json.dumps(model_meta(net, architecture, normalizer, class_names), indent=2))
+            json.dumps(model_meta(net, architecture, normalizer, class_names, knobs), indent=2))
         code = _copy_code(folder / "code")
         script = folder / "cifar_classifier.py"
         script.write_text(_MODEL_SCRIPT)
