@@ -59,6 +59,43 @@ def test_interrupted_run_ends_killed(harness_cli, signum):
     assert len(harness_cli.client().get_metric_history(run.info.run_id, "train_loss")) < 500
 
 
+def test_a_burst_of_signals_still_ends_the_run_killed(harness_cli):
+    # Ctrl-C pressed again and again: later interrupts land while the run is being ended
+    # (in mlflow.end_run), which must still finish. Three 10 ms apart, then a steady stream
+    # until the process exits, so that some surely arrive during the ending.
+    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
+                             "trainer.epochs=500", "trainer.batch_size=100")
+    try:
+        wait_for_first_epoch(harness_cli, proc)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = only_run(harness_cli)
+    assert run.info.status == "KILLED", output
+    assert "interrupted" in run.data.tags["failure_reason"]
+
+
+def test_a_closed_terminal_ends_the_run_killed(harness_cli):
+    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
+                             "trainer.epochs=500", "trainer.batch_size=100")
+    try:
+        wait_for_first_epoch(harness_cli, proc)
+        proc.send_signal(signal.SIGHUP)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output
+    run = only_run(harness_cli)
+    assert run.info.status == "KILLED", output
+    assert "SIGHUP" in run.data.tags["failure_reason"]
+
+
 def test_absurd_learning_rate_ends_failed_with_reason(harness_cli):
     done = harness_cli.run("experiments.train", *QUICK, "optim.lr=1e6", "data.n_train=200",
                            "trainer.epochs=5", "trainer.batch_size=50")

@@ -126,8 +126,10 @@ class SweepTracking(Callback):
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[signum] = signal.signal(signum, self._interrupt)
+        # SIGHUP: the terminal was closed. A signal ignored (nohup) stays ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous_handlers[signum] = signal.signal(signum, self._interrupt)
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
