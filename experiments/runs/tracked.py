@@ -34,6 +34,7 @@ from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.history import epoch_history
 from experiments.tracking.lifecycle import ended_run
+from experiments.tracking.metadata import log_safely
 from experiments.tracking.offline import OFFLINE_FILE, OfflineBuffer, is_tracking_outage
 from experiments.tracking.params import flatten
 from experiments.tracking.store import check_store_writable, resolve_tracking_uri, use_store
@@ -101,7 +102,8 @@ def train_and_log(
         name = active.info.run_name or name
         mlflow.set_tag(tags.RESUMED_FROM, str(resume[1].epoch))
     # Who trains it, so that tracking.reap can tell a crashed run from a live one.
-    mlflow.set_tags({tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
+    log_safely("the host and pid tags", mlflow.set_tags,
+               {tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
     outcome = Outcome(run_id=active.info.run_id)
     also_end = (parent_run_id,) if parent_run_id and interrupt_ends_parent else ()
     with ended_run(outcome.run_id, also_end=also_end):
@@ -115,7 +117,8 @@ def train_and_log(
                 run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
                 start_epoch = resume[1].epoch + 1
             with chunk_threads(run.net) as threads:  # the layers' batch chunks on the cores
-                mlflow.set_tag(tags.CHUNK_THREADS, str(threads))
+                log_safely("the chunk_threads tag", mlflow.set_tag, tags.CHUNK_THREADS,
+                           str(threads))
                 _fit_and_evaluate(run, name, outcome, metrics, start_epoch)
         finally:
             _log_job_file(log_file)
@@ -134,7 +137,7 @@ def _start(cfg: DictConfig, run_id: str, name: str, hydra_dir: Path | None,
         mlflow.log_text(diff, "git_diff.patch")
 
     run = build_run(cfg, splits=splits)
-    mlflow.set_tag(tags.DATA_DIGEST, run.splits.digest())
+    log_safely("the data digest tag", mlflow.set_tag, tags.DATA_DIGEST, run.splits.digest())
     if cfg.tracking.log_dataset:
         log_datasets(run)
     mlflow.log_text(run.net.summary(print_fn=lambda _: None), "model_summary.txt")
