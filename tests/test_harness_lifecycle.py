@@ -116,13 +116,33 @@ def test_absurd_learning_rate_ends_failed_with_reason(harness_cli):
 
 
 def test_error_ends_failed_with_the_error(harness_cli):
-    # More training images than the data has: the data pipeline refuses.
-    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=1000000")
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=200", "trainer.epochs=2",
+                           "trainer.batch_size=50", "tracking.log_model=false",
+                           "+callbacks.fault._target_=faults.FailAfterEpoch",
+                           "+callbacks.fault.epoch=1")
     assert done.returncode != 0
     run = only_run(harness_cli)
     assert run.info.status == "FAILED"
-    assert run.data.tags["error_type"] == "ValueError"
-    assert "n_train=1000000" in run.data.tags["failure_reason"]
+    assert run.data.tags["error_type"] == "RuntimeError"
+    assert "fault injected after epoch 1" in run.data.tags["failure_reason"]
+
+
+def test_data_that_cannot_be_had_fails_before_any_run(harness_cli):
+    # More training images than the data has: the data pipeline refuses, before the run.
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=1000000")
+    assert done.returncode != 0
+    assert "n_train=1000000" in done.stderr
+    assert all_runs(harness_cli) == []
+
+
+@pytest.mark.parametrize("bad", ["data.augment.crop_pad=40", "data.classes=[3,3]",
+                                 "data.classes=[12]", "optim.lr=inf",
+                                 "trainer.checkpoint_every=-1"])
+def test_a_bad_value_fails_before_any_run(harness_cli, bad):
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=200", bad)
+    assert done.returncode != 0
+    assert bad.split("=")[0] in done.stderr, done.stderr
+    assert all_runs(harness_cli) == []
 
 
 def test_a_failed_job_does_not_stop_the_sweep(harness_cli):

@@ -28,10 +28,18 @@ class ImageFolderDataConfig(DataConfig):
     """root/<class>/<image>, or root/train/<class>/... and root/test/<class>/..."""
 
     name: str = "image_folder"
+    download: bool = False  # nothing to download
     image_size: int = 32  # every image is resized to image_size x image_size RGB
     test_fraction: float = 0.2  # held out per class when root has no train/ and test/
 
     num_classes = None  # known once the folder is read
+
+    @property
+    def image_side(self) -> int:
+        return self.image_size
+
+    def prepare(self) -> None:
+        """Nothing to fetch; the folder is read when a run loads it."""
 
     def problems(self) -> list[str]:
         found = super().problems()

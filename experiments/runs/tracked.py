@@ -21,8 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnn import checkpoint as ckpt
 from cnn.data import Splits
+from cnn.rng import make_generators
 from cnn.training import fit
 from experiments.config import validate
+from experiments.datasets.base import load_splits
 from experiments.reporting import run_figures
 from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
@@ -88,6 +90,10 @@ def train_and_log(
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
     validate(cfg)
+    if splits is None:
+        # Before the run exists: data that cannot be found (or downloaded) fails here,
+        # leaving no FAILED run behind. The split seed is drawn as build_run would draw it.
+        splits = load_splits(cfg, make_generators(cfg.trainer.seed))
     check_store_writable(resolve_tracking_uri(cfg.tracking.uri))
     experiment_id = use_store(cfg.tracking.uri, cfg.tracking.experiment)
     check_store_writable(mlflow.get_tracking_uri(),
