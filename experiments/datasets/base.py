@@ -73,7 +73,10 @@ class DataConfig:
             found.append(f"data.n_train must be >= 1 or null (all), got {self.n_train}")
         if self.n_val < 0:
             found.append(f"data.n_val must be >= 0, got {self.n_val}")
-        if self.classes is not None:
+        if self.classes is not None and len(self.classes) == 1:
+            found.append(f"data.classes={list(self.classes)} keeps one class: a classifier "
+                         "needs at least two (one is learnt by always answering it)")
+        elif self.classes is not None:
             try:
                 check_classes(self.classes, self.num_classes or max(self.classes, default=0) + 1)
             except ValueError as e:

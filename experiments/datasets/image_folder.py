@@ -128,5 +128,10 @@ def prepare_image_folder(
         rest_files = [files[kept[i]] for i in rest_idx]
         test_files = [files[kept[i]] for i in test_idx]
         y_rest, y_test = y_kept[rest_idx], y_kept[test_idx]
+    if len(kept_names) < 2:
+        # One class is learnt perfectly by always answering it: a meaningless 100%.
+        raise ValueError(
+            f"{folder} has one class sub-folder ({kept_names[0]}); data=image_folder needs "
+            "at least two, one sub-folder of images per class")
     return make_splits(rest_files, y_rest, test_files, y_test, n_train=n_train, n_val=n_val,
                         seed=seed, class_names=kept_names, source=folder, shape=shape)
