@@ -52,22 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's download bars would be mixed into the predictions on the terminal.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Imported after the arguments are checked: MLflow takes seconds to import.
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from cnn.data.errors import CorruptDatasetError
-    from experiments.serving.predict import predict_files
+    from experiments.serving.predict import ModelLoadError, predict_uri
     from experiments.tracking.store import connect
 
     connect(args.tracking_uri)
     try:
-        model = mlflow.pyfunc.load_model(args.model_uri)
-    except (MlflowException, OSError) as e:
-        print(f"predict: cannot load the model {args.model_uri}: {e}", file=sys.stderr)
-        return 1
-    try:
-        reports = predict_files(model, args.images, args.top_k)
-    except (CorruptDatasetError, ValueError) as e:
+        reports = predict_uri(args.model_uri, args.images, args.top_k)
+    except (ModelLoadError, CorruptDatasetError, ValueError) as e:
         print(f"predict: {e}", file=sys.stderr)
         return 1
     print("\n".join(reports))

@@ -46,3 +46,14 @@ class KillAfterEpoch:
         from hydra.core.hydra_config import HydraConfig
 
         return HydraConfig.get().job.num == int(self.job)
+
+
+class FailAfterEpoch:
+    """Raise RuntimeError at the end of `epoch`, as a bug in training would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError(f"fault injected after epoch {epoch}")

@@ -106,6 +106,28 @@ def test_download_puts_a_verified_file_in_place(server, payload, tmp_path):
 
 
 @pytest.mark.data
+def test_concurrent_downloads_of_one_file_fetch_it_once(server, payload, tmp_path):
+    # The jobs of a parallel sweep on a fresh machine all look for the archive at once.
+    dest = tmp_path / ARCHIVE
+    errors = []
+
+    def fetch():
+        try:
+            download(f"{server.url}/ok", dest, payload.md5, timeout=10, progress=False)
+        except Exception as e:  # reported below: a thread's exception would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert server.state.requests["/ok"] == 1
+    assert _files(tmp_path) == [ARCHIVE] and md5sum(dest) == payload.md5
+
+
+@pytest.mark.data
 def test_wrong_checksum_leaves_no_file(server, payload, tmp_path):
     dest = tmp_path / ARCHIVE
     wrong = "0" * 32

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cnn.data.errors import CorruptDatasetError, DatasetNotFoundError
-from experiments.config import compose_config
+from experiments.config import ConfigError, compose_config, validate
 from experiments.datasets.image_folder import prepare_image_folder
 from experiments.datasets.images import load_image
 from experiments.runs.build import build_run
@@ -144,6 +144,32 @@ def test_layout_errors_name_the_folder(tmp_path):
     (root / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match="empty holds no images"):
         prepare_image_folder(root)
+
+
+def test_a_single_class_is_refused_naming_the_folder(tmp_path):
+    root = tmp_path / "one"
+    for i in range(4):
+        write_image(root / "cats" / f"{i}.png", (8, 8), "RGB", (200, 0, 0))
+    with pytest.raises(ValueError, match=f"{root} has one class sub-folder \\(cats\\)"):
+        prepare_image_folder(root)
+    with pytest.raises(ConfigError, match=r"data.classes=\[1\] keeps one class"):
+        validate(compose_config(["data=image_folder", f"data.root={root}",
+                                 "data.classes=[1]"]))
+
+
+@pytest.mark.slow
+@pytest.mark.mlflow
+def test_a_single_class_folder_fails_before_any_run(harness_cli, tmp_path):
+    root = tmp_path / "one"
+    for i in range(4):
+        write_image(root / "cats" / f"{i}.png", (8, 8), "RGB", (200, 0, 0))
+    done = harness_cli.run("experiments.train", "data=image_folder", f"data.root={root}",
+                           "model=seed", "trainer.epochs=1", "trainer.progress=false",
+                           "trainer.health_checks=false")
+    assert done.returncode != 0
+    assert f"{root} has one class sub-folder" in done.stderr, done.stderr
+    assert harness_cli.client().search_runs(
+        [e.experiment_id for e in harness_cli.client().search_experiments()]) == []
 
 
 def test_a_run_builds_with_the_folder_shape_and_classes(tmp_path):

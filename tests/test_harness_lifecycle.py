@@ -59,6 +59,43 @@ def test_interrupted_run_ends_killed(harness_cli, signum):
     assert len(harness_cli.client().get_metric_history(run.info.run_id, "train_loss")) < 500
 
 
+def test_a_burst_of_signals_still_ends_the_run_killed(harness_cli):
+    # Ctrl-C pressed again and again: later interrupts land while the run is being ended
+    # (in mlflow.end_run), which must still finish. Three 10 ms apart, then a steady stream
+    # until the process exits, so that some surely arrive during the ending.
+    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
+                             "trainer.epochs=500", "trainer.batch_size=100")
+    try:
+        wait_for_first_epoch(harness_cli, proc)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = only_run(harness_cli)
+    assert run.info.status == "KILLED", output
+    assert "interrupted" in run.data.tags["failure_reason"]
+
+
+def test_a_closed_terminal_ends_the_run_killed(harness_cli):
+    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
+                             "trainer.epochs=500", "trainer.batch_size=100")
+    try:
+        wait_for_first_epoch(harness_cli, proc)
+        proc.send_signal(signal.SIGHUP)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output
+    run = only_run(harness_cli)
+    assert run.info.status == "KILLED", output
+    assert "SIGHUP" in run.data.tags["failure_reason"]
+
+
 def test_absurd_learning_rate_ends_failed_with_reason(harness_cli):
     done = harness_cli.run("experiments.train", *QUICK, "optim.lr=1e6", "data.n_train=200",
                            "trainer.epochs=5", "trainer.batch_size=50")
@@ -79,13 +116,33 @@ def test_absurd_learning_rate_ends_failed_with_reason(harness_cli):
 
 
 def test_error_ends_failed_with_the_error(harness_cli):
-    # More training images than the data has: the data pipeline refuses.
-    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=1000000")
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=200", "trainer.epochs=2",
+                           "trainer.batch_size=50", "tracking.log_model=false",
+                           "+callbacks.fault._target_=faults.FailAfterEpoch",
+                           "+callbacks.fault.epoch=1")
     assert done.returncode != 0
     run = only_run(harness_cli)
     assert run.info.status == "FAILED"
-    assert run.data.tags["error_type"] == "ValueError"
-    assert "n_train=1000000" in run.data.tags["failure_reason"]
+    assert run.data.tags["error_type"] == "RuntimeError"
+    assert "fault injected after epoch 1" in run.data.tags["failure_reason"]
+
+
+def test_data_that_cannot_be_had_fails_before_any_run(harness_cli):
+    # More training images than the data has: the data pipeline refuses, before the run.
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=1000000")
+    assert done.returncode != 0
+    assert "n_train=1000000" in done.stderr
+    assert all_runs(harness_cli) == []
+
+
+@pytest.mark.parametrize("bad", ["data.augment.crop_pad=40", "data.classes=[3,3]",
+                                 "data.classes=[12]", "optim.lr=inf",
+                                 "trainer.checkpoint_every=-1"])
+def test_a_bad_value_fails_before_any_run(harness_cli, bad):
+    done = harness_cli.run("experiments.train", *QUICK, "data.n_train=200", bad)
+    assert done.returncode != 0
+    assert bad.split("=")[0] in done.stderr, done.stderr
+    assert all_runs(harness_cli) == []
 
 
 def test_a_failed_job_does_not_stop_the_sweep(harness_cli):

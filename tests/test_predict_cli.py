@@ -1,6 +1,7 @@
 """`python -m experiments.predict MODEL_URI IMAGE...` prints each file's top-k classes with
 their probabilities, the same ones the logged model gives in Python."""
 
+import os
 import re
 import subprocess
 import sys
@@ -88,3 +89,32 @@ def test_predict_prints_top_k_of_each_file(digits_run, tmp_path, monkeypatch):
     assert [name for name, _ in printed[str(exact)]] == [str(c) for c, _ in expected]
     assert [p for _, p in printed[str(exact)]] == pytest.approx([p for _, p in expected],
                                                                 abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.mlflow
+def test_predict_leaves_no_copy_of_the_model_behind(digits_run, tmp_path):
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = run_predict(f"runs:/{digits_run.run.info.run_id}/model", str(image),
+                       env={**digits_run.cli.env, "TMPDIR": str(temp)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in temp.iterdir()) == []
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("", "the model URI is empty"),
+    ("http://127.0.0.1:9/model", "cannot load the model 'http://127.0.0.1:9/model'"),
+    ("s3://bucket/model", "cannot load the model 's3://bucket/model'"),
+])
+def test_a_model_uri_that_cannot_be_loaded_is_one_clear_line(uri, message, tmp_path):
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    env = {**os.environ,
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = run_predict(uri, str(image), env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line
+    assert done.stderr.startswith(f"predict: {message}"), done.stderr

@@ -74,6 +74,9 @@ def test_corrupt_checkpoint_is_refused_with_its_name(harness_cli):
     assert done.returncode == 2, done.stderr
     assert "corrupt or truncated" in done.stderr and str(local) in done.stderr
     assert "error: checkpoint" in done.stderr and "Traceback" not in done.stderr
+    # The artifact is named as such, not as the temporary file it was downloaded to.
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"checkpoint runs:/{run_id}/checkpoint/last.npz is corrupt" in error, error
     assert run_by_name(cli, "cut").info.status == "KILLED"
 
     # Only the local copy damaged: it says so and resumes from the artifact.
@@ -81,4 +84,8 @@ def test_corrupt_checkpoint_is_refused_with_its_name(harness_cli):
     done = cli.run("experiments.resume", run_id)
     assert done.returncode == 0, done.stderr
     assert "trying the run's artifact instead" in done.stderr
-    assert run_by_name(cli, "cut").info.status == "FINISHED"
+    finished = run_by_name(cli, "cut")
+    assert finished.info.status == "FINISHED"
+    # It no longer failed: the reason it was KILLED is gone with it.
+    assert "failure_reason" not in finished.data.tags
+    assert "error_type" not in finished.data.tags

@@ -10,6 +10,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,28 @@ def md5sum(path: str | os.PathLike) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (created if needed) inside the block, so that
+    processes downloading the same file (the jobs of a parallel sweep) fetch it once: the
+    others wait, then find it in place."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; the atomic rename still keeps `dest` whole
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            # Removed so that the data root stays clean. A process already waiting on it
+            # then finds the file in place; after a failed download two might both try
+            # again, each into its own temporary file, which is still safe.
+            lock_path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _progress_bar(total: int | None, desc: str, enabled: bool) -> Any:
@@ -163,13 +187,18 @@ def download(
     expected_md5 = md5.lower()
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
-    if dest.is_file():
-        if md5sum(dest) == expected_md5:
-            return dest
-        logger.warning("%s exists but its md5 is not %s; downloading it again", dest, md5)
-        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest.parent / f".{dest.name}.lock"):
+        if dest.is_file():
+            if md5sum(dest) == expected_md5:
+                return dest  # already there, or fetched by another process meanwhile
+            logger.warning("%s exists but its md5 is not %s; downloading it again", dest, md5)
+            dest.unlink()
+        return _download_locked(url, dest, expected_md5, retries, timeout, progress, backoff)
 
+
+def _download_locked(url: str, dest: Path, expected_md5: str, retries: int, timeout: float,
+                     progress: bool, backoff: float) -> Path:
     attempts = retries + 1
     for attempt in range(1, attempts + 1):
         try:

@@ -21,8 +21,16 @@ class DigitsDataConfig(DataConfig):
     """scikit-learn's 8x8 digits (no download), scaled up to image_size x image_size RGB."""
 
     name: str = "digits"
+    download: bool = False  # nothing to download
     image_size: int = 32
     test_fraction: float = 0.2  # held out per class, the same images whatever the seed
+
+    @property
+    def image_side(self) -> int:
+        return self.image_size
+
+    def prepare(self) -> None:
+        """Nothing to fetch; the folder is read when a run loads it."""
 
     def problems(self) -> list[str]:
         found = super().problems()

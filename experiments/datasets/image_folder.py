@@ -28,10 +28,18 @@ class ImageFolderDataConfig(DataConfig):
     """root/<class>/<image>, or root/train/<class>/... and root/test/<class>/..."""
 
     name: str = "image_folder"
+    download: bool = False  # nothing to download
     image_size: int = 32  # every image is resized to image_size x image_size RGB
     test_fraction: float = 0.2  # held out per class when root has no train/ and test/
 
     num_classes = None  # known once the folder is read
+
+    @property
+    def image_side(self) -> int:
+        return self.image_size
+
+    def prepare(self) -> None:
+        """Nothing to fetch; the folder is read when a run loads it."""
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -120,5 +128,10 @@ def prepare_image_folder(
         rest_files = [files[kept[i]] for i in rest_idx]
         test_files = [files[kept[i]] for i in test_idx]
         y_rest, y_test = y_kept[rest_idx], y_kept[test_idx]
+    if len(kept_names) < 2:
+        # One class is learnt perfectly by always answering it: a meaningless 100%.
+        raise ValueError(
+            f"{folder} has one class sub-folder ({kept_names[0]}); data=image_folder needs "
+            "at least two, one sub-folder of images per class")
     return make_splits(rest_files, y_rest, test_files, y_test, n_train=n_train, n_val=n_val,
                         seed=seed, class_names=kept_names, source=folder, shape=shape)

@@ -66,4 +66,9 @@ def find_checkpoint(run_id: str, folder: Path) -> ckpt.Checkpoint:
             f"run {run_id} has no usable checkpoint: {'; '.join(problems)}. It saves one "
             f"per epoch only with trainer.checkpoint_every > 0 and after its first epoch; "
             f"train it again with `make rerun RUN_ID={run_id}`") from e
-    return ckpt.load(path)
+    try:
+        return ckpt.load(path)
+    except ckpt.CheckpointError as e:
+        # `path` is a temporary download, gone once resuming stops: name the artifact.
+        artifact = f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}/last.npz"
+        raise ckpt.CheckpointError(str(e).replace(str(path), artifact)) from e

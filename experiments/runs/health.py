@@ -18,6 +18,7 @@ from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report, v
 from cnn.diagnostics.statistics import layer_statistics
 from experiments.runs.build import Run, make_optimizer_from
 from experiments.tracking import tags
+from experiments.tracking.metadata import log_safely
 from experiments.tracking.offline import OfflineBuffer
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def log_health(run: Run) -> None:
     diagnosis = diagnose(run)
     mlflow.log_text(diagnosis.report + "\n\n" + layer_table(diagnosis.stats) + "\n",
                     "health_report.txt")
-    mlflow.set_tags({tags.HEALTH: diagnosis.verdict, tags.HEALTH_CAUSE: diagnosis.cause or "-"})
+    log_safely("the health tags", mlflow.set_tags,
+               {tags.HEALTH: diagnosis.verdict, tags.HEALTH_CAUSE: diagnosis.cause or "-"})
     # The untrained network's per-layer statistics start the per-epoch series at step 0.
     mlflow.log_metrics({k: v for k, v in diagnosis.stats.items() if k != "loss"}, step=0)
     log.info("%s", diagnosis.report.splitlines()[0])

@@ -21,6 +21,7 @@ from experiments.reporting import run_figures
 from experiments.runs.build import Run
 from experiments.serving.pyfunc_model import log_pyfunc_model
 from experiments.tracking import tags
+from experiments.tracking.metadata import log_safely
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def log_datasets(run: Run) -> None:
             dataset = mlflow.data.from_numpy(x, targets=y, source=str(splits.source),
                                              name=f"{run.cfg.data.name}-{part}",
                                              digest=_digest(x, y))
-        mlflow.log_input(dataset, context=context)
+        log_safely(f"the {context} dataset", mlflow.log_input, dataset, context=context)
 
 
 def first_conv_weights(net: Sequential) -> np.ndarray | None:
@@ -84,5 +85,5 @@ def log_test_results(run: Run, name: str) -> tuple[float, float]:
         info = log_pyfunc_model(run.net, run.cfg.model.name, run.normalizer,
                                 run.splits.class_names, knobs=group_args(run.cfg.model))
         # runs:/<run_id>/model works too; this URI names the model itself.
-        mlflow.set_tag(tags.MODEL_URI, info.model_uri)
+        log_safely("the model URI tag", mlflow.set_tag, tags.MODEL_URI, info.model_uri)
     return result.loss, result.acc

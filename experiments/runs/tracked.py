@@ -21,8 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnn import checkpoint as ckpt
 from cnn.data import Splits
+from cnn.rng import make_generators
 from cnn.training import fit
 from experiments.config import validate
+from experiments.datasets.base import load_splits
 from experiments.reporting import run_figures
 from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
@@ -34,6 +36,7 @@ from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.history import epoch_history
 from experiments.tracking.lifecycle import ended_run
+from experiments.tracking.metadata import log_safely
 from experiments.tracking.offline import OFFLINE_FILE, OfflineBuffer, is_tracking_outage
 from experiments.tracking.params import flatten
 from experiments.tracking.store import check_store_writable, resolve_tracking_uri, use_store
@@ -91,6 +94,10 @@ def train_and_log(
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
     validate(cfg)
+    if splits is None:
+        # Before the run exists: data that cannot be found (or downloaded) fails here,
+        # leaving no FAILED run behind. The split seed is drawn as build_run would draw it.
+        splits = load_splits(cfg, make_generators(cfg.trainer.seed))
     check_store_writable(resolve_tracking_uri(cfg.tracking.uri))
     experiment_id = use_store(cfg.tracking.uri, cfg.tracking.experiment)
     check_store_writable(mlflow.get_tracking_uri(),
@@ -105,7 +112,8 @@ def train_and_log(
         name = active.info.run_name or name
         mlflow.set_tag(tags.RESUMED_FROM, str(resume[1].epoch))
     # Who trains it, so that tracking.reap can tell a crashed run from a live one.
-    mlflow.set_tags({tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
+    log_safely("the host and pid tags", mlflow.set_tags,
+               {tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
     outcome = Outcome(run_id=active.info.run_id)
     also_end = (parent_run_id,) if parent_run_id and interrupt_ends_parent else ()
     with ended_run(outcome.run_id, also_end=also_end):
@@ -119,7 +127,8 @@ def train_and_log(
                 run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
                 start_epoch = resume[1].epoch + 1
             with chunk_threads(run.net) as threads:  # the layers' batch chunks on the cores
-                mlflow.set_tag(tags.CHUNK_THREADS, str(threads))
+                log_safely("the chunk_threads tag", mlflow.set_tag, tags.CHUNK_THREADS,
+                           str(threads))
                 _fit_and_evaluate(run, name, outcome, metrics, start_epoch)
         finally:
             _log_job_file(log_file)
@@ -138,7 +147,7 @@ def _start(cfg: DictConfig, run_id: str, name: str, hydra_dir: Path | None,
         mlflow.log_text(diff, "git_diff.patch")
 
     run = build_run(cfg, splits=splits)
-    mlflow.set_tag(tags.DATA_DIGEST, run.splits.digest())
+    log_safely("the data digest tag", mlflow.set_tag, tags.DATA_DIGEST, run.splits.digest())
     if cfg.tracking.log_dataset:
         log_datasets(run)
     mlflow.log_text(run.net.summary(print_fn=lambda _: None), "model_summary.txt")

@@ -11,6 +11,7 @@ size and colour mode, resized to the model's input. `predict_files` does the wor
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,42 @@ def predict_files(model: Any, paths: Sequence[Path], k: int) -> list[str]:
     names = class_names(model, probs.shape[1])
     ranked = top_k(probs, min(k, probs.shape[1]))
     return [format_predictions(path, r, names) for path, r in zip(paths, ranked, strict=True)]
+
+
+class ModelLoadError(RuntimeError):
+    """The model URI cannot be loaded; the message is one line naming the URI."""
+
+
+def predict_uri(model_uri: str, paths: Sequence[Path], k: int) -> list[str]:
+    """`predict_files` with the model at `model_uri`, which MLflow downloads into a
+    temporary folder removed afterwards (its own default folder would be left behind, a
+    copy of the model per call).
+
+    Raises ModelLoadError if the model cannot be loaded, CorruptDatasetError or ValueError
+    for an image it cannot classify.
+    """
+    with tempfile.TemporaryDirectory(prefix="predict-model-") as folder:
+        return predict_files(load_model(model_uri, folder), paths, k)
+
+
+def load_model(model_uri: str, folder: str) -> Any:
+    """The pyfunc model at `model_uri`, its files downloaded into `folder`."""
+    import mlflow
+
+    if not model_uri.strip():
+        raise ModelLoadError("the model URI is empty: give runs:/<run id>/model, "
+                             "models:/<model id> or a model folder")
+    try:
+        return mlflow.pyfunc.load_model(model_uri, dst_path=folder)
+    except Exception as e:
+        # Each store fails its own way (a missing client library for s3:// or gs://, an
+        # unpacking error for a bare http:// URL): one line, with the error's type.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        hint = ""
+        if isinstance(e, ImportError):
+            hint = " (reading this kind of URI needs a package that is not installed)"
+        elif model_uri.startswith(("http://", "https://")):
+            hint = (" (for a model on a tracking server, give runs:/<run id>/model and "
+                    "--tracking-uri http://...)")
+        raise ModelLoadError(f"cannot load the model {model_uri!r}: "
+                             f"{type(e).__name__}: {first}{hint}") from e

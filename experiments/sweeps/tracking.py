@@ -20,6 +20,8 @@ import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.config import validate
+from experiments.datasets.base import data_config
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
@@ -66,7 +68,13 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_name = OmegaConf.select(config, "hydra.runtime.choices.sweep") or "custom"
         sweep_dir = Path(config.hydra.sweep.dir)
-        _check_store_for_launcher(config)
+        try:
+            _check_store_for_launcher(config)
+            _check_config_and_data(config)
+        except Exception as e:
+            # Hydra turns a callback's exception into a warning and starts the jobs anyway;
+            # SystemExit stops the sweep here, before any run exists.
+            raise SystemExit(f"the sweep did not start: {type(e).__name__}: {e}") from e
         use_store(config.tracking.uri, config.tracking.experiment)
         commit, dirty, _ = git_state()
         # Sweeps given on the command line (-m optim.lr=0.01,0.1) have no sweeper.params;
@@ -156,8 +164,10 @@ class SweepTracking(Callback):
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[signum] = signal.signal(signum, self._interrupt)
+        # SIGHUP: the terminal was closed. A signal ignored (nohup) stays ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous_handlers[signum] = signal.signal(signum, self._interrupt)
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -232,6 +242,15 @@ class SweepTracking(Callback):
             log.error("%s", message)
             print(message, file=sys.stderr, flush=True)
             client.set_tag(self.parent_run_id, tags.KILLED_RUNS, ", ".join(names))
+
+
+def _check_config_and_data(config: DictConfig) -> None:
+    """Before the parent run exists: the config's own problems, and the data, downloaded
+    here once when allowed and missing (the jobs, perhaps in parallel, then find it).
+    Values swept over are checked by each job, before its own run."""
+    job_config = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    validate(job_config)
+    data_config(job_config.data).prepare()
 
 
 def _check_store_for_launcher(config: DictConfig) -> None:
