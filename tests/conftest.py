@@ -89,6 +89,26 @@ def cifar_archive(cifar_root: Path, cifar_folder: Path, tmp_path_factory) -> Pat
 
 
 # ---------------------------------------------------------------------------------------
+# MLflow's process-wide tracking URI (every test).
+#
+# mlflow.set_tracking_uri in a test's own process sets a module global and the
+# MLFLOW_TRACKING_URI variable, which later tests would inherit; each test starts clean.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_tracking_uri():
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    import sys
+
+    if "mlflow" in sys.modules:  # only a test that imported MLflow can have set it
+        sys.modules["mlflow"].set_tracking_uri(None)
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+# ---------------------------------------------------------------------------------------
 # Harness fixtures (experiments/; used by tests/test_harness_*.py).
 #
 # The harness is tested end to end: `python -m experiments.<module>` runs in a subprocess
