@@ -10,37 +10,28 @@ from pathlib import Path
 import numpy as np
 
 from cnn.data import Splits
-from experiments.datasets.base import DATASETS, DataConfig
-from experiments.datasets.held_out import keep_classes, make_splits, split_off_test
+from experiments.datasets.base import DATASETS
+from experiments.datasets.held_out import (
+    HeldOutDataConfig,
+    keep_classes,
+    make_splits,
+    split_off_test,
+)
 from experiments.datasets.images import to_array
 
 
 @DATASETS.register("digits")
 @dataclass
-class DigitsDataConfig(DataConfig):
+class DigitsDataConfig(HeldOutDataConfig):
     """scikit-learn's 8x8 digits (no download), scaled up to image_size x image_size RGB."""
 
     name: str = "digits"
-    download: bool = False  # nothing to download
-    image_size: int = 32
-    test_fraction: float = 0.2  # held out per class, the same images whatever the seed
-
-    @property
-    def image_side(self) -> int:
-        return self.image_size
-
-    def prepare(self) -> None:
-        """Nothing to fetch; the folder is read when a run loads it."""
 
     def problems(self) -> list[str]:
         found = super().problems()
         if self.root is not None:
             found.append(f"data.root={self.root!r}: digits ship with scikit-learn and read "
                          "no folder")
-        if self.image_size < 8:  # three 2x2 poolings (vgg) must leave at least one pixel
-            found.append(f"data.image_size must be >= 8, got {self.image_size}")
-        if not 0 < self.test_fraction < 1:
-            found.append(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
         return found
 
     def load(self, seed: int) -> Splits:

@@ -4,12 +4,39 @@ a test set held out the same way for every seed, and the rest split as CIFAR-10'
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnn.data import Splits, check_classes, select_classes, stratified_split
+from experiments.datasets.base import DataConfig
 from experiments.datasets.images import load_images
+
+
+@dataclass
+class HeldOutDataConfig(DataConfig):
+    """The keys of datasets whose images are resized and whose test set is held out here."""
+
+    download: bool = False  # nothing to download
+    image_size: int = 32  # every image is resized to image_size x image_size RGB
+    test_fraction: float = 0.2  # held out per class, the same images whatever the seed
+
+    @property
+    def image_side(self) -> int:
+        return self.image_size
+
+    def prepare(self) -> None:
+        """Nothing to fetch; the images are read when a run loads them."""
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.image_size < 8:  # three 2x2 poolings (vgg) must leave at least one pixel
+            found.append(f"data.image_size must be >= 8, got {self.image_size}")
+        if not 0 < self.test_fraction < 1:
+            found.append(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+        return found
+
 
 # The held-out test images must not change with trainer.seed, or runs with different
 # seeds would be scored on different images; CIFAR-10's official test set is fixed too.

@@ -17,37 +17,25 @@ import numpy as np
 
 from cnn.data import Splits
 from cnn.data.errors import CorruptDatasetError, DatasetNotFoundError
-from experiments.datasets.base import DATASETS, DataConfig
-from experiments.datasets.held_out import keep_classes, make_splits, split_off_test
+from experiments.datasets.base import DATASETS
+from experiments.datasets.held_out import (
+    HeldOutDataConfig,
+    keep_classes,
+    make_splits,
+    split_off_test,
+)
 from experiments.datasets.images import IMAGE_SUFFIXES
 
 
 @DATASETS.register("image_folder")
 @dataclass
-class ImageFolderDataConfig(DataConfig):
-    """root/<class>/<image>, or root/train/<class>/... and root/test/<class>/..."""
+class ImageFolderDataConfig(HeldOutDataConfig):
+    """root/<class>/<image>, or root/train/<class>/... and root/test/<class>/...; the test
+    fraction is held out only when root has no train/ and test/."""
 
     name: str = "image_folder"
-    download: bool = False  # nothing to download
-    image_size: int = 32  # every image is resized to image_size x image_size RGB
-    test_fraction: float = 0.2  # held out per class when root has no train/ and test/
 
     num_classes = None  # known once the folder is read
-
-    @property
-    def image_side(self) -> int:
-        return self.image_size
-
-    def prepare(self) -> None:
-        """Nothing to fetch; the folder is read when a run loads it."""
-
-    def problems(self) -> list[str]:
-        found = super().problems()
-        if self.image_size < 8:  # three 2x2 poolings (vgg) must leave at least one pixel
-            found.append(f"data.image_size must be >= 8, got {self.image_size}")
-        if not 0 < self.test_fraction < 1:
-            found.append(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
-        return found
 
     def load(self, seed: int) -> Splits:
         return prepare_image_folder(self.root, image_size=self.image_size,
