@@ -14,14 +14,21 @@ shared machine costs more than the product). A chunk's result does not depend
 on the thread that computed it, and `map_chunks` returns results in chunk
 order, so sums over chunks are the same for any number of threads.
 
-Who sets the number of threads (each such layer's `threads`, 1 by default):
-experiments/runtime/threads.py, which also puts BLAS on one thread while they run.
+How many threads take the chunks is a scoped setting, not a layer's attribute:
+
+    with parallel.threads(2):
+        net.forward(x, training=True)   # every layer's chunks on 2 threads
+
+Outside any such block, 1. The setting lives in a context variable, so a
+scope entered in one thread (or asyncio task) does not leak into another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import TypeVar
 
@@ -33,6 +40,26 @@ R = TypeVar("R")
 # Element-wise passes work on chunks of about this size, which fit one core's L2 cache.
 ROW_CHUNK_BYTES = 1 << 20
 
+# The threads of the innermost `threads(n)` block around the caller; 1 outside any.
+_THREADS: ContextVar[int] = ContextVar("cnn_chunk_threads", default=1)
+
+
+@contextmanager
+def threads(n: int) -> Iterator[int]:
+    """Within the block, layers take their batch chunks on `n` threads. Yields n."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {n!r}")
+    token = _THREADS.set(int(n))
+    try:
+        yield int(n)
+    finally:
+        _THREADS.reset(token)
+
+
+def current_threads() -> int:
+    """The threads of the innermost `threads(n)` block, 1 outside any."""
+    return _THREADS.get()
+
 
 @cache
 def _executor(threads: int) -> ThreadPoolExecutor:
@@ -41,11 +68,12 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="cnn-chunks")
 
 
-def map_chunks(fn: Callable[[T], R], chunks: Sequence[T], threads: int = 1) -> list[R]:
-    """[fn(c) for c in chunks], on up to `threads` threads; results in chunk order."""
-    if threads <= 1 or len(chunks) <= 1:
+def map_chunks(fn: Callable[[T], R], chunks: Sequence[T]) -> list[R]:
+    """[fn(c) for c in chunks], on up to current_threads() threads; results in chunk order."""
+    n = current_threads()
+    if n <= 1 or len(chunks) <= 1:
         return [fn(chunk) for chunk in chunks]
-    return list(_executor(threads).map(fn, chunks))
+    return list(_executor(n).map(fn, chunks))
 
 
 def batch_chunks(n: int, bytes_per_item: int, budget: int, multiple: int = 4) -> list[slice]:
@@ -65,8 +93,8 @@ def batch_chunks(n: int, bytes_per_item: int, budget: int, multiple: int = 4) ->
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def over_batch(fn: Callable[[slice], object], x: np.ndarray, threads: int = 1) -> None:
+def over_batch(fn: Callable[[slice], object], x: np.ndarray) -> None:
     """fn(rows) for slices `rows` of x's first axis, about ROW_CHUNK_BYTES of x each,
-    on up to `threads` threads. For element-wise passes that write into arrays of their own."""
+    on the scope's threads. For element-wise passes that write into arrays of their own."""
     n = x.shape[0]
-    map_chunks(fn, batch_chunks(n, x.nbytes // max(n, 1), ROW_CHUNK_BYTES), threads)
+    map_chunks(fn, batch_chunks(n, x.nbytes // max(n, 1), ROW_CHUNK_BYTES))

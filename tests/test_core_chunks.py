@@ -16,8 +16,9 @@ def test_map_chunks_keeps_chunk_order_when_threads_finish_out_of_order():
         time.sleep(0.05 if i == 0 else 0.0)
         return i * i
 
-    assert map_chunks(slow_first, list(range(6)), threads=3) == [i * i for i in range(6)]
-    assert map_chunks(slow_first, [4], threads=3) == [16]
+    with parallel.threads(3):
+        assert map_chunks(slow_first, list(range(6))) == [i * i for i in range(6)]
+        assert map_chunks(slow_first, [4]) == [16]
 
 
 @pytest.mark.parametrize(
@@ -49,11 +50,13 @@ def test_conv_gives_the_same_numbers_in_one_chunk_or_many_on_threads(stride, pad
                    dtype=np.float64)
     pieces = Conv2D(3, 4, 3, stride=stride, padding=padding, rng=np.random.default_rng(1),
                     dtype=np.float64)
-    pieces.chunk_bytes, pieces.threads = 1, 3  # one image per chunk, on three threads
+    pieces.chunk_bytes = 1  # one image per chunk, on three threads below
     out = whole.forward(x, training=True)
-    np.testing.assert_array_equal(pieces.forward(x, training=True), out)
     dout = rng.standard_normal(out.shape)
-    np.testing.assert_allclose(pieces.backward(dout), whole.backward(dout), rtol=1e-12, atol=1e-12)
+    dx = whole.backward(dout)
+    with parallel.threads(3):
+        np.testing.assert_array_equal(pieces.forward(x, training=True), out)
+        np.testing.assert_allclose(pieces.backward(dout), dx, rtol=1e-12, atol=1e-12)
     for key in whole.grads:
         np.testing.assert_allclose(pieces.grads[key], whole.grads[key], rtol=1e-12, atol=1e-12)
 
@@ -62,12 +65,14 @@ def test_conv_chunks_on_threads_are_bit_identical_to_the_same_chunks_in_turn():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((37, 12, 12, 8), dtype=np.float32)
     convs = [Conv2D(8, 16, 3, padding=1, rng=np.random.default_rng(1)) for _ in range(2)]
+    dout = rng.standard_normal((37, 12, 12, 16), dtype=np.float32)
+    outs, dxs = [], []
     for conv, threads in zip(convs, (1, 2), strict=True):
-        conv.chunk_bytes, conv.threads = 20_000, threads
-    outs = [conv.forward(x, training=True) for conv in convs]
+        conv.chunk_bytes = 20_000
+        with parallel.threads(threads):
+            outs.append(conv.forward(x, training=True))
+            dxs.append(conv.backward(dout))
     np.testing.assert_array_equal(outs[0], outs[1])
-    dout = rng.standard_normal(outs[0].shape, dtype=np.float32)
-    dxs = [conv.backward(dout) for conv in convs]
     np.testing.assert_array_equal(dxs[0], dxs[1])
     for key in convs[0].grads:
         np.testing.assert_array_equal(convs[0].grads[key], convs[1].grads[key])
@@ -93,9 +98,9 @@ def test_element_wise_layers_give_the_same_bits_in_chunks_on_threads(make, train
     dout = rng.standard_normal(out.shape, dtype=np.float32)
     dx = whole.backward(dout)
     monkeypatch.setattr(parallel, "ROW_CHUNK_BYTES", x[0].nbytes)  # one image a chunk
-    pieces.threads = 3
-    np.testing.assert_array_equal(pieces.forward(x, training=training), out)
-    np.testing.assert_array_equal(pieces.backward(dout), dx)
+    with parallel.threads(3):
+        np.testing.assert_array_equal(pieces.forward(x, training=training), out)
+        np.testing.assert_array_equal(pieces.backward(dout), dx)
     for key in whole.grads:
         np.testing.assert_array_equal(pieces.grads[key], whole.grads[key])
     for key in whole.buffers:

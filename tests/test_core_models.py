@@ -187,16 +187,6 @@ def test_reinitialize_reaches_the_layers_inside_blocks():
                               net.params["stage2.block1.shortcut.conv.W"])
 
 
-def test_threads_reach_every_layer_inside():
-    """As a harness sets them: `threads` on each of the network's layers that has it."""
-    net = build_model("resnet", depth=8, widths=[4, 4, 8])
-    for layer in net.layers:
-        if hasattr(layer, "threads"):
-            layer.threads = 3
-    inner = {n: leaf.threads for n, leaf in net.named_leaves() if hasattr(leaf, "threads")}
-    assert "stage3.block1.shortcut.bn" in inner and set(inner.values()) == {3}
-
-
 # -- whole networks: gradients, weights on disk, checkpoints -----------------------------------
 
 SMALL = {"input_shape": (6, 6, 3), "num_classes": 3, "dtype": np.float64}

@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from cnn import parallel
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import SGD
 from cnn.training import train_step
-
-
-def _threaded_layers(net) -> list:
-    return [layer for layer in net.layers if hasattr(layer, "threads")]
 
 
 def _weights_after_steps(model: str, batch: int, within) -> tuple[object, dict[str, np.ndarray]]:
@@ -48,17 +45,16 @@ def test_two_chunk_threads_give_the_weights_of_one_thread():
     from experiments.runtime.threads import chunk_threads
 
     @contextmanager
-    def on_chunk_threads(net, threads: int):
-        with chunk_threads(net, threads) as used:
-            assert used == threads
-            assert all(layer.threads == threads for layer in _threaded_layers(net))
+    def on_chunk_threads(threads: int):
+        with chunk_threads(threads) as used:
+            assert used == threads == parallel.current_threads()
             yield
 
-    (net, one), (_, two) = (
-        _weights_after_steps("seed", 128, lambda net, t=t: on_chunk_threads(net, t))
+    (_, one), (_, two) = (
+        _weights_after_steps("seed", 128, lambda net, t=t: on_chunk_threads(t))
         for t in (1, 2)
     )
-    assert all(layer.threads == 1 for layer in _threaded_layers(net))  # restored
+    assert parallel.current_threads() == 1  # restored
     for key in one:
         assert np.array_equal(one[key], two[key]), key
 
@@ -68,11 +64,10 @@ def test_chunk_threads_put_blas_on_one_thread_and_restore_it():
 
     from experiments.runtime.threads import chunk_threads, current_blas_threads
 
-    net = build_model("seed")
     with threadpool_limits(2, user_api="blas"):
         if current_blas_threads() < 2:
             pytest.skip("this BLAS runs on one thread only")
-        with chunk_threads(net) as used:
+        with chunk_threads() as used:
             assert used == 2
             assert current_blas_threads() == 1
         assert current_blas_threads() == 2
@@ -83,7 +78,24 @@ def test_a_job_with_one_blas_thread_keeps_its_layers_on_one_thread():
     """A parallel sweep gives each job one BLAS thread: its layers must not take two cores."""
     from experiments.runtime.threads import chunk_threads
 
-    net = build_model("vgg")
-    with threadpool_limits(1, user_api="blas"), chunk_threads(net) as used:
-        assert used == 1
-        assert all(layer.threads == 1 for layer in _threaded_layers(net))
+    with threadpool_limits(1, user_api="blas"), chunk_threads() as used:
+        assert used == 1 == parallel.current_threads()
+
+
+def test_the_threads_scope_nests_restores_and_stays_in_its_own_thread():
+    """cnn.parallel.threads is a scope: inner blocks win, leaving one restores the outer
+    setting (also after an error), and another thread does not see it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert parallel.current_threads() == 1
+    with parallel.threads(2):
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(parallel.current_threads).result() == 1
+        with pytest.raises(RuntimeError), parallel.threads(3):
+            assert parallel.current_threads() == 3
+            raise RuntimeError
+        assert parallel.current_threads() == 2
+    assert parallel.current_threads() == 1
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="threads"), parallel.threads(bad):
+            pass

@@ -112,7 +112,7 @@ run = build_run(compose_config(sys.argv[1:]))
 digest = run.splits.digest()
 built = peak()
 start = time.perf_counter()
-with chunk_threads(run.net):
+with chunk_threads():
     history = fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches,
                   run.epochs, val_batches=run.val_batches)
 print(json.dumps(dict(before=before, built=built, peak=peak(),

@@ -11,9 +11,8 @@ from cnn.parallel import over_batch
 class ReLU(Layer):
     """max(x, 0), any shape. Units whose input is negative pass no gradient ("dead").
 
-    Works through the batch in chunks on `threads` threads (cnn/parallel.py)."""
+    Works through the batch in chunks, on the threads of cnn/parallel.py's scope."""
 
-    threads = 1
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._mask = np.empty(x.shape, dtype=bool)
@@ -23,13 +22,13 @@ class ReLU(Layer):
             np.greater(x[rows], 0, out=self._mask[rows])
             np.multiply(x[rows], self._mask[rows], out=out[rows])
 
-        over_batch(relu, x, self.threads)
+        over_batch(relu, x)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dx = np.empty_like(dout)
         over_batch(lambda rows: np.multiply(dout[rows], self._mask[rows], out=dx[rows]),
-                   dout, self.threads)
+                   dout)
         return dx
 
 

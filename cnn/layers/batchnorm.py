@@ -20,11 +20,10 @@ class BatchNorm1D(Layer):
     estimates: running = (1 - momentum) * running + momentum * batch, with the
     unbiased variance, as in PyTorch. Evaluation uses the running estimates.
     Params: gamma, beta (C,). Buffers: running_mean, running_var (C,).
-    The element-wise passes take the batch in chunks on `threads` threads
-    (cnn/parallel.py).
+    The element-wise passes take the batch in chunks, on the threads of
+    cnn/parallel.py's scope.
     """
 
-    threads = 1
 
     def __init__(
         self,
@@ -49,7 +48,7 @@ class BatchNorm1D(Layer):
         mean = column_sums(x.reshape(-1, c)) / m if training else self.buffers["running_mean"]
         xc = np.empty_like(x)  # x's shape
         over_batch(lambda rows: per_channel(x[rows], np.subtract, mean, out=xc[rows]),
-                   x, self.threads)
+                   x)
         if training:
             xc2 = xc.reshape(-1, c)  # (M, C)
             var = np.einsum("mc,mc->c", xc2, xc2) / m  # biased: the batch's own spread
@@ -72,7 +71,7 @@ class BatchNorm1D(Layer):
             per_channel(xc[rows], np.multiply, scale, out=out[rows])
             per_channel(out[rows], np.add, shift, out=out[rows])
 
-        over_batch(normalise, x, self.threads)
+        over_batch(normalise, x)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -96,7 +95,7 @@ class BatchNorm1D(Layer):
                 d -= per_channel(xc[rows], np.multiply, along_xhat)
                 per_channel(d, np.subtract, mean_term, out=d)
 
-        over_batch(input_grad, dout, self.threads)
+        over_batch(input_grad, dout)
         return dx
 
     def __repr__(self) -> str:

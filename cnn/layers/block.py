@@ -18,16 +18,12 @@ class Block(Layer):
     Subclasses fill `sublayers` and write forward and backward; like a
     WeightedLayer, backward takes `input_grad=False` for when the block is a
     network's first layer.
-
-    Setting `threads` sets it on every sub-layer that has one, so a harness
-    that gives each layer of a network its threads reaches the layers inside.
     """
 
     def __init__(self, sublayers: dict[str, Layer]) -> None:
         # Layer.__init__ would assign params/grads/buffers, which here are read from
         # the sub-layers instead: a copy of its own could go stale after `to`.
         self.sublayers = sublayers
-        self._threads = 1
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         raise NotImplementedError
@@ -64,14 +60,3 @@ class Block(Layer):
         for layer in self.sublayers.values():
             layer.to(dtype)
         return self
-
-    @property
-    def threads(self) -> int:
-        return self._threads
-
-    @threads.setter
-    def threads(self, threads: int) -> None:
-        self._threads = threads
-        for layer in self.sublayers.values():
-            if hasattr(layer, "threads"):
-                layer.threads = threads

@@ -19,12 +19,11 @@ class Conv2D(WeightedLayer):
     Params: W (KH, KW, C_in, F) and, with bias, b (F,).
 
     The batch is processed in chunks of about `chunk_bytes` of patches, so the
-    patch matrix stays in the CPU cache, and `threads` threads take the chunks
-    (cnn/parallel.py); the result depends on neither.
+    patch matrix stays in the CPU cache, on the threads of cnn/parallel.py's
+    scope; the result depends on neither.
     """
 
     chunk_bytes = 4 * 2**20
-    threads = 1
 
     def __init__(
         self,
@@ -68,7 +67,7 @@ class Conv2D(WeightedLayer):
             if self.use_bias:
                 per_channel(out[chunk], np.add, self.params["b"], out=out[chunk])
 
-        map_chunks(convolve, self._chunks(x, ho, wo), self.threads)
+        map_chunks(convolve, self._chunks(x, ho, wo))
         # Backward pads and gathers the patches again, chunk by chunk: cheaper than
         # keeping 9x the input.
         self._cache = x
@@ -84,7 +83,7 @@ class Conv2D(WeightedLayer):
             return self._patch_rows(x[chunk]).T @ dout[chunk].reshape(-1, f)  # (KH*KW*C, F)
 
         dw = np.zeros_like(w2)
-        for part in map_chunks(weight_grad, self._chunks(x, ho, wo), self.threads):
+        for part in map_chunks(weight_grad, self._chunks(x, ho, wo)):
             dw += part  # in chunk order, so the sum's rounding is the same on any threads
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
@@ -115,7 +114,7 @@ class Conv2D(WeightedLayer):
             cols = im2col(dpad, kh, kw, 1).reshape(-1, flipped.shape[0])  # (n*H*W, KH*KW*F)
             np.matmul(cols, flipped, out=dx[chunk].reshape(-1, c))
 
-        map_chunks(convolve, self._chunks(dout, h, w), self.threads)
+        map_chunks(convolve, self._chunks(dout, h, w))
         return dx
 
     def _input_grad_by_scatter(self, dout: np.ndarray, input_shape: tuple) -> np.ndarray:
@@ -132,7 +131,7 @@ class Conv2D(WeightedLayer):
             dcols = (dout[chunk].reshape(-1, f) @ w2t).reshape(-1, ho, wo, kh, kw, self.in_channels)
             col2im(dcols, dxp[chunk], self.stride)
 
-        map_chunks(scatter, self._chunks(dxp, ho, wo), self.threads)
+        map_chunks(scatter, self._chunks(dxp, ho, wo))
         return dxp[:, p : p + h, p : p + w, :]
 
     def _chunks(self, images: np.ndarray, ho: int, wo: int) -> list[slice]:

@@ -42,10 +42,9 @@ class MaxPool2D(_Pool2D):
 
     The gradient flows to one maximum per window (the first, in row-major
     order, when several tie), as in the common frameworks. Works through the
-    batch in chunks on `threads` threads (cnn/parallel.py).
+    batch in chunks, on the threads of cnn/parallel.py's scope.
     """
 
-    threads = 1
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         n, _, _, c = x.shape
@@ -65,7 +64,7 @@ class MaxPool2D(_Pool2D):
                 np.maximum(winner, (candidate > best) * np.uint8(k), out=winner)
                 np.maximum(best, candidate, out=best)
 
-        over_batch(pool, x, self.threads)
+        over_batch(pool, x)
         self._shape = x.shape
         return out
 
@@ -83,7 +82,7 @@ class MaxPool2D(_Pool2D):
                 else:  # each pixel is in one window: write in place, no temporary
                     np.multiply(douts, winner == k, out=dxs[:, rows, cols, :])
 
-        over_batch(unpool, dx, self.threads)
+        over_batch(unpool, dx)
         return dx
 
 

@@ -46,7 +46,7 @@ def _peak_rss_child(model: str, batch_size: int, queue) -> None:
     keep_freed_memory()  # as in training, where freed memory stays in the process
     net = build_model(model)
     x, y = batch(batch_size)
-    with chunk_threads(net):  # as in training: two chunks may be in flight at once
+    with chunk_threads():  # as in training: two chunks may be in flight at once
         train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
         train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
@@ -79,7 +79,7 @@ def bench_model(
         contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
     cores = current_blas_threads()
     # The NumPy network runs as training runs it; PyTorch's own threads are not NumPy's BLAS.
-    with chunk_threads(net):
+    with chunk_threads():
         seconds = interleaved_medians(contenders, repeats, warmup)
         layers, matmul = time_layers(net, x, y, repeats, yardstick_threads=cores)
     images_per_s = {name: batch_size / s for name, s in seconds.items()}

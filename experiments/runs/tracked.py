@@ -126,7 +126,7 @@ def train_and_log(
             else:
                 run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
                 start_epoch = resume[1].epoch + 1
-            with chunk_threads(run.net) as threads:  # the layers' batch chunks on the cores
+            with chunk_threads() as threads:  # the layers' batch chunks on the cores
                 log_safely("the chunk_threads tag", mlflow.set_tag, tags.CHUNK_THREADS,
                            str(threads))
                 _fit_and_evaluate(run, name, outcome, metrics, start_epoch)

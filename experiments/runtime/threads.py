@@ -1,10 +1,10 @@
 """How a run uses the cores: batch chunks on Python threads, BLAS on one.
 
 cnn/ runs the batch chunks of its convolutions, ReLUs, max-pools and batch
-norms on each layer's `threads` threads (cnn/parallel.py) but cannot tell BLAS
+norms on the threads of a `cnn.parallel.threads(n)` scope but cannot tell BLAS
 what to do: that needs threadpoolctl, which only the harness imports.
-`chunk_threads` gives those layers as many threads as BLAS would have had, and
-BLAS one, for the time of a `with` block.
+`chunk_threads` opens that scope with as many threads as BLAS would have had,
+and puts BLAS on one, for the time of a `with` block.
 So a parallel sweep's job, given one BLAS thread (experiments/sweeps/launchers.py),
 keeps to one core, and the numbers are the same either way (the chunks and
 their order do not change with the threads).
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from cnn.network import Sequential
+from cnn import parallel
 
 
 def current_blas_threads() -> int:
@@ -27,17 +27,10 @@ def current_blas_threads() -> int:
 
 
 @contextmanager
-def chunk_threads(net: Sequential, threads: int | None = None) -> Iterator[int]:
-    """Within the block: `threads` (by default, current_blas_threads()) threads for each layer
-    that takes them, BLAS on one thread. Yields the number; restores both afterwards."""
+def chunk_threads(threads: int | None = None) -> Iterator[int]:
+    """Within the block: `threads` (by default, current_blas_threads()) threads for the
+    layers' batch chunks, BLAS on one thread. Yields the number; restores both afterwards."""
     threads = current_blas_threads() if threads is None else threads
-    layers = [layer for layer in net.layers if hasattr(layer, "threads")]
-    before = [layer.threads for layer in layers]
-    with threadpool_limits(1 if threads > 1 else None, user_api="blas"):
-        for layer in layers:
-            layer.threads = threads
-        try:
-            yield threads
-        finally:
-            for layer, value in zip(layers, before, strict=True):
-                layer.threads = value
+    with threadpool_limits(1 if threads > 1 else None, user_api="blas"), \
+            parallel.threads(threads):
+        yield threads
