@@ -56,7 +56,7 @@ def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches) ->
     """Loss (batch means weighted by batch size), accuracy and predictions, in evaluation mode."""
     total_loss, labels, predictions = 0.0, [], []
     for x, y in batches:
-        logits = net.forward(x, training=False)  # (B, K)
+        logits = net.infer(x)  # (B, K), as forward(x, training=False) gives them
         total_loss += loss_fn.forward(logits, y) * len(y)
         labels.append(y)
         predictions.append(logits.argmax(axis=1))  # (B,)

@@ -54,23 +54,38 @@ class Conv2D(WeightedLayer):
         return kh * kw * self.in_channels, kh * kw * self.out_channels
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        out = self.convolve(x, self.params["W"], self.params.get("b"))  # (N, Ho, Wo, F)
+        # Backward pads and gathers the patches again, chunk by chunk: cheaper than
+        # keeping 9x the input.
+        self._cache = x
+        return out
+
+    def convolve(
+        self, x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, relu: bool = False
+    ) -> np.ndarray:
+        """(N, H, W, C_in) -> (N, Ho, Wo, F): x convolved with `weights` (KH, KW, C_in, F),
+        plus `bias` (F,) if given, then max(., 0) if relu; caches nothing.
+
+        forward passes the layer's own parameters; inference (cnn/inference.py) passes
+        weights with batch norm folded in, and the ReLU after it: each chunk's output
+        gets its bias and ReLU while it is still in the cache.
+        """
         n, h, w, _ = x.shape
         kh, kw = self.kernel
         f = self.out_channels
         ho = output_size(h, kh, self.stride, self.padding)
         wo = output_size(w, kw, self.stride, self.padding)
-        w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
+        w2 = weights.reshape(-1, f)  # (KH*KW*C, F)
         out = np.empty((n, ho, wo, f), dtype=x.dtype)
 
         def convolve(chunk: slice) -> None:
             np.matmul(self._patch_rows(x[chunk]), w2, out=out[chunk].reshape(-1, f))
-            if self.use_bias:
-                per_channel(out[chunk], np.add, self.params["b"], out=out[chunk])
+            if bias is not None:
+                per_channel(out[chunk], np.add, bias, out=out[chunk])
+            if relu:
+                np.maximum(out[chunk], 0, out=out[chunk])
 
         map_chunks(convolve, self._chunks(x, ho, wo))
-        # Backward pads and gathers the patches again, chunk by chunk: cheaper than
-        # keeping 9x the input.
-        self._cache = x
         return out
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:

@@ -20,6 +20,25 @@ def _window_slices(ho: int, wo: int, kernel: int, stride: int):
             yield slice(i, i + stride * ho, stride), slice(j, j + stride * wo, stride)
 
 
+def max_pool(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    """(N, H, W, C) -> (N, Ho, Wo, C), each window's maximum and nothing else: what
+    inference needs (cnn/inference.py), without MaxPool2D's record of the winners."""
+    n, h, w, c = x.shape
+    ho, wo = output_size(h, kernel, stride), output_size(w, kernel, stride)
+    out = np.empty((n, ho, wo, c), dtype=x.dtype)
+
+    def pool(images: slice) -> None:
+        xs, best = x[images], out[images]
+        offsets = _window_slices(ho, wo, kernel, stride)
+        rows, cols = next(offsets)
+        best[...] = xs[:, rows, cols, :]
+        for rows, cols in offsets:
+            np.maximum(best, xs[:, rows, cols, :], out=best)
+
+    over_batch(pool, x)
+    return out
+
+
 class _Pool2D(Layer):
     """Shared by the pooling layers: a kernel x kernel window moved by `stride`
     (the kernel size by default, so windows do not overlap)."""

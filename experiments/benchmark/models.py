@@ -73,7 +73,7 @@ def bench_model(
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
     contenders = {
         "train": lambda: train_step(net, loss_fn, opt, x, y),
-        "infer": lambda: net.forward(x, training=False),
+        "infer": lambda: net.infer(x),
     }
     if use_torch:
         contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
