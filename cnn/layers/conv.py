@@ -94,15 +94,19 @@ class Conv2D(WeightedLayer):
         kh, kw = self.kernel
         w2 = self.params["W"].reshape(-1, f)  # (KH*KW*C, F)
 
-        def weight_grad(chunk: slice) -> np.ndarray:
-            return self._patch_rows(x[chunk]).T @ dout[chunk].reshape(-1, f)  # (KH*KW*C, F)
+        def weight_grad(chunk: slice) -> tuple[np.ndarray, np.ndarray | None]:
+            d = dout[chunk].reshape(-1, f)  # (n*Ho*Wo, F): read once for both, in cache
+            db = column_sums(d) if self.use_bias else None  # (F,)
+            return self._patch_rows(x[chunk]).T @ d, db  # (KH*KW*C, F), (F,)
 
-        dw = np.zeros_like(w2)
-        for part in map_chunks(weight_grad, self._chunks(x, ho, wo)):
-            dw += part  # in chunk order, so the sum's rounding is the same on any threads
+        dw, db = np.zeros_like(w2), np.zeros(f, dtype=w2.dtype)
+        for part_w, part_b in map_chunks(weight_grad, self._chunks(x, ho, wo)):
+            dw += part_w  # in chunk order, so the sums' rounding is the same on any threads
+            if self.use_bias:
+                db += part_b
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
-            self.grads["b"] = column_sums(dout.reshape(-1, f))
+            self.grads["b"] = db
         if not input_grad:
             return None
         if self.stride == 1 and self.padding < min(kh, kw):
