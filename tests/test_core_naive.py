@@ -16,6 +16,10 @@ CONV_CASES = [
     (1, 4, 4, 2, 2, 2, 2, 0),
     (2, 6, 5, 2, 3, 3, 1, 0),  # stride 1, no padding: dx as a full convolution
     (1, 5, 5, 2, 2, 3, 1, 2),  # stride 1, padding K - 1: the widest the fast path takes
+    # More than conv.FEW_CHANNELS input channels: patches gathered channels-last
+    (2, 6, 6, 6, 3, 3, 1, 1),
+    (2, 7, 6, 5, 4, 3, 2, 1),
+    (1, 6, 5, 8, 2, 2, 2, 0),
 ]
 
 

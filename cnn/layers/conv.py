@@ -7,8 +7,11 @@ import numpy as np
 from cnn.initializers import Initializer
 from cnn.layers.base import WeightedLayer
 from cnn.layers.channels import column_sums, per_channel
-from cnn.layers.im2col import col2im, im2col, output_size, pad_hw
+from cnn.layers.im2col import col2im, im2col, im2col_channels_first, output_size, pad_hw
 from cnn.parallel import batch_chunks, map_chunks
+
+# Up to this many input channels (an image's 1 or 3), patches are gathered channels-first.
+FEW_CHANNELS = 4
 
 
 class Conv2D(WeightedLayer):
@@ -114,9 +117,15 @@ class Conv2D(WeightedLayer):
         return self._input_grad_by_scatter(dout, x.shape)
 
     def _patch_rows(self, images: np.ndarray) -> np.ndarray:
-        """(n, H, W, C) -> (n*Ho*Wo, KH*KW*C): padded, one receptive field a row."""
+        """(n, H, W, C) -> (n*Ho*Wo, KH*KW*C): padded, one receptive field a row.
+
+        For an image's few channels (C <= FEW_CHANNELS) the matrix is built transposed,
+        and this is its column-major view: BLAS takes either layout."""
         kh, kw = self.kernel
-        cols = im2col(pad_hw(images, self.padding), kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
+        xp = pad_hw(images, self.padding)  # (n, Hp, Wp, C)
+        if self.in_channels <= FEW_CHANNELS:
+            return im2col_channels_first(xp, kh, kw, self.stride).T  # (n*Ho*Wo, KH*KW*C)
+        cols = im2col(xp, kh, kw, self.stride)  # (n, Ho, Wo, KH, KW, C)
         return cols.reshape(-1, kh * kw * self.in_channels)
 
     def _input_grad_as_convolution(self, dout: np.ndarray, input_shape: tuple) -> np.ndarray:
