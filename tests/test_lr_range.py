@@ -111,3 +111,15 @@ def test_apply_trains_at_the_suggestion_without_disturbing_the_run(tmp_path, mon
     assert [{k: h[k] for k in same} for h in plain.history] == [
         {k: h[k] for k in same} for h in found.history]
     assert (plain.test_loss, plain.test_acc) == (found.test_loss, found.test_acc)
+
+
+def test_bad_range_test_settings_are_named():
+    from experiments.config import ConfigError, compose_config, validate
+
+    with pytest.raises(ConfigError) as e:
+        validate(compose_config(["lr_find.max_lr=1e-6", "lr_find.rule=valley",
+                                 "lr_find.steps=1"]))
+    message = str(e.value)
+    assert "lr_find.max_lr=1e-06 must be above lr_find.min_lr=1e-05" in message
+    assert "lr_find.rule='valley': choose one of min_div_10, steepest" in message
+    assert "lr_find.steps must be at least 2, got 1" in message
