@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnn.training import DivergenceError
 from experiments.runs.tracked import train_and_log
-from experiments.sweeps.parent import read_parent_run, sweeper_kind
+from experiments.sweeps.parent import read_parent_run
+from experiments.sweeps.plan import sweeper_kind
 from experiments.tracking import tags
 
 log = logging.getLogger(__name__)

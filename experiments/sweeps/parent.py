@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from omegaconf import OmegaConf
 
 from experiments.tracking import tags
 
@@ -16,14 +15,6 @@ from experiments.tracking import tags
 # find its parent run. A file rather than an environment variable: it belongs to one
 # sweep only and stays readable afterwards.
 PARENT_RUN_FILE = "mlflow_parent_run.json"
-
-
-def sweeper_kind(hydra: Any) -> str:
-    """"optuna" for a search (hydra/sweeper=optuna), "grid" for Hydra's basic sweeper.
-
-    `hydra`: the config's `hydra` node, or a job's HydraConfig."""
-    target = str(OmegaConf.select(hydra, "sweeper._target_") or "")
-    return "optuna" if "optuna" in target.lower() else "grid"
 
 
 def write_parent_run(sweep_dir: Path, run_id: str, sweep: str) -> None:

@@ -25,7 +25,8 @@ from experiments.datasets.base import data_config
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
-from experiments.sweeps.parent import end_orphaned_runs, sweeper_kind, write_parent_run
+from experiments.sweeps.parent import end_orphaned_runs, write_parent_run
+from experiments.sweeps.plan import sweeper_kind
 from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
