@@ -87,13 +87,15 @@ def history_figure(history: Sequence[Trial]) -> Figure:
     ax.step(numbers, [t.best_so_far for t in history], where="post", color="C1", lw=2,
             label="best so far")
     best = best_trial(history)
+    top = 1.0
     if best is not None:
         ax.annotate(f"best {best.accuracy:.3f}", (best.number, best.accuracy),
-                    textcoords="offset points", xytext=(5, 8), fontsize=9)
+                    textcoords="offset points", xytext=(6, 6), fontsize=9)
+        top = min(1.0, 1.2 * best.accuracy)  # room for the label under the title
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, top)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(f"search: {len(history)} trials")
