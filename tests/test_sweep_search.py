@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_module
 from experiments.config.compose import register_configs
 from experiments.reporting.collect import RunSummary
 from experiments.reporting.search import best_trial, rerun_command, trials
+from experiments.sweeps.plan import sweeper_kind
 from experiments.tracking import tags
 
 TINY = ["sweep=search", "hydra.sweeper.n_trials=3", "data.n_train=100", "data.n_val=50",
@@ -25,7 +26,7 @@ def test_preset_searches_rate_decay_and_batch_with_a_seeded_tpe():
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=search"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert "optuna" in sweeper._target_ and sweeper.direction == "maximize"
+    assert sweeper_kind(cfg.hydra) == "optuna" and sweeper.direction == "maximize"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
     assert sweeper.sampler.seed == 0 and sweeper.n_trials == 12
     assert sweeper.params["optim.lr"].startswith("tag(log, interval(")
