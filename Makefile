@@ -30,6 +30,10 @@ test: $(STAMP) ## Run the whole test suite
 diagnose: $(STAMP) ## Health report of a configured run before training; same overrides as training, e.g. ARGS="init=unit_normal"
 	$(PY) -m experiments.diagnose hydra.run.dir=outputs/diagnose/$$(date +%Y-%m-%d_%H-%M-%S) $(ARGS)
 
+.PHONY: lr-find
+lr-find: $(STAMP) ## Learning-rate range test of a configured run, logged to MLflow; same overrides as training, e.g. ARGS="model=vgg"
+	$(PY) -m experiments.lr_find hydra.run.dir=outputs/lr_find/$$(date +%Y-%m-%d_%H-%M-%S) $(ARGS)
+
 .PHONY: bench
 bench: $(STAMP) ## Time training and inference of seed and vgg (vs PyTorch when installed); ARGS=... for options
 	$(PY) -m experiments.bench $(ARGS)

@@ -47,6 +47,9 @@ def test_parent_groups_the_children(sweep):
     assert [c.info.run_name for c in sweep.children] == [
         "seed-he-lr0.03-n200-s0", "seed-xavier-lr0.03-n200-s0"]
     assert sweep.parent.data.tags["jobs"] == "2 runs: 2 FINISHED"
+    # A grid: each job numbered in the order it ran; no search report.
+    assert sweep.parent.data.tags["sweeper"] == "grid"
+    assert [c.data.tags["sweep_job"] for c in sweep.children] == ["0", "1"]
     report = artifact_paths(sweep.client, sweep.parent.info.run_id, "report")
     assert {"report/learning_curves_loss.png", "report/learning_curves_acc.png",
             "report/accuracy_vs_size.png", "report/summary.md",

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments.sweeps.plan import MIN_JOBS_PER_WORKER, count_jobs, decline_reason
+from experiments.sweeps.plan import (
+    MIN_JOBS_PER_WORKER,
+    count_jobs,
+    decline_reason,
+    parallel_plan,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,9 +25,21 @@ REPO = Path(__file__).resolve().parents[1]
     (["sweep=learning_curve_full", "experiment=seed_full"], 15),
     (["init=he,xavier", "trainer.seed=range(3)"], 6),  # a sweep given on the command line
     (["model=seed"], 1),
+    (["sweep=search"], 12),  # a search: its trial budget
+    (["sweep=search", "hydra.sweeper.n_trials=30"], 30),
 ])
 def test_count_jobs_reads_presets_and_command_line(overrides, jobs):
     assert count_jobs(overrides) == jobs
+
+
+def test_a_search_in_parallel_asks_its_sampler_for_as_many_trials_at_a_time(monkeypatch):
+    monkeypatch.setattr("experiments.sweeps.plan.cpu_count", lambda: 2)
+    launcher, reason = parallel_plan(["sweep=search", "hydra.sweeper.n_trials=16"], 2)
+    assert reason is None
+    assert launcher == ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
+                        "hydra.sweeper.n_jobs=2"]
+    grid, _ = parallel_plan(["sweep=convergence"], 2)
+    assert grid == ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
 
 
 def test_decline_reasons():

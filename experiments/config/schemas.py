@@ -183,6 +183,21 @@ class TrackingConfig:
 
 
 @dataclass
+class LRFindConfig:
+    """The learning-rate range test (cnn.lr_range; `make lr-find`)."""
+
+    # Train at the range test's suggestion instead of optim.lr: the run first runs the
+    # test (from the configured init, on its own network) and logs both.
+    apply: bool = False
+    min_lr: float = 1e-5
+    max_lr: float = 10.0
+    steps: int = 200  # at most; the test stops early once the loss diverges
+    rule: str = "min_div_10"  # min_div_10 | steepest (cnn.lr_range.RULES)
+    beta: float = 0.98  # decay of the loss's moving average
+    diverge_factor: float = 4.0  # stop once the smoothed loss exceeds this x its best
+
+
+@dataclass
 class TrainConfig:
     """The whole config of one training run, as `python -m experiments.train` sees it."""
 
@@ -193,6 +208,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    lr_find: LRFindConfig = field(default_factory=LRFindConfig)
     # Extra training callbacks, by name: {"stop": {"_target_": "my.module.Class", ...}},
     # instantiated with Hydra and given every batch's and epoch's events (cnn.training).
     callbacks: dict[str, Any] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cnn.initializers import INITIALIZERS, knobs
+from cnn.lr_range import RULES
 from cnn.models import ARCHITECTURES, build_model
 from cnn.optim import make_optimizer
 from cnn.schedules import make_schedule
@@ -62,11 +63,25 @@ def validate(cfg: Any) -> None:
         _check_optim_and_schedule(cfg, check)
         problems += data_config(cfg.data).problems()
     _check_trainer(cfg.trainer, check)
+    if cfg.get("lr_find") is not None:
+        _check_lr_find(cfg.lr_find, check)
     for key, spec in (cfg.get("callbacks") or {}).items():
         check(isinstance(spec, Mapping) and "_target_" in spec,
               f"callbacks.{key} needs a _target_ (the callback's class), got {spec}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _check_lr_find(lr_find: Any, check) -> None:
+    check(lr_find.min_lr > 0, f"lr_find.min_lr must be > 0, got {lr_find.min_lr}")
+    check(lr_find.max_lr > lr_find.min_lr,
+          f"lr_find.max_lr={lr_find.max_lr} must be above lr_find.min_lr={lr_find.min_lr}")
+    check(lr_find.steps >= 2, f"lr_find.steps must be at least 2, got {lr_find.steps}")
+    check(lr_find.rule in RULES,
+          f"lr_find.rule={lr_find.rule!r}: choose one of {', '.join(RULES)}")
+    check(0 <= lr_find.beta < 1, f"lr_find.beta must be in [0, 1), got {lr_find.beta}")
+    check(lr_find.diverge_factor > 1,
+          f"lr_find.diverge_factor must be > 1, got {lr_find.diverge_factor}")
 
 
 def _check_init(init: Any, check) -> None:

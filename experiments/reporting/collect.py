@@ -33,6 +33,7 @@ class RunSummary:
     health_cause: str = ""  # its most likely cause in plain words
     params: dict[str, str] = field(default_factory=dict)  # every logged param ("model.depth")
     metric_keys: list[str] = field(default_factory=list)  # every metric it logged
+    tags: dict[str, str] = field(default_factory=dict)  # every tag (overrides, job number)
 
     @property
     def size(self) -> float:
@@ -72,6 +73,7 @@ def collect_runs(parent_run_id: str) -> list[RunSummary]:
             health_cause=run.data.tags.get(tags.HEALTH_CAUSE, ""),
             params=dict(p),
             metric_keys=list(m),
+            tags=dict(run.data.tags),
         )
         for key in CURVE_METRICS:
             if key in m:

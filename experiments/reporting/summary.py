@@ -12,6 +12,8 @@ report/:
                                converge, with what happened and their diagnosis
     accuracy_vs_depth.png,     for a sweep over depths (conf/sweep/depth.yaml): see
     gradient_flow.png          experiments.reporting.depth; summary.md then has its table
+    search_history.png/.csv,   for a search (conf/sweep/search.yaml, Optuna): see
+    best_config.txt            experiments.reporting.search; summary.md then has its best
 `make sweep` writes it at the end of the sweep (experiments.sweeps.tracking), and
 `python -m experiments.report` at any time.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 import mlflow
 from PIL import Image
 
-from experiments.reporting import depth
+from experiments.reporting import depth, search
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -35,6 +37,7 @@ from experiments.reporting.collect import (
     outcome_and_cause,
 )
 from experiments.reporting.figures import accuracy_vs_size_figure, curves_figure
+from experiments.tracking import tags
 
 
 def _last(values: list[float] | None) -> str:
@@ -113,6 +116,12 @@ def write_report(parent_run_id: str, out_dir: str | Path,
         figures["accuracy_vs_depth.png"] = depth.accuracy_vs_depth_figure(study)
         figures["gradient_flow.png"] = depth.gradient_flow_figure(study)
         depth_section = "\n" + depth.depth_table(study)
+    parent_tags = mlflow.MlflowClient().get_run(parent_run_id).data.tags
+    if parent_tags.get(tags.SWEEPER) == "optuna":
+        search_figures, section = search.write_search_report(
+            runs, out, parent_tags.get(tags.SWEEP, "search"))
+        figures.update(search_figures)
+        depth_section += "\n" + section
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
     rows = summary_rows(runs)

@@ -29,6 +29,7 @@ from experiments.reporting import run_figures
 from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
 from experiments.runs.checkpoints import checkpoint_path, checkpointer
+from experiments.runs.lr_find import at_rate, log_range_test, range_test
 from experiments.runs.results import log_datasets, log_test_results
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.threads import chunk_threads
@@ -83,7 +84,9 @@ def train_and_log(
     """Train the run `cfg` describes inside a new MLflow run, and log everything about it.
 
     extra_tags: e.g. the Hydra overrides, rerun_of. parent_run_id: the sweep's parent run.
-    hydra_dir: the job's `.hydra/` folder to log. log_file: the job's log. splits: the
+    With lr_find.apply, the range test runs first and the run trains at its suggestion
+    (logged as optim.lr, with the test's figure and metrics). hydra_dir: the job's
+    `.hydra/` folder to log. log_file: the job's log. splits: the
     data, if the caller has already loaded it (see build.build_run). The run always ends
     FINISHED, FAILED or KILLED (tracking.lifecycle.ended_run); exceptions, including a
     diverged loss (cnn.training.DivergenceError), propagate after that. resume: (run id,
@@ -98,6 +101,13 @@ def train_and_log(
         # Before the run exists: data that cannot be found (or downloaded) fails here,
         # leaving no FAILED run behind. The split seed is drawn as build_run would draw it.
         splits = load_splits(cfg, make_generators(cfg.trainer.seed))
+    found = None
+    if resume is None and cfg.get("lr_find") is not None and cfg.lr_find.apply:
+        # Before the run is named and its params logged, so that both show the rate it
+        # trains at; the range test's network is its own (experiments.runs.lr_find).
+        found = range_test(cfg, splits)
+        log.info("training at the range test's suggestion, %.4g", found.suggestion)
+        cfg = at_rate(cfg, found.suggestion)
     check_store_writable(resolve_tracking_uri(cfg.tracking.uri))
     experiment_id = use_store(cfg.tracking.uri, cfg.tracking.experiment)
     check_store_writable(mlflow.get_tracking_uri(),
@@ -118,6 +128,8 @@ def train_and_log(
     also_end = (parent_run_id,) if parent_run_id and interrupt_ends_parent else ()
     with ended_run(outcome.run_id, also_end=also_end):
         try:
+            if found is not None:
+                log_range_test(found, name)
             if resume is None:
                 run = _start(cfg, outcome.run_id, name, hydra_dir, diff if dirty else None,
                              splits)

@@ -16,20 +16,27 @@ from omegaconf import DictConfig, OmegaConf
 from cnn.training import DivergenceError
 from experiments.runs.tracked import train_and_log
 from experiments.sweeps.parent import read_parent_run
+from experiments.sweeps.plan import sweeper_kind
 from experiments.tracking import tags
 
 log = logging.getLogger(__name__)
 
 
 def run_job(cfg: DictConfig, hydra: Any) -> float | None:
-    """Train the job's run; return its test accuracy (None for a failed job in a sweep).
+    """Train the job's run; return its test accuracy, the objective a search maximises.
 
+    A failed job in a grid sweep returns None. In a search (hydra/sweeper=optuna) it
+    returns 0.0: a trial that diverged is the worst outcome, and scoring it so (rather
+    than letting Optuna drop it as failed) steers the sampler away from its region.
     `hydra` is the job's HydraConfig (hydra.core.hydra_config.HydraConfig.get()).
     """
     output_dir = Path(hydra.runtime.output_dir)
     multirun = hydra.mode == RunMode.MULTIRUN
     parent = read_parent_run(hydra.sweep.dir) if multirun else None
     extra = {tags.OVERRIDES: " ".join(hydra.overrides.task)}
+    if multirun:
+        extra[tags.JOB_NUM] = str(hydra.job.num)
+    failed = 0.0 if multirun and sweeper_kind(hydra) == "optuna" else None
     if parent is not None:
         extra[tags.SWEEP] = parent["sweep"]
     elif multirun:
@@ -52,7 +59,7 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
         # Its run is already KILLED. Returning lets submitit record the job as done, so the
         # sweep collects the other jobs and writes its report.
         log.warning("SLURM stopped this job (%s); its run is KILLED, the sweep goes on", e)
-        return None
+        return failed
     except Exception as e:
         if not multirun:
             raise
@@ -62,5 +69,5 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
             log.warning("this job diverged (%s); the sweep goes on", e.reason)
         else:
             log.exception("this job failed; the sweep goes on")
-        return None
+        return failed
     return outcome.test_acc

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from experiments.sweeps.launchers import cpu_count
 
@@ -41,10 +42,25 @@ def decline_reason(jobs: int, workers: int, cores: int) -> str | None:
     return None
 
 
+def sweeper_kind(hydra: Any) -> str:
+    """"optuna" for a search (hydra/sweeper=optuna), "grid" for Hydra's basic sweeper.
+
+    `hydra`: the config's `hydra` node, or a job's HydraConfig."""
+    from omegaconf import OmegaConf
+
+    target = str(OmegaConf.select(hydra, "sweeper._target_") or "")
+    return "optuna" if "optuna" in target.lower() else "grid"
+
+
 def count_jobs(overrides: Sequence[str]) -> int:
     """The number of jobs `python -m experiments.train <overrides>` runs as a sweep: the
     product of the value counts of its sweep parameters (a preset's `hydra.sweeper.params`
-    and lists on the command line, the latter winning), 1 for a single run."""
+    and lists on the command line, the latter winning), 1 for a single run; for a search,
+    its trial budget (`hydra.sweeper.n_trials`)."""
+    return _jobs_and_sweeper(overrides)[0]
+
+
+def _jobs_and_sweeper(overrides: Sequence[str]) -> tuple[int, str]:
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -56,6 +72,9 @@ def count_jobs(overrides: Sequence[str]) -> int:
     register_configs()
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose("train", overrides=plain, return_hydra_config=True)
+    kind = sweeper_kind(cfg.hydra)
+    if kind == "optuna":  # its values are drawn, not listed: the budget counts
+        return int(cfg.hydra.sweeper.n_trials), kind
     params = dict(cfg.hydra.sweeper.params or {})
     counts = {key: len(list(o.sweep_string_iterator()))
               for key, value in params.items()
@@ -65,14 +84,16 @@ def count_jobs(overrides: Sequence[str]) -> int:
             counts[o.key_or_group] = len(list(o.sweep_string_iterator()))
         else:
             counts.pop(o.key_or_group, None)  # a single value replaces a preset's list
-    return math.prod(counts.values())
+    return math.prod(counts.values()), kind
 
 
 def parallel_plan(overrides: Sequence[str], workers: int) -> tuple[list[str], str | None]:
     """The launcher overrides to run the sweep with, and why parallel was declined (None
-    when it was not): `hydra/launcher=parallel hydra.launcher.n_jobs=<workers>` or none."""
-    jobs = count_jobs(overrides)
+    when it was not): `hydra/launcher=parallel hydra.launcher.n_jobs=<workers>` or none;
+    a search also asks its sampler for `workers` trials at a time."""
+    jobs, kind = _jobs_and_sweeper(overrides)
     reason = decline_reason(jobs, workers, cpu_count())
     if reason is not None:
         return [], f"running the {jobs} job(s) one after the other: {reason}"
-    return ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={workers}"], None
+    search = [f"hydra.sweeper.n_jobs={workers}"] if kind == "optuna" else []
+    return ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={workers}", *search], None

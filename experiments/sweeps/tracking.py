@@ -26,6 +26,7 @@ from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
 from experiments.sweeps.parent import end_orphaned_runs, write_parent_run
+from experiments.sweeps.plan import sweeper_kind
 from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
@@ -91,6 +92,7 @@ class SweepTracking(Callback):
                 **git_tags(commit, dirty),
                 tags.OVERRIDES: " ".join(overrides),
                 tags.SWEEP_DIR: str(sweep_dir.resolve()),
+                tags.SWEEPER: sweeper_kind(config.hydra),
                 tags.NOTE: f"Sweep {sweep_name}: parameters {params}. The child "
                                        "runs are nested below; the comparison report is "
                                        "under the artifacts' report/ folder.",

@@ -22,6 +22,11 @@ HEALTH = "health"  # the diagnosis before training: pass | warn | fail
 HEALTH_CAUSE = "health_cause"  # its most likely cause in plain words, "-" when healthy
 CHUNK_THREADS = "chunk_threads"  # threads the layers took batch chunks on
 MODEL_URI = "model_uri"
+LR_FIND = "lr_find"  # "true" on the run of `make lr-find`
+LR_FIND_SUGGESTION = "lr_find_suggestion"  # the range test's suggested rate (also a metric)
+LR_FIND_STOPPED = "lr_find_stopped_early"  # "true" when the test's loss diverged before its end
+SWEEPER = "sweeper"  # on a sweep's parent run: "grid" or "optuna" (a search)
+JOB_NUM = "sweep_job"  # on a sweep's child run: its job (trial) number, from 0
 PARENT = "mlflow.parentRunId"  # set by MLflow (start_run(parent_run_id=...))
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows
 # On an experiment: which of its modes MLflow 3's UI opens it in. Untagged, the UI may open
