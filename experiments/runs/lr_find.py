@@ -39,7 +39,7 @@ def range_test(cfg: Any, splits: Splits | None = None) -> RangeTest:
     """Run the range test `cfg.lr_find` describes on a fresh copy of the configured run."""
     run = build_run(cfg, splits=splits)
     f = cfg.lr_find
-    with chunk_threads(run.net):
+    with chunk_threads():
         return lr_range_test(run.net, run.loss_fn, run.optimizer, run.train_batches,
                              min_lr=f.min_lr, max_lr=f.max_lr, steps=f.steps, beta=f.beta,
                              diverge_factor=f.diverge_factor, rule=f.rule)
