@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from cnn.data import BatchIterator
-from cnn.diagnostics.interpolation import interpolate_state, line_alphas, loss_along_line
+from cnn.diagnostics.interpolation import (
+    interpolate_state,
+    line_alphas,
+    loss_along_line,
+    recompute_batchnorm,
+)
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import SGD
@@ -20,6 +25,7 @@ def test_alphas_run_past_both_ends_and_hold_0_and_1_exactly():
     assert len(alphas) == 29 and alphas[0] == -0.2 and alphas[-1] == 1.2
     assert 0.0 in alphas and 1.0 in alphas and 0.15 in alphas
     assert np.all(np.diff(alphas) > 0)
+    assert not np.signbit(alphas[alphas == 0.0]).any()  # 0.0, not -0.0 in the JSON
     # 0 and 1 are added when the spacing misses them.
     assert set(line_alphas(4, 0.25)) == {-0.25, 0.0, 0.25, 0.75, 1.0, 1.25}
     with pytest.raises(ValueError, match="points must be >= 2, got 1"):
@@ -71,3 +77,38 @@ def test_losses_at_0_and_1_are_the_two_networks_own_and_the_network_is_put_back(
     assert start["a"] != pytest.approx(end["a"], rel=1e-3)  # the two ends do differ
     for key, value in net.state_dict().items():  # the trained network is as it was
         np.testing.assert_array_equal(value, theta1[key])
+
+
+def test_recomputed_statistics_are_the_average_of_the_batches_and_used_at_every_alpha():
+    rng = np.random.default_rng(1)
+    x = (3.0 + 2.0 * rng.standard_normal((30, 4, 4, 2))).astype(np.float32)
+    y = rng.integers(0, 2, 30)
+    layers = [{"type": "batchnorm"}, {"type": "dropout", "p": 0.3}, {"type": "global_avgpool"}]
+    net = build_model("custom", layers=layers, input_shape=(4, 4, 2), num_classes=2, seed=0)
+    (bn,) = [leaf for name, leaf in net.named_leaves() if name.startswith("bn")]
+    (drop,) = [leaf for name, leaf in net.named_leaves() if name.startswith("dropout")]
+    drop_state = drop.rng.bit_generator.state
+    batches = BatchIterator(x, y, 10)
+    assert recompute_batchnorm(net, batches) == 3
+    chunks = [x[i:i + 10].reshape(-1, 2).astype(np.float64) for i in (0, 10, 20)]
+    np.testing.assert_allclose(bn.buffers["running_mean"],
+                               np.mean([c.mean(axis=0) for c in chunks], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.buffers["running_var"],
+                               np.mean([c.var(axis=0, ddof=1) for c in chunks], axis=0),
+                               rtol=1e-4)
+    assert bn.momentum == 0.1 and drop.rng.bit_generator.state == drop_state
+
+    # Along the line, each alpha's loss is that of its weights with recomputed statistics.
+    loss_fn = SoftmaxCrossEntropy()
+    theta0 = net.state_dict()
+    # The far end with weights scaled and running statistics that are far off.
+    theta1 = {k: v * 1.5 if k.endswith(".W") else v + 5.0 if k.endswith("running_mean")
+              else v for k, v in theta0.items()}
+    line = loss_along_line(net, loss_fn, theta0, theta1, [0.0, 1.0], {"all": batches},
+                           recompute_from=batches)
+    net.load_state_dict(theta1)
+    as_stored = evaluate(net, loss_fn, batches).loss
+    recompute_batchnorm(net, batches)
+    recomputed = evaluate(net, loss_fn, batches).loss
+    assert line.at(1.0, "all") == pytest.approx(recomputed, rel=1e-6)
+    assert recomputed != pytest.approx(as_stored, rel=1e-2)

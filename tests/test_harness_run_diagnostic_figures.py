@@ -135,6 +135,7 @@ def test_a_diverged_run_still_logs_its_gradient_flow_and_no_interpolation_by_def
     ("trainer.interpolation_points=1", "trainer.interpolation_points must be >= 2, got 1"),
     ("trainer.interpolation_margin=-0.1", "trainer.interpolation_margin must be >= 0"),
     ("trainer.interpolation_images=0", "trainer.interpolation_images must be >= 1, got 0"),
+    ("trainer.interpolation_bn=average", "trainer.interpolation_bn='average': choose blend"),
 ])
 def test_bad_interpolation_settings_are_refused_naming_the_key(override, message):
     from experiments.config import ConfigError, compose_config, validate

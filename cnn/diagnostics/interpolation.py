@@ -6,13 +6,18 @@ With theta0 the initial weights and theta1 the trained ones, a loss that falls s
 and monotonically along the line says that training met no barrier on the way; a bump
 says it went around one.
 
-Batch norm: the running statistics (buffers) are interpolated like the parameters. At
-alpha = 0 and 1 the network is then exactly the initial and the trained one, loss for
-loss, which recomputing the statistics on training batches would not give (the trained
-network is evaluated with its own running statistics). In between, the blended statistics
-only approximate those of the blended weights, so a bump near the middle can partly be a
-mismatch of statistics; past the ends a running variance could turn negative, so it is
-clipped at zero (the layer's eps keeps the division finite).
+Batch norm, two ways:
+- "blend" (the default): the running statistics (buffers) are interpolated like the
+  parameters. At alpha = 0 and 1 the network is then exactly the initial and the trained
+  one, loss for loss. In between, the blended statistics only approximate those of the
+  blended weights, and at alpha = 0 they are the untrained 0 and 1, so a deep network's
+  eval-mode loss starts high; past the ends a running variance could turn negative, so
+  it is clipped at zero (the layer's eps keeps the division finite).
+- "recompute": at every alpha the running statistics are estimated afresh, as the plain
+  average of the batch statistics of training-mode passes over given batches
+  (`recompute_batchnorm`). Every point then shows what its weights can do with matching
+  statistics; the trained end differs from the trained network's own loss by the gap
+  between its running averages and these.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnn.layers import BatchNorm1D
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 from cnn.training import evaluate
@@ -37,8 +43,9 @@ def line_alphas(points: int, margin: float) -> np.ndarray:
         raise ValueError(f"points must be >= 2, got {points}")
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    # Rounded: linspace gives 1e-17 for 0 and 0.15000000000000002 for 0.15.
-    alphas = np.round(np.linspace(-margin, 1.0 + margin, points), 10)
+    # Rounded: linspace gives 1e-17 for 0 and 0.15000000000000002 for 0.15; + 0.0 turns
+    # the -0.0 that rounding -1e-17 gives into 0.0.
+    alphas = np.round(np.linspace(-margin, 1.0 + margin, points), 10) + 0.0
     return np.union1d(alphas, [0.0, 1.0])
 
 
@@ -61,6 +68,35 @@ def interpolate_state(theta0: State, theta1: State, alpha: float) -> dict[str, n
             w = np.maximum(w, 0.0)
         state[key] = w.astype(w1.dtype)
     return state
+
+
+def recompute_batchnorm(net: Sequential, batches: Batches) -> int:
+    """Estimate every batch-norm layer's running mean and variance afresh from `batches`
+    of (x (B, H, W, C), y (B,)): the plain average over the batches of each training-mode
+    pass's batch statistics (momentum 1/k at the k-th batch). Parameters are untouched,
+    and dropout's generators are restored. Returns the number of batches used."""
+    norms = [leaf for _, leaf in net.named_leaves() if isinstance(leaf, BatchNorm1D)]
+    if not norms:
+        return 0
+    momenta = [norm.momentum for norm in norms]
+    gens = [leaf.rng for _, leaf in net.named_leaves()
+            if isinstance(getattr(leaf, "rng", None), np.random.Generator)]
+    states = [g.bit_generator.state for g in gens]
+    count = 0
+    try:
+        for norm in norms:
+            norm.buffers["running_mean"][...] = 0.0
+            norm.buffers["running_var"][...] = 1.0
+        for count, (x, _) in enumerate(batches, start=1):
+            for norm in norms:
+                norm.momentum = 1.0 / count  # the first batch replaces the reset values
+            net.forward(x, training=True)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        for g, state in zip(gens, states, strict=True):
+            g.bit_generator.state = state
+    return count
 
 
 @dataclass
@@ -87,12 +123,15 @@ def loss_along_line(
     theta1: State,
     alphas: Sequence[float] | np.ndarray,
     batches: Mapping[str, Batches],
+    recompute_from: Batches | None = None,
 ) -> LineLosses:
     """Evaluate (cnn.training.evaluate: eval mode, batch means weighted by batch size) the
     network at theta(alpha) on each set of `batches`, for every alpha.
 
     batches: name -> re-iterable batches of (x (B, H, W, C), y (B,)), e.g. BatchIterators
-    without shuffling. The network's own parameters and buffers are put back afterwards.
+    without shuffling. recompute_from: batches to re-estimate the batch-norm statistics
+    from at every alpha ("recompute"); None blends them like the parameters ("blend").
+    The network's own parameters and buffers are put back afterwards.
     """
     own = net.state_dict()
     result = LineLosses(np.asarray(alphas, dtype=np.float64))
@@ -102,6 +141,8 @@ def loss_along_line(
         for alpha in result.alphas:
             net.load_state_dict(interpolate_state(theta0, theta1, float(alpha)),
                                 source=f"the weights at alpha={alpha:g}")
+            if recompute_from is not None:
+                recompute_batchnorm(net, recompute_from)
             with np.errstate(all="ignore"):  # far from both ends a loss may overflow: inf
                 for name, sets in batches.items():
                     done = evaluate(net, loss_fn, sets)

@@ -170,11 +170,14 @@ class TrainerConfig:
     # After training, the loss along the straight line from the initial to the trained
     # weights (experiments.runs.interpolation): train loss on interpolation_images training
     # images (drawn with np.random.default_rng(seed)) and test loss, at interpolation_points
-    # alphas from -interpolation_margin to 1 + interpolation_margin.
+    # alphas from -interpolation_margin to 1 + interpolation_margin. interpolation_bn: the
+    # batch-norm statistics at each alpha, "blend" (interpolated like the weights) or
+    # "recompute" (estimated afresh on those training images, in training batches).
     interpolation: bool = False
     interpolation_points: int = 29
     interpolation_margin: float = 0.2
     interpolation_images: int = 1000
+    interpolation_bn: str = "blend"
 
 
 @dataclass

@@ -139,6 +139,8 @@ def _check_trainer(trainer: Any, check) -> None:
           f"trainer.interpolation_margin must be >= 0, got {trainer.interpolation_margin}")
     check(trainer.interpolation_images >= 1,
           f"trainer.interpolation_images must be >= 1, got {trainer.interpolation_images}")
+    check(trainer.interpolation_bn in ("blend", "recompute"),
+          f"trainer.interpolation_bn={trainer.interpolation_bn!r}: choose blend or recompute")
 
 
 def _check_schema_matches(cfg: Any, group: str, schemas: Mapping[str, type], check) -> None:

@@ -8,7 +8,10 @@ The initial weights are rebuilt from the config (build_run draws them from the r
 seeded init stream), so a resumed run has them too. Losses are taken in eval mode, with
 the run's own loss (label smoothing included): on trainer.interpolation_images training
 images drawn once with np.random.default_rng(trainer.seed), not augmented, and on the
-whole test set, so the test loss at alpha = 1 is the run's test_loss.
+whole test set, so with trainer.interpolation_bn=blend (batch-norm statistics blended
+like the weights) the test loss at alpha = 1 is the run's test_loss. With recompute,
+they are estimated at every alpha from the same training images, in batches of
+trainer.batch_size (the size their statistics had in training).
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ FIGURE = "figures/loss_interpolation.png"
 VALUES = "loss_interpolation.json"
 
 
-def train_subset(run: Run) -> BatchIterator:
+def train_subset(run: Run, batch_size: int | None = None) -> BatchIterator:
     """trainer.interpolation_images training images (all if fewer), drawn without
-    replacement by np.random.default_rng(trainer.seed), kept in index order."""
+    replacement by np.random.default_rng(trainer.seed), kept in index order; batches of
+    batch_size (default trainer.eval_batch_size)."""
     x, y = run.splits.x_train, run.splits.y_train
     n = min(run.cfg.trainer.interpolation_images, len(x))
     rng = np.random.default_rng(run.cfg.trainer.seed)
     index = np.sort(rng.choice(len(x), size=n, replace=False))
-    return BatchIterator(x[index], y[index], run.cfg.trainer.eval_batch_size,
+    return BatchIterator(x[index], y[index], batch_size or run.cfg.trainer.eval_batch_size,
                          transform=run.transform)
 
 
@@ -47,9 +51,13 @@ def interpolate_run(run: Run) -> LineLosses:
     (rebuilt from its config) to its current ones."""
     theta0 = build_run(run.cfg, splits=run.splits).net.state_dict()
     trainer = run.cfg.trainer
+    recompute_from = None
+    if trainer.interpolation_bn == "recompute":
+        recompute_from = train_subset(run, trainer.batch_size)
     return loss_along_line(run.net, run.loss_fn, theta0, run.net.state_dict(),
                            line_alphas(trainer.interpolation_points, trainer.interpolation_margin),
-                           {"train": train_subset(run), "test": run.test_batches})
+                           {"train": train_subset(run), "test": run.test_batches},
+                           recompute_from)
 
 
 def _finite(values: np.ndarray) -> list[float | None]:
@@ -57,7 +65,7 @@ def _finite(values: np.ndarray) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
-def as_json(line: LineLosses, train_images: int) -> str:
+def as_json(line: LineLosses, train_images: int, batch_norm: str) -> str:
     """The values behind the figure, as loss_interpolation.json holds them."""
     return json.dumps({
         "alphas": line.alphas.tolist(),
@@ -66,7 +74,7 @@ def as_json(line: LineLosses, train_images: int) -> str:
         "train_acc": _finite(line.acc["train"]),
         "test_acc": _finite(line.acc["test"]),
         "train_images": train_images,
-        "batch_norm": "running statistics interpolated like the parameters",
+        "batch_norm": batch_norm,
     }, indent=1)
 
 
@@ -74,7 +82,7 @@ def log_interpolation(run: Run, name: str) -> LineLosses:
     """Evaluate along the line and log the figure and its values to the active run."""
     line = interpolate_run(run)
     images = min(run.cfg.trainer.interpolation_images, len(run.splits.x_train))
-    mlflow.log_text(as_json(line, images), VALUES)
+    mlflow.log_text(as_json(line, images, run.cfg.trainer.interpolation_bn), VALUES)
     mlflow.log_figure(interpolation_figure(line.alphas, line.loss, line.acc,
                                            f"{name}: loss from initial (0) to trained (1)"),
                       FIGURE)
