@@ -87,7 +87,7 @@ def _heatmap(fig: Figure, ax, flow: Flow, stat: str, label: str, show_layers: bo
     every = max(1, math.ceil(len(steps) / 15))  # at most ~15 epoch labels
     ax.set_xticks(range(0, len(steps), every), [str(s) for s in steps[::every]])
     ax.set_xlabel("epoch (0: before training)")
-    fontsize = 8 if len(flow.layers) <= 30 else 6
+    fontsize = 8 if len(flow.layers) <= 30 else 7 if len(flow.layers) <= 60 else 6
     ax.set_yticks(range(len(flow.layers)), flow.layers, fontsize=fontsize)
     ax.tick_params(axis="y", labelleft=show_layers)
     ax.set_title(label, fontsize=10)
