@@ -25,6 +25,7 @@ import numpy as np
 
 from cnn.data import BatchIterator
 from cnn.diagnostics.interpolation import LineLosses, line_alphas, loss_along_line
+from cnn.layers import BatchNorm1D
 from experiments.reporting.run_figures import interpolation_figure
 from experiments.runs.build import Run, build_run
 
@@ -83,9 +84,10 @@ def log_interpolation(run: Run, name: str) -> LineLosses:
     line = interpolate_run(run)
     images = min(run.cfg.trainer.interpolation_images, len(run.splits.x_train))
     mlflow.log_text(as_json(line, images, run.cfg.trainer.interpolation_bn), VALUES)
-    mlflow.log_figure(interpolation_figure(line.alphas, line.loss, line.acc,
-                                           f"{name}: loss from initial (0) to trained (1)"),
-                      FIGURE)
+    title = f"{name}: loss from initial (0) to trained (1)"
+    if any(isinstance(leaf, BatchNorm1D) for _, leaf in run.net.named_leaves()):
+        title += f", batch-norm statistics: {run.cfg.trainer.interpolation_bn}"
+    mlflow.log_figure(interpolation_figure(line.alphas, line.loss, line.acc, title), FIGURE)
     log.info("loss along the line from initial to trained weights: train %.4g -> %.4g, "
              "test %.4g -> %.4g", line.at(0.0, "train"), line.at(1.0, "train"),
              line.at(0.0, "test"), line.at(1.0, "test"))
