@@ -167,6 +167,17 @@ class TrainerConfig:
     # Save a checkpoint (cnn.checkpoint) every this many epochs, to checkpoints/<run id>/
     # and as the run's artifact checkpoint/last.npz, for experiments.resume; 0: never.
     checkpoint_every: int = 1
+    # After training, the loss along the straight line from the initial to the trained
+    # weights (experiments.runs.interpolation): train loss on interpolation_images training
+    # images (drawn with np.random.default_rng(seed)) and test loss, at interpolation_points
+    # alphas from -interpolation_margin to 1 + interpolation_margin. interpolation_bn: the
+    # batch-norm statistics at each alpha, "blend" (interpolated like the weights) or
+    # "recompute" (estimated afresh on those training images, in training batches).
+    interpolation: bool = False
+    interpolation_points: int = 29
+    interpolation_margin: float = 0.2
+    interpolation_images: int = 1000
+    interpolation_bn: str = "blend"
 
 
 @dataclass

@@ -148,6 +148,14 @@ def _check_trainer(trainer: Any, check) -> None:
           f"trainer.dtype={trainer.dtype!r}: choose float32 or float64")
     check(trainer.checkpoint_every >= 0,
           f"trainer.checkpoint_every must be >= 0 (0: never), got {trainer.checkpoint_every}")
+    check(trainer.interpolation_points >= 2,
+          f"trainer.interpolation_points must be >= 2, got {trainer.interpolation_points}")
+    check(trainer.interpolation_margin >= 0,
+          f"trainer.interpolation_margin must be >= 0, got {trainer.interpolation_margin}")
+    check(trainer.interpolation_images >= 1,
+          f"trainer.interpolation_images must be >= 1, got {trainer.interpolation_images}")
+    check(trainer.interpolation_bn in ("blend", "recompute"),
+          f"trainer.interpolation_bn={trainer.interpolation_bn!r}: choose blend or recompute")
 
 
 def _check_schema_matches(cfg: Any, group: str, schemas: Mapping[str, type], check) -> None:

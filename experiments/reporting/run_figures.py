@@ -1,4 +1,5 @@
-"""Figures of one run: learning curves, confusion matrix, first-layer filters.
+"""Figures of one run: learning curves, confusion matrix, first-layer filters, and the loss
+along the line from the initial to the trained weights.
 
 Built with matplotlib's object API (`Figure`) rather than pyplot, so no global figure
 state or GUI backend is involved; save them with `fig.savefig` or `mlflow.log_figure`.
@@ -6,7 +7,7 @@ state or GUI backend is involved; save them with `fig.savefig` or `mlflow.log_fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -82,4 +83,30 @@ def filters_figure(weights: np.ndarray, title: str = "first-layer filters") -> F
         ax.imshow(w if c_in == 3 else w[..., 0], cmap=None if c_in == 3 else "gray",
                   interpolation="nearest")
     fig.suptitle(title)
+    return fig
+
+
+def interpolation_figure(alphas: np.ndarray, loss: Mapping[str, np.ndarray],
+                         acc: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """Loss (log scale when it spans more than 10x) and accuracy against alpha, one line
+    per set ("train", "test"); alphas (P,), each series (P,). Dotted verticals mark the
+    initial (0) and trained (1) weights; a loss that overflowed (inf, NaN) leaves a gap."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, series, label in ((ax_loss, loss, "cross-entropy"), (ax_acc, acc, "accuracy")):
+        for k, (name, values) in enumerate(series.items()):
+            shown = np.where(np.isfinite(values) & (values > 0), values, np.nan)
+            ax.plot(alphas, shown, "-o" if k == 0 else "--s", ms=3, label=name)
+        for end in (0.0, 1.0):
+            ax.axvline(end, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("alpha  (0: initial weights, 1: trained weights)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in loss.values()])
+    if finite.size and finite.max() > 10 * finite.min():  # a blow-up past the ends
+        ax_loss.set_yscale("log")
+    ax_acc.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
     return fig

@@ -21,14 +21,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnn import checkpoint as ckpt
 from cnn.data import Splits
+from cnn.layers import WeightedLayer
 from cnn.rng import make_generators
 from cnn.training import fit
 from experiments.config import validate
 from experiments.datasets.base import load_splits
 from experiments.reporting import run_figures
+from experiments.reporting.gradient_flow import log_gradient_flow
 from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
 from experiments.runs.checkpoints import checkpoint_path, checkpointer
+from experiments.runs.interpolation import log_interpolation
 from experiments.runs.lr_find import at_rate, log_range_test, range_test
 from experiments.runs.results import log_datasets, log_test_results
 from experiments.runtime.allocator import keep_freed_memory
@@ -213,10 +216,17 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
         if not buffer.flush(force=True):  # stopped while the server is away: keep the unsent
             buffer.save_offline()
             log.warning("unsent metrics saved to %s", buffer.offline_path)
-        elif metrics.history:  # a diverged run still shows how it got there
-            mlflow.log_figure(run_figures.learning_curves(metrics.history, name),
-                              "figures/learning_curves.png")
+        else:  # a diverged or interrupted run still shows how it got there
+            if metrics.history:
+                mlflow.log_figure(run_figures.learning_curves(metrics.history, name),
+                                  "figures/learning_curves.png")
+            if run.cfg.trainer.layer_stats:
+                layers = [n for n, leaf in run.net.named_leaves()
+                          if isinstance(leaf, WeightedLayer)]
+                log_gradient_flow(mlflow.MlflowClient(), outcome.run_id, layers, name)
     outcome.test_loss, outcome.test_acc = log_test_results(run, name)
+    if run.cfg.trainer.interpolation:
+        log_interpolation(run, name)
 
 
 def _log_job_file(log_file: Path | None) -> None:
