@@ -17,12 +17,14 @@ from experiments.config import register_configs
 from experiments.runs.build import build_run
 from experiments.runs.health import diagnose, layer_table
 from experiments.runtime.allocator import keep_freed_memory
+from experiments.runtime.threads import chunk_threads
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _app(cfg: DictConfig) -> None:
     keep_freed_memory()
-    diagnosis = diagnose(build_run(cfg))
+    with chunk_threads():  # on the cores, as a training run's checks are
+        diagnosis = diagnose(build_run(cfg))
     print(layer_table(diagnosis.stats))
     print()
     print(diagnosis.report)

@@ -133,17 +133,18 @@ def train_and_log(
         try:
             if found is not None:
                 log_range_test(found, name)
-            if resume is None:
-                run = _start(cfg, outcome.run_id, name, hydra_dir, diff if dirty else None,
-                             splits)
-                metrics = callbacks.MetricsLogger(run.epochs)
-                start_epoch = 1
-            else:
-                run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
-                start_epoch = resume[1].epoch + 1
-            with chunk_threads() as threads:  # the layers' batch chunks on the cores
+            # The layers' batch chunks on the cores, from the health checks on.
+            with chunk_threads() as threads:
                 log_safely("the chunk_threads tag", mlflow.set_tag, tags.CHUNK_THREADS,
                            str(threads))
+                if resume is None:
+                    run = _start(cfg, outcome.run_id, name, hydra_dir, diff if dirty else None,
+                                 splits)
+                    metrics = callbacks.MetricsLogger(run.epochs)
+                    start_epoch = 1
+                else:
+                    run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
+                    start_epoch = resume[1].epoch + 1
                 _fit_and_evaluate(run, name, outcome, metrics, start_epoch)
         finally:
             _log_job_file(log_file)
