@@ -14,10 +14,12 @@ from experiments.benchmark.layer_times import profile_steps
 from experiments.benchmark.timing import batch, interleaved_medians
 
 
-def test_bench_prints_layers_ceiling_and_a_full_epoch(capsys):
+def test_bench_prints_and_logs_layers_ceiling_and_a_full_epoch(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     results = bench.main(
         ["--models", "seed", "--batch-size", "4", "--repeats", "2", "--warmup", "1",
-         "--epoch-images", "40", "--no-torch", "--no-mlflow"]
+         "--epoch-images", "40", "--no-torch"]
     )
     out = capsys.readouterr().out
     assert re.search(r"float32 matrix product, timed in a block of its own: [\d.]+ GFLOP/s", out)
@@ -45,6 +47,17 @@ def test_bench_prints_layers_ceiling_and_a_full_epoch(capsys):
     assert re.fullmatch(r"seed train_of_ceiling=[\d.]+ infer_of_ceiling=[\d.]+ "
                         r"epoch_s=[\d.]+ peak_rss_mb=\d+", last)
     assert "ratio_vs_torch" not in out  # nothing to compare with
+
+    import mlflow
+
+    (run,) = mlflow.search_runs(experiment_names=["benchmarks"], output_format="list")
+    logged = run.data.metrics
+    assert run.info.status == "FINISHED" and run.data.params["epoch_images"] == "40"
+    assert logged["epoch_s"] == pytest.approx(epoch.seconds)
+    assert logged["peak_rss_mb"] == pytest.approx(epoch.peak_rss_mb)
+    assert logged["train_of_ceiling"] == pytest.approx(
+        result.train_images_per_s / result.ceiling.train_images_per_s)
+    assert logged["layers_ms"] <= logged["step_ms"] + 0.1
 
 
 def test_ceiling_counts_every_product_of_a_training_step():
