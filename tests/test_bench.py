@@ -35,7 +35,7 @@ def test_bench_prints_and_logs_layers_ceiling_and_a_full_epoch(capsys, tmp_path,
     assert share and min(t.conv_gflops for t in convs) <= float(share[1]) <= max(
         t.conv_gflops for t in convs) + 0.1
     # The layers were timed inside the steps, so together they take no longer than a step.
-    summed = re.search(r"the layers sum to ([\d.]+) ms of a ([\d.]+) ms training step", out)
+    summed = re.search(r"the layers take ([\d.]+) ms of a ([\d.]+) ms training step", out)
     assert summed and 0 < float(summed[1]) <= float(summed[2]) + 0.1
     assert re.search(r"^ceiling: [\d,]+ img/s training \(NumPy at \d+%\), [\d,]+ img/s "
                      r"inference \(NumPy at \d+%\)", out, re.MULTILINE)
@@ -95,7 +95,8 @@ def test_profile_times_every_leaf_inside_training_steps_and_restores_them():
     assert [t.name for t in profile.layers] == [name for name, _ in net.named_leaves()]
     assert "stage2.block1.shortcut.conv" in [t.name for t in profile.layers]  # inside blocks
     assert all(t.forward_ms > 0 and t.backward_ms > 0 for t in profile.layers)
-    assert sum(t.forward_ms + t.backward_ms for t in profile.layers) <= profile.step_ms * 1.05
+    # In every step the layers took part of the step's time, so in the medians too.
+    assert 0 < profile.layers_ms <= profile.step_ms
     assert not profile.layers[0].input_grad and all(t.input_grad for t in profile.layers[1:])
     assert any(not np.array_equal(before[k], v) for k, v in net.params.items())  # real steps
     # The clocks are gone: the leaves' passes are their classes' methods again.

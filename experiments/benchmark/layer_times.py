@@ -45,6 +45,9 @@ class StepProfile:
 
     layers: list[LayerTiming]
     step_ms: float
+    # Median over the steps of each step's layer times summed: beside step_ms, what the
+    # table leaves out (a sum of per-layer medians runs low when the machine is noisy).
+    layers_ms: float
 
 
 class _Clock:
@@ -123,4 +126,6 @@ def profile_steps(
                     clocks[name].input_grad)
         for name, leaf in net.named_leaves()
     ]
-    return StepProfile(layers, statistics.median(steps) * 1e3)
+    sums = [sum(forward[name][i] + backward[name][i] for name in clocks)
+            for i in range(repeats)]
+    return StepProfile(layers, statistics.median(steps) * 1e3, statistics.median(sums) * 1e3)

@@ -30,16 +30,12 @@ class ModelResult:
     infer_images_per_s: float
     layers: list[LayerTiming] = field(default_factory=list)
     step_ms: float | None = None  # median wall time of the steps the layers were timed in
+    layers_ms: float | None = None  # median over those steps of the layer times' sum
     matmul_gflops: float | None = None  # the yardstick, at the layers' thread count
     ceiling: Ceiling | None = None
     epoch: EpochResult | None = None
     torch_train_images_per_s: float | None = None
     torch_infer_images_per_s: float | None = None
-
-    @property
-    def layers_ms(self) -> float:
-        """The sum of every layer's forward and backward time, to set beside step_ms."""
-        return sum(t.forward_ms + t.backward_ms for t in self.layers)
 
     @property
     def all_convs_gflops(self) -> float | None:
@@ -85,6 +81,7 @@ def bench_model(
         images_per_s["infer"],
         profile.layers,
         profile.step_ms,
+        profile.layers_ms,
         gflops,
         ceiling(profile.layers, batch_size, gflops),
         torch_train_images_per_s=images_per_s.get("torch_train"),

@@ -50,9 +50,9 @@ def report(result: ModelResult) -> str:
         lines.append(f"{'all convs':<13} {'':>10} {'':>11} {total:13.1f} "
                      f"{total / r.matmul_gflops:9.0%}")
     lines += [
-        f"the layers sum to {r.layers_ms:.1f} ms of a {r.step_ms:.1f} ms training step "
-        f"({r.layers_ms / r.step_ms:.0%}; the rest is the loss, the optimiser step and "
-        f"blocks' own sums), timed inside the same steps",
+        f"the layers take {r.layers_ms:.1f} ms of a {r.step_ms:.1f} ms training step "
+        f"({r.layers_ms / r.step_ms:.0%}, medians over the same steps; the rest is the loss, "
+        f"the optimiser step and blocks' own sums)",
         f"NumPy float32 matrix product, timed in a block of its own: "
         f"{r.matmul_gflops:.1f} GFLOP/s",
         ceiling_line(r),
