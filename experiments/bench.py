@@ -1,17 +1,26 @@
 """How fast is the NumPy network, and how close to the machine's limit?
 
     python -m experiments.bench                 # both models, batch 128, float32
-    python -m experiments.bench --models vgg --repeats 10 --no-mlflow
+    python -m experiments.bench --models vgg --repeats 10 --no-epoch --no-mlflow
 
-For each model it prints training and inference throughput (median of several
-timed repeats after a warm-up), each layer's forward and backward time, each
-convolution's GFLOP/s next to what NumPy's own matrix product reaches on this
-machine, timed between the same layer passes, and the peak resident memory of a
-training step (measured in a fresh process). When PyTorch is installed it times
-a twin of the same network (experiments.pytorch.twin), in turns with the
-NumPy one, and ends with one line a model:
+For each model it prints:
+- training and inference throughput (median of several timed repeats after a
+  warm-up), in turns with a PyTorch twin of the same network
+  (experiments.pytorch.twin) when PyTorch is installed;
+- each layer's forward and backward time, measured inside real training steps
+  (a block's layers one by one), and each convolution's GFLOP/s next to what
+  NumPy's own matrix product reaches, timed in a block of its own on the
+  layers' thread count; then the sum of the layer times beside the step's;
+- the ceiling: a training step's (and an inference pass's) FLOPs over the
+  matrix product's rate, in images per second, and how much of it NumPy and
+  PyTorch reach;
+- one full epoch of 50,000 synthetic images (--epoch-images) trained as the
+  full-data recipe trains, in a fresh process: its time and that process's
+  peak resident memory, data set included.
 
-    vgg train_ratio_vs_torch=0.74 infer_ratio_vs_torch=0.81
+It ends with one line a model:
+
+    vgg train_ratio_vs_torch=0.74 infer_ratio_vs_torch=0.81 train_of_ceiling=0.39 ...
 
 Results are logged to the MLflow experiment `benchmarks` unless --no-mlflow.
 """
@@ -23,8 +32,9 @@ import argparse
 import numpy as np
 
 from cnn.models import ARCHITECTURES
-from experiments.benchmark.models import ModelResult, bench_model, peak_rss_mb, torch_available
-from experiments.benchmark.results import log_to_mlflow, ratio_lines, report
+from experiments.benchmark.epoch import epoch_in_fresh_process
+from experiments.benchmark.models import ModelResult, bench_model, torch_available
+from experiments.benchmark.results import log_to_mlflow, report, summary_lines
 from experiments.runtime.allocator import keep_freed_memory
 
 
@@ -35,10 +45,15 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--epoch-images", type=int, default=50_000,
+                        help="images of the full epoch timed in a fresh process")
+    parser.add_argument("--no-epoch", action="store_true",
+                        help="skip the full epoch and its peak memory")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
+    if args.epoch_images < 1:
+        parser.error(f"--epoch-images must be at least 1, got {args.epoch_images}")
     keep_freed_memory()  # as train does: the figures are those of a real run
 
     print(f"NumPy {np.__version__}, batch {args.batch_size}, float32")
@@ -48,13 +63,13 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     results = []
     for model in args.models:
         result = bench_model(model, args.batch_size, args.repeats, args.warmup, use_torch)
-        if not args.no_memory:
-            result.peak_rss_mb = peak_rss_mb(model, args.batch_size)
+        if not args.no_epoch:
+            result.epoch = epoch_in_fresh_process(model, args.batch_size, args.epoch_images)
         print(report(result), flush=True)
         results.append(result)
     if not args.no_mlflow:
         log_to_mlflow(results, args.batch_size)
-    for line in ratio_lines(results):
+    for line in summary_lines(results):
         print(line)
     return results
 

@@ -1,2 +1,4 @@
-"""Benchmarks: timing on a shared machine (timing), whole networks beside their PyTorch
-twins (models), and what is printed and logged (results)."""
+"""Benchmarks: timing on a shared machine and the matrix-product yardstick (timing), each
+layer's time inside training steps (layer_times), the FLOP ceiling of a step (ceiling), a
+full epoch in a fresh process (epoch), whole networks beside their PyTorch twins (models),
+and what is printed and logged (results)."""

@@ -1,22 +1,26 @@
 """Benchmarks of whole networks: training and inference throughput beside the PyTorch
-twin, each layer's time, and the peak memory of a training step."""
+twin, each layer's time inside training steps, and the ceiling of a step."""
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnn.layers import Conv2D
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import SGD
 from cnn.training import train_step
-from experiments.benchmark.timing import LayerTiming, batch, interleaved_medians, time_layers
-from experiments.runtime.allocator import keep_freed_memory
+from experiments.benchmark.ceiling import Ceiling, add_conv_gflops, ceiling, training_flops
+from experiments.benchmark.epoch import EpochResult
+from experiments.benchmark.layer_times import LayerTiming, profile_steps
+from experiments.benchmark.timing import batch, interleaved_medians, matmul_gflops, time_matmul
 from experiments.runtime.threads import chunk_threads, current_blas_threads
+
+# Yardstick products timed after the layer steps, besides the `repeats` before them.
+_MATMUL_AFTER = 3
 
 
 @dataclass
@@ -25,49 +29,31 @@ class ModelResult:
     train_images_per_s: float
     infer_images_per_s: float
     layers: list[LayerTiming] = field(default_factory=list)
-    matmul_gflops: float | None = None  # the yardstick, timed in the same rounds as the layers
-    peak_rss_mb: float | None = None
+    step_ms: float | None = None  # median wall time of the steps the layers were timed in
+    layers_ms: float | None = None  # median over those steps of the layer times' sum
+    matmul_gflops: float | None = None  # the yardstick, at the layers' thread count
+    ceiling: Ceiling | None = None
+    epoch: EpochResult | None = None
     torch_train_images_per_s: float | None = None
     torch_infer_images_per_s: float | None = None
 
     @property
     def all_convs_gflops(self) -> float | None:
-        """The convolutions' FLOPs over their time, all passes of all layers together; None
-        without a convolution row. A block is one row with no FLOPs (its convolutions are
-        timed with its other layers), so for a resnet this is the stem alone."""
-        convs = [t for t in self.layers if t.conv_gflops]
+        """The convolutions' training FLOPs over their time, all passes of all
+        convolutions (those inside blocks too) together; None without a convolution."""
+        convs = [t for t in self.layers if isinstance(t.layer, Conv2D)]
         if not convs:
             return None
         seconds = sum(t.forward_ms + t.backward_ms for t in convs) / 1e3
-        return sum(t.conv_gflops * (t.forward_ms + t.backward_ms) / 1e3 for t in convs) / seconds
-
-
-def _peak_rss_child(model: str, batch_size: int, queue) -> None:
-    keep_freed_memory()  # as in training, where freed memory stays in the process
-    net = build_model(model)
-    x, y = batch(batch_size)
-    with chunk_threads():  # as in training: two chunks may be in flight at once
-        train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
-        train_step(net, SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), x, y)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
-
-
-def peak_rss_mb(model: str, batch_size: int) -> float:
-    """Peak resident memory of a fresh process that builds the model and takes training steps."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=_peak_rss_child, args=(model, batch_size, queue))
-    child.start()
-    value = queue.get(timeout=600)
-    child.join()
-    return value
+        return sum(training_flops(t) for t in convs) / seconds / 1e9
 
 
 def bench_model(
     model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool
 ) -> ModelResult:
     """Training and inference throughput of the NumPy network, and of its PyTorch twin
-    when use_torch, timed in turns (interleaved_medians); then each layer's time."""
+    when use_torch, timed in turns (interleaved_medians); then the matmul yardstick in a
+    block of its own, each layer's time inside training steps, and the ceiling."""
     net = build_model(model)
     x, y = batch(batch_size)
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
@@ -81,14 +67,23 @@ def bench_model(
     # The NumPy network runs as training runs it; PyTorch's own threads are not NumPy's BLAS.
     with chunk_threads():
         seconds = interleaved_medians(contenders, repeats, warmup)
-        layers, matmul = time_layers(net, x, y, repeats, yardstick_threads=cores)
+        # The yardstick on as many BLAS threads as the layers have chunk threads; its
+        # spinning threads settle during the warm-up steps of the profile.
+        products = time_matmul(repeats, cores)
+        profile = profile_steps(net, x, y, repeats, warmup=max(warmup, 2))
+        products += time_matmul(_MATMUL_AFTER, cores)
+    gflops = matmul_gflops(products)
+    add_conv_gflops(profile.layers)
     images_per_s = {name: batch_size / s for name, s in seconds.items()}
     return ModelResult(
         model,
         images_per_s["train"],
         images_per_s["infer"],
-        layers,
-        matmul,
+        profile.layers,
+        profile.step_ms,
+        profile.layers_ms,
+        gflops,
+        ceiling(profile.layers, batch_size, gflops),
         torch_train_images_per_s=images_per_s.get("torch_train"),
         torch_infer_images_per_s=images_per_s.get("torch_infer"),
     )
