@@ -44,18 +44,26 @@ def _artifact_json(client, run_id, path, folder):
     return json.loads(open(client.download_artifacts(run_id, path, str(folder))).read())
 
 
-def test_interpolated_losses_at_0_and_1_are_the_initial_and_trained_networks(resnet_run):
+def _figure_and_values(resnet_run, figure: str, values: str):
+    """The run's client and what it logged beside figures/<figure>.png (asserted there)."""
     import mlflow
+
+    cfg, outcome, folder, uri = resnet_run
+    client = mlflow.MlflowClient(uri)
+    figures = {a.path for a in client.list_artifacts(outcome.run_id, "figures")}
+    assert f"figures/{figure}.png" in figures
+    return client, _artifact_json(client, outcome.run_id, values, folder)
+
+
+def test_interpolated_losses_at_0_and_1_are_the_initial_and_trained_networks(resnet_run):
 
     from cnn.training import evaluate
     from experiments.runs.build import build_run
     from experiments.runs.interpolation import train_subset
 
-    cfg, outcome, folder, uri = resnet_run
-    client = mlflow.MlflowClient(uri)
-    figures = {a.path for a in client.list_artifacts(outcome.run_id, "figures")}
-    assert "figures/loss_interpolation.png" in figures
-    values = _artifact_json(client, outcome.run_id, "loss_interpolation.json", folder)
+    cfg, outcome, folder, _ = resnet_run
+    client, values = _figure_and_values(resnet_run, "loss_interpolation",
+                                        "loss_interpolation.json")
     alphas = values["alphas"]
     assert alphas[0] == -0.2 and alphas[-1] == 1.2 and len(alphas) == 7  # 5 + 0 and 1
     at = {name: dict(zip(alphas, values[name], strict=True))
@@ -80,16 +88,12 @@ def test_interpolated_losses_at_0_and_1_are_the_initial_and_trained_networks(res
 
 
 def test_gradient_flow_has_a_row_per_weighted_layer_holding_the_logged_metrics(resnet_run):
-    import mlflow
 
     from cnn.layers import WeightedLayer
     from experiments.runs.build import build_run
 
-    cfg, outcome, folder, uri = resnet_run
-    client = mlflow.MlflowClient(uri)
-    figures = {a.path for a in client.list_artifacts(outcome.run_id, "figures")}
-    assert "figures/gradient_flow.png" in figures
-    flow = _artifact_json(client, outcome.run_id, "gradient_flow.json", folder)
+    cfg, outcome, _, _ = resnet_run
+    client, flow = _figure_and_values(resnet_run, "gradient_flow", "gradient_flow.json")
     weighted = [n for n, leaf in build_run(cfg).net.named_leaves()
                 if isinstance(leaf, WeightedLayer)]
     # depth 8: the stem, 2 convolutions in each of 3 blocks, 2 projections, the classifier
