@@ -20,6 +20,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from cnn import checkpoint as ckpt
+from cnn.averaging import WeightAverage
 from cnn.data import Splits
 from cnn.rng import make_generators
 from cnn.training import fit
@@ -168,6 +169,8 @@ def _restore(cfg: DictConfig, run_id: str, name: str, splits: Splits | None,
     run = build_run(cfg, splits=splits)
     ckpt.restore(state, run.net, run.optimizer, run.generators,
                  source=f"the checkpoint of run {run_id} (epoch {state.epoch})")
+    if run.average is not None:  # checkpoints hold no average: it restarts from here
+        run.average = WeightAverage(run.net, run.average.decay)
     metrics = callbacks.MetricsLogger(run.epochs)
     # The epochs before the checkpoint, as logged, so the figures show the whole run.
     metrics.history = epoch_history(mlflow.MlflowClient(), run_id, EPOCH_METRICS, state.epoch)
@@ -189,7 +192,8 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
     try:
         fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches, run.epochs,
             val_batches=run.val_batches,
-            callbacks=[callbacks.KeepTraining(metrics, buffer), bar,
+            callbacks=[*([run.average] if run.average is not None else []),
+                       callbacks.KeepTraining(metrics, buffer), bar,
                        *health.layer_monitor(run, buffer),
                        *checkpointer(run, outcome.run_id, buffer),
                        *callbacks.from_config(run.cfg)],
