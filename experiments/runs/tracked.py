@@ -20,7 +20,6 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from cnn import checkpoint as ckpt
-from cnn.averaging import WeightAverage
 from cnn.data import Splits
 from cnn.rng import make_generators
 from cnn.training import fit
@@ -168,9 +167,8 @@ def _restore(cfg: DictConfig, run_id: str, name: str, splits: Splits | None,
     epoch; the metrics logger starts with the epochs already logged."""
     run = build_run(cfg, splits=splits)
     ckpt.restore(state, run.net, run.optimizer, run.generators,
-                 source=f"the checkpoint of run {run_id} (epoch {state.epoch})")
-    if run.average is not None:  # checkpoints hold no average: it restarts from here
-        run.average = WeightAverage(run.net, run.average.decay)
+                 source=f"the checkpoint of run {run_id} (epoch {state.epoch})",
+                 average=run.average)
     metrics = callbacks.MetricsLogger(run.epochs)
     # The epochs before the checkpoint, as logged, so the figures show the whole run.
     metrics.history = epoch_history(mlflow.MlflowClient(), run_id, EPOCH_METRICS, state.epoch)
