@@ -3,6 +3,8 @@
 One `.npz` file (read without pickle) holds
     net/<name>          the network's parameters and buffers (Sequential.state_dict)
     optim/<name>        the optimiser's state (Optimizer.state_dict: moments, step count)
+    average/<name>      with a weight average (cnn.averaging), its state: the averaged
+                        parameters and buffers and its update count
     epoch, step         the last completed epoch and optimiser step
     rng                 the state of every random generator, as JSON text (uint8 bytes)
     format              the checkpoint format version
@@ -28,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn.averaging import WeightAverage
 from cnn.network import Sequential
 from cnn.optim import Optimizer
 
 FORMAT_VERSION = 1
-_NET, _OPTIM = "net/", "optim/"
+_NET, _OPTIM, _AVERAGE = "net/", "optim/", "average/"
 _LAYER_RNG = "layer:"
 
 
@@ -49,6 +52,7 @@ class Checkpoint:
     net: dict[str, np.ndarray]
     optim: dict[str, np.ndarray]
     rng: dict[str, dict] = field(default_factory=dict)  # bit_generator.state per stream
+    average: dict[str, np.ndarray] = field(default_factory=dict)  # empty: no weight average
 
 
 def _generators_with_layers(
@@ -69,6 +73,7 @@ def capture(
     generators: Mapping[str, np.random.Generator],
     epoch: int,
     step: int,
+    average: WeightAverage | None = None,
 ) -> Checkpoint:
     """A snapshot of the training state after `epoch` (copies: later training leaves it alone)."""
     streams = _generators_with_layers(net, generators)
@@ -78,6 +83,7 @@ def capture(
         net=net.state_dict(),
         optim=optimizer.state_dict(),
         rng={name: g.bit_generator.state for name, g in streams.items()},
+        average={} if average is None else average.state_dict(),
     )
 
 
@@ -92,6 +98,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     }
     arrays.update({_NET + k: v for k, v in checkpoint.net.items()})
     arrays.update({_OPTIM + k: v for k, v in checkpoint.optim.items()})
+    arrays.update({_AVERAGE + k: v for k, v in checkpoint.average.items()})
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +150,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         net={k[len(_NET):]: v for k, v in arrays.items() if k.startswith(_NET)},
         optim={k[len(_OPTIM):]: v for k, v in arrays.items() if k.startswith(_OPTIM)},
         rng=_generator_states(arrays["rng"], path, hint),
+        average={k[len(_AVERAGE):]: v for k, v in arrays.items() if k.startswith(_AVERAGE)},
     )
 
 
@@ -172,8 +180,10 @@ def restore(
     optimizer: Optimizer,
     generators: Mapping[str, np.random.Generator],
     source: str = "checkpoint",
+    average: WeightAverage | None = None,
 ) -> None:
-    """Put the saved state into a freshly built net, optimiser and generators (in place).
+    """Put the saved state into a freshly built net, optimiser and generators (in place),
+    and into `average` when given (a checkpoint without one restarts it from the weights).
 
     Every generator of the run must be in the checkpoint and vice versa, and the arrays
     must fit the network; otherwise CheckpointError says what differs. All of it is
@@ -186,7 +196,18 @@ def restore(
     except ValueError as e:
         raise CheckpointError(str(e)) from e
     _check_optimizer_state(checkpoint.optim, net.params, source)
+    if average is not None and checkpoint.average:
+        try:
+            net.check_state_dict({k: v for k, v in checkpoint.average.items()
+                                  if k != "updates"}, source=f"{source} (weight average)")
+        except ValueError as e:
+            raise CheckpointError(str(e)) from e
     net.load_state_dict(weights, source=source)
+    if average is not None:
+        if checkpoint.average:
+            average.load_state_dict(checkpoint.average)
+        else:
+            average.shadow, average.updates = net.state_dict(), 0
     optimizer.load_state_dict(checkpoint.optim)
     for name, g in streams.items():
         g.bit_generator.state = checkpoint.rng[name]
@@ -242,8 +263,9 @@ class Checkpointer:
 
     def __init__(self, path: str | os.PathLike, net: Sequential, optimizer: Optimizer,
                  generators: Mapping[str, np.random.Generator], steps_per_epoch: int,
-                 every: int = 1, on_saved=None) -> None:
+                 every: int = 1, on_saved=None, average: WeightAverage | None = None) -> None:
         self.path, self.every, self.on_saved = Path(path), every, on_saved
+        self.average = average
         self.net, self.optimizer, self.generators = net, optimizer, generators
         self.steps_per_epoch = steps_per_epoch
         self.last_epoch: int | None = None
@@ -252,7 +274,7 @@ class Checkpointer:
         if self.every <= 0 or epoch % self.every:
             return
         save(self.path, capture(self.net, self.optimizer, self.generators, epoch,
-                                epoch * self.steps_per_epoch))
+                                epoch * self.steps_per_epoch, self.average))
         self.last_epoch = epoch
         if self.on_saved is not None:
             self.on_saved(self.path, epoch)

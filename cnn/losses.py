@@ -31,6 +31,13 @@ class SoftmaxCrossEntropy:
         self._cache = (np.exp(log_p), target)
         return float(-(target * log_p).sum() / n)
 
+    def minimum(self, num_classes: int) -> float:
+        """The lowest mean loss any logits reach over `num_classes` classes: the entropy of
+        the target (0 without smoothing; about 0.50 with smoothing 0.1 over 10 classes)."""
+        s, k = self.label_smoothing, num_classes
+        rest = [s / k] * (k - 1) if s else []
+        return float(-sum(p * np.log(p) for p in [1.0 - s + s / k, *rest] if p > 0))
+
     def backward(self) -> np.ndarray:
         """Gradient of the mean loss with respect to the logits, (N, K)."""
         probs, target = self._cache

@@ -52,11 +52,19 @@ class Evaluation:
     predictions: np.ndarray  # (N,) predicted classes
 
 
-def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches) -> Evaluation:
-    """Loss (batch means weighted by batch size), accuracy and predictions, in evaluation mode."""
+def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches, *,
+             flip: bool = False) -> Evaluation:
+    """Loss (batch means weighted by batch size), accuracy and predictions, in evaluation mode.
+
+    flip: test-time augmentation; the logits are the mean of those of each (B, H, W, C)
+    image and of its mirror image (W reversed), so a class seen facing either way counts.
+    """
     total_loss, labels, predictions = 0.0, [], []
     for x, y in batches:
         logits = net.infer(x)  # (B, K), as forward(x, training=False) gives them
+        if flip:
+            mirrored = np.ascontiguousarray(x[:, :, ::-1])  # (B, H, W, C), W reversed
+            logits = 0.5 * (logits + net.infer(mirrored))
         total_loss += loss_fn.forward(logits, y) * len(y)
         labels.append(y)
         predictions.append(logits.argmax(axis=1))  # (B,)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnn import checkpoint
+from cnn.averaging import WeightAverage
 from cnn.layers import Dense, Dropout, Flatten, ReLU
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
@@ -77,6 +78,38 @@ def test_resumed_training_equals_uninterrupted(tmp_path, optim):
     assert got.keys() == expected.keys()
     for k in expected:
         np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+
+def test_a_resumed_weight_average_equals_the_uninterrupted_one(tmp_path):
+    net, opt, schedule, batches, gens = synthetic_run()
+    average = WeightAverage(net, 0.9)
+    fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 4, callbacks=[average])
+    expected = average.state_dict()
+
+    net, opt, schedule, batches, gens = synthetic_run()
+    average = WeightAverage(net, 0.9)
+    saver = checkpoint.Checkpointer(tmp_path / "last.npz", net, opt, gens, len(batches),
+                                    average=average)
+    fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 2, callbacks=[average, saver])
+
+    net, opt, schedule, batches, gens = synthetic_run()
+    average = WeightAverage(net, 0.9)
+    state = checkpoint.load(tmp_path / "last.npz")
+    checkpoint.restore(state, net, opt, gens, average=average)
+    fit(net, SoftmaxCrossEntropy(), opt, schedule, batches, 4, start_epoch=3,
+        callbacks=[average])
+    got = average.state_dict()
+    assert got.keys() == expected.keys() and int(got["updates"]) == 4 * len(batches)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+    # A checkpoint saved without an average restarts it from the restored weights.
+    net, opt, _, _, gens = synthetic_run()
+    average = WeightAverage(net, 0.9)
+    state.average = {}
+    checkpoint.restore(state, net, opt, gens, average=average)
+    assert average.updates == 0
+    np.testing.assert_array_equal(average.shadow["dense1.W"], state.net["dense1.W"])
 
 
 def test_harness_run_resumes_bit_for_bit(tmp_path, cifar_root):

@@ -66,6 +66,23 @@ def test_learning_rate_of_100_is_blamed_on_the_learning_rate(images):
     assert memorise.status == WARN and "too high" in memorise.cause
 
 
+def test_memorising_with_label_smoothing_passes_near_the_lowest_loss_it_allows(images):
+    """Smoothing 0.1 keeps the loss above 0.50 even when every image is memorised."""
+    x, y = images
+    loss_fn = SoftmaxCrossEntropy(0.1)
+    target = np.full(10, 0.01)
+    target[3] = 0.91
+    # The lowest loss is reached by logits log(target): it is the target's entropy.
+    assert loss_fn.minimum(10) == pytest.approx(
+        loss_fn.forward(np.log(target)[None], np.array([3])), rel=1e-12)
+    assert loss_fn.minimum(10) == pytest.approx(0.5003, abs=1e-4)
+    assert SoftmaxCrossEntropy().minimum(10) == 0.0
+    checks, _ = health_checks(build_model("seed", seed=0), loss_fn,
+                              lambda: SGD(0.01, momentum=0.9, nesterov=True), x, y, 10)
+    memorise = by_name(checks, "memorise")
+    assert memorise.status == PASS, memorise.cause
+
+
 def test_a_broken_layer_gradient_is_found_and_located(images):
     class HalfGradientReLU(ReLU):
         def backward(self, dout):

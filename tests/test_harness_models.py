@@ -18,11 +18,13 @@ from experiments.config import compose_config
 from experiments.config.compose import config_from_container
 from experiments.config.validate import ConfigError, validate
 
-# A resnet-8 with 4, 8 and 8 channels on 300 images, 2 epochs: a few seconds of training.
+# A resnet-8 with 4, 8 and 8 channels on 300 images, 2 epochs: a few seconds of training,
+# with the accuracy frontier's options on (a whitened stem, a weight average, test flips).
 TINY_RESNET = ["model=resnet", "model.depth=8", "model.widths=[4,8,8]", "data.n_train=300",
                "trainer.epochs=2", "trainer.batch_size=50", "trainer.progress=false",
-               "trainer.health_checks=false", "trainer.checkpoint_every=0",
-               "tracking.log_dataset=false"]
+               "trainer.health_checks=false", "tracking.log_dataset=false",
+               "init.whiten_first_conv=true", "trainer.weight_average=0.9",
+               "trainer.test_flip=true"]
 
 # conf/model/ gets a file of the user's own: the layer list written in YAML.
 TINY_CUSTOM_YAML = """\
@@ -107,7 +109,22 @@ def test_tiny_resnet_logs_block_statistics_and_its_architecture(tiny_resnet,
     meta = json.loads(next(local.rglob("model.json")).read_text())
     assert meta["architecture"] == "resnet"
     assert meta["knobs"] == {"depth": 8, "widths": [4, 8, 8], "norm": "batch",
-                             "activation": "relu", "dropout": 0.0}
+                             "activation": "relu", "dropout": 0.0, "bn_momentum": 0.1}
+
+
+def test_tiny_resnet_tests_and_saves_its_weight_average(tiny_resnet, module_harness_cli,
+                                                       tmp_path):
+    metrics = tiny_resnet.data.metrics
+    for key in ("test_acc", "test_acc_without_average", "test_acc_without_flip"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    mlflow.set_tracking_uri(module_harness_cli.tracking_uri)
+    saved = np.load(mlflow.artifacts.download_artifacts(
+        run_id=tiny_resnet.info.run_id, artifact_path="weights.npz", dst_path=str(tmp_path)))
+    # The last checkpoint holds the trained weights; the saved ones are their average.
+    trained = np.load(module_harness_cli.folder / "checkpoints" / tiny_resnet.info.run_id
+                      / "last.npz")
+    assert set(saved.files) == {k[len("net/"):] for k in trained.files if k.startswith("net/")}
+    assert not np.allclose(saved["dense1.W"], trained["net/dense1.W"])
 
 
 def test_logged_resnet_predicts_and_a_model_without_knobs_still_loads(

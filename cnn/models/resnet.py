@@ -10,6 +10,9 @@ dense): 8, 14, 20, 32, 56, 110. Where the shape changes, the shortcut is a
 strided 1x1 convolution with BN (the paper's option B; its CIFAR networks used
 zero-padded identities, option A, which has no parameters).
 
+`bn_momentum` is every batch norm's weight of the current batch in its running
+statistics (0.1, PyTorch's default; a lower one averages over more batches).
+
 `plain` is the same network without any shortcut, projections included: the
 depth study's control. (Its weights match resnet's up to the first projection,
 which plain does not draw.)
@@ -40,6 +43,7 @@ def residual_network(
     activation: str,
     dropout: float,
     shortcut: bool,
+    bn_momentum: float = 0.1,
 ) -> tuple[list[Layer], list[str | None]]:
     """The layers of `resnet` (shortcut=True) or `plain` (False), and the blocks' names."""
     widths = list(widths)
@@ -51,6 +55,8 @@ def residual_network(
                          f"({valid}, ...), got {depth}")
     batch = check_choice(f"{family} norm", norm, NORMS) == "batch"
     check_choice(f"{family} activation", activation, ACTIVATIONS)
+    if not 0.0 < bn_momentum <= 1.0:
+        raise ValueError(f"{family} bn_momentum must be in (0, 1], got {bn_momentum}")
     c = input_shape[2]
     layers: list[Layer] = [
         Conv2D(c, widths[0], 3, padding=1, bias=not batch, init=init, rng=rng),
@@ -68,7 +74,16 @@ def residual_network(
             c = width
     head = [GlobalAvgPool(), *dropout_layers(dropout, rng),
             Dense(c, num_classes, init=init, rng=rng)]
+    _set_bn_momentum(layers, bn_momentum)
     return [*layers, *head], [*names, *[None] * len(head)]
+
+
+def _set_bn_momentum(layers: list[Layer], momentum: float) -> None:
+    """Give every batch norm, inside the blocks too, the running statistics' momentum."""
+    for layer in layers:
+        if isinstance(layer, BatchNorm2D):
+            layer.momentum = momentum
+        _set_bn_momentum(list(getattr(layer, "sublayers", {}).values()), momentum)
 
 
 @architecture("resnet")
@@ -83,11 +98,12 @@ def resnet(
     norm: str = "batch",
     activation: str = "relu",
     dropout: float = 0.0,
+    bn_momentum: float = 0.1,
 ) -> tuple[list[Layer], list[str | None]]:
     """(N, H, W, C) -> (N, num_classes): a residual network of `depth` layers (6n+2)."""
     return residual_network("resnet", input_shape, num_classes, init, rng, depth=depth,
                             widths=widths, norm=norm, activation=activation, dropout=dropout,
-                            shortcut=True)
+                            shortcut=True, bn_momentum=bn_momentum)
 
 
 @architecture("plain")
@@ -102,8 +118,9 @@ def plain(
     norm: str = "batch",
     activation: str = "relu",
     dropout: float = 0.0,
+    bn_momentum: float = 0.1,
 ) -> tuple[list[Layer], list[str | None]]:
     """(N, H, W, C) -> (N, num_classes): `resnet` with no shortcuts."""
     return residual_network("plain", input_shape, num_classes, init, rng, depth=depth,
                             widths=widths, norm=norm, activation=activation, dropout=dropout,
-                            shortcut=False)
+                            shortcut=False, bn_momentum=bn_momentum)

@@ -68,6 +68,9 @@ def model_schemas() -> dict[str, type[ModelConfig]]:
 class InitConfig:
     name: str = "he"  # an initialiser registered in cnn.initializers.INITIALIZERS
     std: float | None = None  # for normal / unit_normal; None keeps 0.01 / 1.0
+    # Start the first convolution's filters as the whitening directions of the training
+    # images' patches (cnn.whitening), after drawing them as `name` says.
+    whiten_first_conv: bool = False
 
 
 # -- optimisers and schedules: bases, and schemas read off the registered classes ----------
@@ -156,6 +159,11 @@ class TrainerConfig:
     eval_batch_size: int = 500  # batch size for validation and test passes
     seed: int = 0  # fixes every random stream of the run (cnn.rng.make_generators)
     label_smoothing: float = 0.0
+    # Decay of an exponential moving average of the weights (cnn.averaging), updated after
+    # every step and tested, logged and saved instead of the trained weights; 0: none.
+    weight_average: float = 0.0
+    # Test-time augmentation: test logits are the mean over each image and its mirror image.
+    test_flip: bool = False
     dtype: str = "float32"  # float32 | float64
     progress: bool = True  # show a tqdm progress bar
     # Check the configured network before training (experiments.runs.health: initial loss,

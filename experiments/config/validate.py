@@ -144,6 +144,9 @@ def _check_trainer(trainer: Any, check) -> None:
           f"trainer.eval_batch_size must be >= 1, got {trainer.eval_batch_size}")
     check(0 <= trainer.label_smoothing < 1,
           f"trainer.label_smoothing must be in [0, 1), got {trainer.label_smoothing}")
+    check(0 <= trainer.weight_average < 1,
+          f"trainer.weight_average must be in [0, 1) (0: no average), got "
+          f"{trainer.weight_average}")
     check(trainer.dtype in ("float32", "float64"),
           f"trainer.dtype={trainer.dtype!r}: choose float32 or float64")
     check(trainer.checkpoint_every >= 0,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn.averaging import WeightAverage
 from cnn.data import Augmenter, BatchIterator, Normalizer, Splits, to_unit_range
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
@@ -28,11 +29,16 @@ from cnn.network import Sequential
 from cnn.optim import Optimizer, make_optimizer
 from cnn.rng import make_generators
 from cnn.schedules import Schedule, make_schedule
+from cnn.whitening import whiten_first_conv
 from experiments.config import validate
 from experiments.config.validate import group_args
 from experiments.datasets.base import load_splits
 
 Transform = Callable[[np.ndarray], np.ndarray]
+
+# Training images whose patches init.whiten_first_conv whitens: enough for a (27, 27)
+# covariance many times over, and a bounded float copy (60 MB) on the full data set.
+WHITENING_IMAGES = 5000
 
 
 @dataclass
@@ -50,6 +56,8 @@ class Run:
     val_batches: validation batches, or None without a validation split.
     test_batches: test batches, never shuffled or augmented.
     epochs, steps_per_epoch, total_steps: the length of training in optimiser steps.
+    average: the moving average of the weights (trainer.weight_average > 0), else None.
+    test_flip: whether evaluation averages each image's logits with its mirror image's.
     """
 
     cfg: Any
@@ -68,6 +76,8 @@ class Run:
     epochs: int
     steps_per_epoch: int
     total_steps: int
+    average: WeightAverage | None = None
+    test_flip: bool = False
 
 
 class _OwnStream:
@@ -125,6 +135,8 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
     # Statistics from the training images only: nothing about validation or test leaks in.
     normalizer = Normalizer().fit(splits.x_train) if cfg.data.normalize else None
     transform: Transform = normalizer if normalizer is not None else to_unit_range
+    if getattr(cfg.init, "whiten_first_conv", False):
+        whiten_first_conv(net, transform(splits.x_train[:WHITENING_IMAGES]).astype(dtype))
     aug = cfg.data.augment
     augmenter = None
     if aug.crop_pad or aug.flip:
@@ -147,6 +159,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
     epochs = cfg.trainer.epochs
     optimizer = make_optimizer_from(cfg.optim)
     schedule = make_schedule_from(cfg.schedule, cfg.optim.lr, steps_per_epoch, epochs)
+    decay = getattr(cfg.trainer, "weight_average", 0.0)
     return Run(
         cfg=cfg,
         net=net,
@@ -164,4 +177,6 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
+        average=WeightAverage(net, decay) if decay else None,
+        test_flip=bool(getattr(cfg.trainer, "test_flip", False)),
     )

@@ -43,7 +43,8 @@ def checkpointer(run: Any, run_id: str, buffer: OfflineBuffer) -> list[ckpt.Chec
         buffer.upload(path, CHECKPOINT_ARTIFACT)
 
     return [ckpt.Checkpointer(checkpoint_path(run_id), run.net, run.optimizer, run.generators,
-                              run.steps_per_epoch, every=every, on_saved=upload)]
+                              run.steps_per_epoch, every=every, on_saved=upload,
+                              average=run.average)]
 
 
 def find_checkpoint(run_id: str, folder: Path) -> ckpt.Checkpoint:

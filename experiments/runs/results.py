@@ -62,10 +62,26 @@ def first_conv_weights(net: Sequential) -> np.ndarray | None:
 
 def log_test_results(run: Run, name: str) -> tuple[float, float]:
     """Evaluate on the test set; log the loss, accuracy, confusion matrix, first-layer
-    filters, weights and (with tracking.log_model) the model. Returns (loss, accuracy)."""
-    result = evaluate(run.net, run.loss_fn, run.test_batches)
-    mlflow.log_metrics({"test_loss": result.loss, "test_acc": result.acc}, step=run.epochs)
-    log.info("test loss %.4f, test accuracy %.4f", result.loss, result.acc)
+    filters, weights and (with tracking.log_model) the model. Returns (loss, accuracy).
+
+    With a weight average, the average is what is tested, logged and saved (it replaces the
+    trained weights in run.net); with test_flip, the test logits are averaged over mirror
+    images. Each also logs the accuracy without it (test_acc_without_average,
+    test_acc_without_flip), which is what switching it off would give, since neither
+    changes training.
+    """
+    ablations = {}
+    if run.average is not None:
+        ablations["test_acc_without_average"] = evaluate(
+            run.net, run.loss_fn, run.test_batches, flip=run.test_flip).acc
+        run.average.copy_to()
+    result = evaluate(run.net, run.loss_fn, run.test_batches, flip=run.test_flip)
+    if run.test_flip:
+        ablations["test_acc_without_flip"] = evaluate(run.net, run.loss_fn,
+                                                      run.test_batches).acc
+    mlflow.log_metrics({"test_loss": result.loss, "test_acc": result.acc, **ablations},
+                       step=run.epochs)
+    log.info("test loss %.4f, test accuracy %.4f %s", result.loss, result.acc, ablations or "")
 
     counts = run_figures.confusion_matrix(result.labels, result.predictions,
                                           run.splits.num_classes)

@@ -183,7 +183,8 @@ def _restore(cfg: DictConfig, run_id: str, name: str, splits: Splits | None,
     epoch; the metrics logger starts with the epochs already logged."""
     run = build_run(cfg, splits=splits)
     ckpt.restore(state, run.net, run.optimizer, run.generators,
-                 source=f"the checkpoint of run {run_id} (epoch {state.epoch})")
+                 source=f"the checkpoint of run {run_id} (epoch {state.epoch})",
+                 average=run.average)
     metrics = callbacks.MetricsLogger(run.epochs)
     # The epochs before the checkpoint, as logged, so the figures show the whole run.
     metrics.history = epoch_history(mlflow.MlflowClient(), run_id, EPOCH_METRICS, state.epoch)
@@ -205,7 +206,8 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
     try:
         fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches, run.epochs,
             val_batches=run.val_batches,
-            callbacks=[callbacks.KeepTraining(metrics, buffer), bar,
+            callbacks=[*([run.average] if run.average is not None else []),
+                       callbacks.KeepTraining(metrics, buffer), bar,
                        *health.layer_monitor(run, buffer),
                        *checkpointer(run, outcome.run_id, buffer),
                        *callbacks.from_config(run.cfg)],

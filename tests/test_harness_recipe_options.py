@@ -1,0 +1,64 @@
+"""The accuracy-frontier ingredients as config options: experiment=resnet_subset composes
+them, each is switched off by one override, and bad values are refused naming the key.
+The whitened stem is built from the training images as the network sees them.
+(tests/test_harness_models.py trains a tiny resnet with them on.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnn.whitening import whitening_filters
+from experiments.config import compose_config
+from experiments.config.validate import ConfigError, validate
+from experiments.runs.build import build_run
+
+# One override each switches an ingredient off (as the README's ablation table does).
+INGREDIENTS_OFF = {
+    "trainer.label_smoothing=0.0": ("trainer", "label_smoothing", 0.0),
+    "trainer.weight_average=0.0": ("trainer", "weight_average", 0.0),
+    "trainer.test_flip=false": ("trainer", "test_flip", False),
+    "trainer.epochs=30": ("trainer", "epochs", 30),
+}
+
+
+def test_every_ingredient_is_on_in_the_recipe_and_off_by_default():
+    recipe, default = compose_config(["experiment=resnet_subset"]), compose_config([])
+    validate(recipe)
+    for override, (group, key, off) in INGREDIENTS_OFF.items():
+        assert recipe[group][key] != off, override
+        ablated = compose_config(["experiment=resnet_subset", override])
+        assert ablated[group][key] == off
+    assert (default.trainer.label_smoothing, default.trainer.weight_average,
+            default.trainer.test_flip) == (0.0, 0.0, False)
+    # The whitened stem is an option the recipe leaves off.
+    assert not recipe.init.whiten_first_conv and not default.init.whiten_first_conv
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["experiment=resnet_subset", "trainer.weight_average=1.0"],
+     "trainer.weight_average must be in [0, 1)"),
+    (["experiment=resnet_subset", "trainer.weight_average=-0.1"],
+     "trainer.weight_average must be in [0, 1)"),
+    (["experiment=resnet_subset", "+trainer.test_flips=true"], "trainer.test_flips: unknown key"),
+    (["model=resnet", "model.bn_momentum=0.0"],
+     "model.bn_momentum=0.0: resnet bn_momentum must be in (0, 1]"),
+])
+def test_bad_values_fail_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config(overrides))
+    assert message in str(info.value)
+
+
+@pytest.mark.data
+def test_the_whitened_stem_comes_from_the_normalised_training_images(cifar_root):
+    overrides = ["model=resnet", "model.depth=8", "model.widths=[6,8,8]", "data.n_train=100",
+                 "data.n_val=0", f"data.root={cifar_root}"]
+    plain = build_run(compose_config(overrides))
+    run = build_run(compose_config([*overrides, "init.whiten_first_conv=true"]))
+    expected = whitening_filters(run.transform(run.splits.x_train), (3, 3), pairs=3)
+    np.testing.assert_allclose(run.net.params["conv1.W"], expected, rtol=1e-4, atol=1e-6)
+    # Everything else is drawn as without whitening.
+    for key, value in plain.net.params.items():
+        if key != "conv1.W":
+            np.testing.assert_array_equal(run.net.params[key], value)
