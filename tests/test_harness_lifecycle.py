@@ -12,6 +12,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 
 QUICK = ["model=seed", "trainer.progress=false", "trainer.health_checks=false",
          "tracking.log_dataset=false"]
+# A run that the signal always finds still training: far more epochs than a test waits
+# for, of 10 steps each. (300 images in 3-step epochs once finished all 500 epochs, in
+# 61 s, before the polling test had seen the first one in the store.)
+LONG_RUN = ["data.n_train=1000", "trainer.epochs=2000", "trainer.batch_size=100"]
 
 
 def all_runs(cli):
@@ -42,8 +46,7 @@ def wait_for_first_epoch(cli, proc, timeout: float = 120.0):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_ends_killed(harness_cli, signum):
-    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
-                             "trainer.epochs=500", "trainer.batch_size=100")
+    proc = harness_cli.start("experiments.train", *QUICK, *LONG_RUN)
     try:
         run = wait_for_first_epoch(harness_cli, proc)
         assert run.info.status == "RUNNING"
@@ -63,8 +66,7 @@ def test_a_burst_of_signals_still_ends_the_run_killed(harness_cli):
     # Ctrl-C pressed again and again: later interrupts land while the run is being ended
     # (in mlflow.end_run), which must still finish. Three 10 ms apart, then a steady stream
     # until the process exits, so that some surely arrive during the ending.
-    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
-                             "trainer.epochs=500", "trainer.batch_size=100")
+    proc = harness_cli.start("experiments.train", *QUICK, *LONG_RUN)
     try:
         wait_for_first_epoch(harness_cli, proc)
         deadline = time.monotonic() + 60
@@ -81,8 +83,7 @@ def test_a_burst_of_signals_still_ends_the_run_killed(harness_cli):
 
 
 def test_a_closed_terminal_ends_the_run_killed(harness_cli):
-    proc = harness_cli.start("experiments.train", *QUICK, "data.n_train=300",
-                             "trainer.epochs=500", "trainer.batch_size=100")
+    proc = harness_cli.start("experiments.train", *QUICK, *LONG_RUN)
     try:
         wait_for_first_epoch(harness_cli, proc)
         proc.send_signal(signal.SIGHUP)
@@ -162,8 +163,7 @@ def test_a_failed_job_does_not_stop_the_sweep(harness_cli):
 
 
 def test_interrupted_sweep_leaves_nothing_running(harness_cli):
-    proc = harness_cli.start("experiments.train", "-m", *QUICK, "data.n_train=300",
-                             "trainer.epochs=500", "trainer.batch_size=100", "init=he,xavier",
+    proc = harness_cli.start("experiments.train", "-m", *QUICK, *LONG_RUN, "init=he,xavier",
                              f"hydra.sweep.dir={harness_cli.folder / 'mr'}")
     try:
         wait_for_first_epoch(harness_cli, proc)
