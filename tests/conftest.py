@@ -158,7 +158,10 @@ class HarnessCli:
         def default_sigint() -> None:
             # A shell that starts jobs in the background may have set SIGINT to ignored,
             # and Python keeps that; restore it so the test's SIGINT acts like Ctrl-C.
+            # Likewise SIGHUP, which a suite started under nohup ignores (and the harness
+            # then rightly keeps ignoring).
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
         return subprocess.Popen(self.command(module, *args), cwd=self.folder, env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
