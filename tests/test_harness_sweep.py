@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from experiments.runtime.blas import blas_library, cpu_model
+
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 
 TINY = ["model=seed", "data.n_train=200", "data.n_val=100", "trainer.epochs=2",
@@ -70,6 +72,10 @@ def test_children_log_params_tags_and_datasets(sweep):
         assert tags["sweep"] == "custom"  # a command-line sweep, not a preset
         # Layers took batch chunks on as many threads as BLAS had (experiments.runtime.threads).
         assert int(tags["chunk_threads"]) >= 1
+        # What its rounding depends on: BLAS on one thread inside the layers, its kernel, the CPU.
+        library, kernel = blas_library()
+        assert (tags["blas"], tags["blas_kernel"], tags["blas_threads"], tags["cpu"]) == (
+            library, kernel, "1", cpu_model())
         names = {d.dataset.name: d for d in child.inputs.dataset_inputs}
         assert set(names) == {"cifar10-train", "cifar10-val", "cifar10-test"}
     # Both jobs used one seed, so the same data.
@@ -146,10 +152,17 @@ def test_report_cli(sweep):
         "learning_curves_loss.png", "learning_curves_acc.png", "accuracy_vs_size.png"}
 
 
-def test_rerun_reproduces_the_metric_series(sweep):
+def test_rerun_reproduces_the_metric_series_and_says_what_machine_differs(sweep):
     original = sweep.children[1]
+    # As if the run had been logged on another BLAS kernel: the rerun must say so (here the
+    # kernel is in fact the same, so the numbers still match).
+    logged_kernel = original.data.tags["blas_kernel"]
+    sweep.client.set_tag(original.info.run_id, "blas_kernel", "Prescott")
     done = sweep.cli.run("experiments.rerun", original.info.run_id)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert (f"BLAS kernel differs: the run used Prescott, this is {logged_kernel}"
+            in done.stderr), done.stderr
+    assert "code differs" not in done.stderr and "CPU differs" not in done.stderr
     assert "DIFFERENT" not in done.stdout and "identical" in done.stdout
     client = sweep.client
     reruns = client.search_runs(

@@ -1,5 +1,5 @@
 """What a logged run recorded about itself, read back: its config, and whether today's
-code and data are those it ran with."""
+code, data and machine are those it ran with."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import config_from_container
+from experiments.runtime.blas import Machine, this_machine
+from experiments.runtime.threads import chunk_threads
 from experiments.tracking import tags
 from experiments.tracking.git import git_state
 
@@ -34,8 +36,29 @@ def logged_diff(run_id: str) -> str:
         return Path(path).read_text()
 
 
+def machine_tags(machine: Machine) -> dict[str, str]:
+    """The tags every run records of the machine its numbers were computed on."""
+    return {tags.BLAS: machine.blas, tags.BLAS_KERNEL: machine.kernel,
+            tags.BLAS_THREADS: str(machine.threads), tags.CPU: machine.cpu}
+
+
+def machine_warnings(run_tags: dict[str, str]) -> list[str]:
+    """What differs between the machine a run logged and the one a run would train on now.
+
+    A run trains inside `chunk_threads`, so "now" is measured there too. Runs logged
+    before these tags existed get no warning rather than a false one."""
+    with chunk_threads():
+        now = machine_tags(this_machine())
+    names = {tags.BLAS: "BLAS", tags.BLAS_KERNEL: "BLAS kernel", tags.BLAS_THREADS:
+             "BLAS threads", tags.CPU: "CPU"}
+    return [f"{name} differs: the run used {run_tags[key]}, this is {now[key]} (the numbers "
+            "then agree within seed noise, not bit for bit)"
+            for key, name in names.items() if key in run_tags and run_tags[key] != now[key]]
+
+
 def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str) -> list[str]:
-    """What differs between the logged run and now: code commit, local changes, data."""
+    """What differs between the logged run and now: code commit, local changes, data,
+    BLAS and CPU."""
     commit, dirty, diff = git_state()
     warnings = []
     old_commit = run_tags.get(tags.GIT_COMMIT, "unknown")
@@ -47,4 +70,4 @@ def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str)
     old_digest = run_tags.get(tags.DATA_DIGEST)
     if old_digest != data_digest:
         warnings.append(f"data differs: the run used digest {old_digest}, now {data_digest}")
-    return warnings
+    return warnings + machine_warnings(run_tags)

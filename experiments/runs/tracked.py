@@ -32,9 +32,11 @@ from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
 from experiments.runs.checkpoints import checkpoint_path, checkpointer
 from experiments.runs.interpolation import log_interpolation
+from experiments.runs.logged import machine_tags
 from experiments.runs.lr_find import at_rate, log_range_test, range_test
 from experiments.runs.results import log_datasets, log_test_results
 from experiments.runtime.allocator import keep_freed_memory
+from experiments.runtime.blas import this_machine
 from experiments.runtime.threads import chunk_threads
 from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
@@ -135,8 +137,8 @@ def train_and_log(
                 log_range_test(found, name)
             # The layers' batch chunks on the cores, from the health checks on.
             with chunk_threads() as threads:
-                log_safely("the chunk_threads tag", mlflow.set_tag, tags.CHUNK_THREADS,
-                           str(threads))
+                log_safely("the machine's tags", mlflow.set_tags,
+                           {tags.CHUNK_THREADS: str(threads), **machine_tags(this_machine())})
                 if resume is None:
                     run = _start(cfg, outcome.run_id, name, hydra_dir, diff if dirty else None,
                                  splits)

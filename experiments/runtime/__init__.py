@@ -1,1 +1,2 @@
-"""How a process uses the machine: its allocator (allocator) and its cores (threads)."""
+"""How a process uses the machine: its allocator (allocator), its cores (threads), and
+which BLAS computes its products (blas)."""

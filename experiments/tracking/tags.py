@@ -21,6 +21,11 @@ PID = "pid"
 HEALTH = "health"  # the diagnosis before training: pass | warn | fail
 HEALTH_CAUSE = "health_cause"  # its most likely cause in plain words, "-" when healthy
 CHUNK_THREADS = "chunk_threads"  # threads the layers took batch chunks on
+# What the last bits of a run's numbers depend on (experiments.runtime.blas).
+BLAS = "blas"  # NumPy's BLAS library and version, e.g. "openblas 0.3.31"
+BLAS_KERNEL = "blas_kernel"  # the kernel it runs, e.g. "Haswell" (threadpoolctl's architecture)
+BLAS_THREADS = "blas_threads"  # threads BLAS was on while the layers ran (1 by construction)
+CPU = "cpu"  # the CPU's model name
 MODEL_URI = "model_uri"
 LR_FIND = "lr_find"  # "true" on the run of `make lr-find`
 LR_FIND_SUGGESTION = "lr_find_suggestion"  # the range test's suggested rate (also a metric)
