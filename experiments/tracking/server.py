@@ -121,6 +121,11 @@ class TrackingServer:
         out = self._log_file or subprocess.DEVNULL
         env = {**os.environ}
         env.pop("MLFLOW_TRACKING_URI", None)  # the server serves its own store
+        # MLflow 3 starts a job runner and seven Huey consumers beside the web server for
+        # its server-side GenAI jobs (judges, online scoring), about 220 MB each; runs and
+        # artifacts never use them. MLflow's documented switch (mlflow.environment_variables);
+        # exporting MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings them back.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         # Its own process group: Ctrl-C in the terminal reaches the sweep, which then stops
         # the server itself (after the jobs are ended), not both at once.
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
