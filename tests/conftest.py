@@ -339,9 +339,10 @@ def postgres_server(postgres_url, tmp_path_factory):
 # SLURM cluster fixtures (tests/test_slurm_cluster.py).
 #
 # A one-node SLURM cluster in a temporary folder (tests/slurm_cluster.py): its own
-# slurm.conf, munge key and socket, daemons on free loopback ports. It needs Debian's
-# slurm-wlm and munge (installed by .ci/run) and root. Without them the tests skip,
-# except under CI, where they fail.
+# slurm.conf, munge key and socket, MariaDB and slurmdbd for accounting, daemons on free
+# loopback ports. It needs Debian's slurm-wlm, munge, slurmdbd and mariadb-server
+# (installed by .ci/run) and root. Without them the tests skip, except under CI, where
+# they fail.
 # ---------------------------------------------------------------------------------------
 
 
@@ -353,7 +354,8 @@ def slurm_cluster():
     missing = missing_binaries()
     if missing:
         unavailable("SLURM", f"{', '.join(missing)} not installed "
-                             "(apt-get install slurm-wlm munge; .ci/run does)")
+                             "(apt-get install slurm-wlm munge slurmdbd "
+                             "mariadb-server; .ci/run does)")
     if os.geteuid() != 0:
         unavailable("SLURM", "the test cluster's slurmd must run as root to run jobs")
     cluster = SlurmCluster(temporary_folder())

@@ -1,23 +1,21 @@
 """A one-node SLURM cluster in a temporary folder, for tests of hydra/launcher=slurm.
 
     cluster = SlurmCluster(folder)     # folder: a fresh directory
-    cluster.start()                    # munged, slurmctld and slurmd, on free loopback ports
+    cluster.start()                    # munged, MariaDB, slurmdbd, slurmctld and slurmd
     subprocess.run(["sbatch", ...], env=cluster.env)   # clients talk to this cluster only
     cluster.stop()                     # cancels what is left, stops the daemons
 
-Everything lives in `folder`: slurm.conf, a generated munge key, munged's socket, the
-daemons' state, spool, logs and the job-completion log. Nothing is read from or written
-to /etc/slurm or /etc/munge, so it runs beside any real SLURM set-up on the machine. It
-needs Debian's slurm-wlm and munge packages (22.05) and root: slurmd runs jobs as their
-submitting user, which takes root's rights.
+Everything lives in `folder`: slurm.conf, slurmdbd.conf, a generated munge key, munged's
+socket, MariaDB's data directory and socket, the daemons' state, spool and logs (log/).
+The daemons listen on free loopback ports. Nothing is read from or written to /etc/slurm,
+/etc/munge or /etc/mysql, so it runs beside any real SLURM or MariaDB set-up on the
+machine. It needs Debian's slurm-wlm, munge, slurmdbd and mariadb-server packages (SLURM
+22.05) and root: slurmd runs jobs as their submitting user, which takes root's rights.
 
-Job states without an accounting database: submitit (hydra/launcher=slurm) asks `sacct`
-when a job has ended without writing its result, e.g. one cancelled or killed before it
-could. sacct reads only slurmdbd, which needs MySQL/MariaDB. The cluster therefore puts
-a stand-in `sacct` first on the PATH of `env`: it answers submitit's query
-(`sacct -o JobID,State,NodeList --parsable2 -j <id> ...`) from slurmctld's own job records
-(`scontrol show job`), which this cluster keeps for MinJobAge (10 minutes) after a job
-ends. Run this file as `python slurm_cluster.py sacct ...` to use the stand-in by hand.
+Accounting is real (tests/slurm_accounting.py): slurmctld sends job records to slurmdbd,
+which keeps them in the cluster's own MariaDB, and `sacct` reads them from slurmdbd, as
+submitit (hydra/launcher=slurm) does to learn the state of a job that ended without
+writing its result, e.g. one cancelled or killed before it could.
 
     sudo .venv/bin/python tests/slurm_cluster.py up    # a cluster to try sweeps on, until Ctrl-C
 """
@@ -26,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -38,16 +35,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-DAEMONS = ("munged", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
+# Beside this file: on sys.path under pytest and when this file is run as a script.
+import slurm_accounting as accounting
+from slurm_daemons import Daemons
+
+DAEMONS = ("munged", "slurmctld", "slurmd", *accounting.DAEMONS)
+CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", *accounting.CLIENTS)
+# Stopped in this order: slurmd ends its job steps, slurmctld sends its last job records
+# to slurmdbd, which writes them to MariaDB; munged, which the SLURM daemons use, last.
+STOP_ORDER = ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged")
 PARTITION = "lab"
+CLUSTER = "testlab"  # ClusterName, as slurmdbd registers it
 # Seconds between SIGTERM and SIGKILL when SLURM ends a job (scancel, time limit): long
 # enough for a job to end its MLflow run, short enough that a test does not wait long.
 KILL_WAIT_S = 8
 
 
 def missing_binaries() -> list[str]:
-    """The SLURM and munge programs this cluster needs that are not installed."""
+    """The SLURM, munge and MariaDB programs this cluster needs that are not installed."""
     found = {name: _which(name) for name in (*DAEMONS, *CLIENTS)}
     return [name for name, path in found.items() if path is None]
 
@@ -95,26 +100,26 @@ def parse_jobs(text: str) -> list[SlurmJob]:
     return jobs
 
 
-class SlurmCluster:
-    """A private one-node SLURM cluster (munged, slurmctld, slurmd) under `folder`."""
+class SlurmCluster(Daemons):
+    """A private one-node SLURM cluster (munged, MariaDB, slurmdbd, slurmctld, slurmd)
+    under `folder`; `run` runs a client (sbatch, squeue, sacct, ...) against it."""
 
     def __init__(self, folder: Path, partition: str = PARTITION) -> None:
-        self.folder = Path(folder)
+        self.conf = Path(folder) / "slurm.conf"
+        super().__init__(folder, self._client_env())
         self.partition = partition
-        self.conf = self.folder / "slurm.conf"
         self.node = socket.gethostname()  # what slurmd reports as its node name
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.env = self._client_env()
+        self.accounting = accounting.Accounting(self.folder, _which, _free_port(),
+                                                _free_port())
 
     # -- set-up ------------------------------------------------------------------------
 
     def _client_env(self) -> dict[str, str]:
-        """The environment of clients and jobs: this cluster's slurm.conf, the stand-in
-        sacct first on PATH, and no SLURM_* variables of an outer job."""
+        """The environment of daemons, clients and jobs: this cluster's slurm.conf (and
+        so its slurmdbd.conf, beside it), no SLURM_* variables of an outer job."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
         env["SLURM_CONF"] = str(self.conf)
-        env["PATH"] = os.pathsep.join([str(self.folder / "bin"), env.get("PATH", ""),
-                                       "/usr/sbin", "/sbin"])
+        env["PATH"] = os.pathsep.join([env.get("PATH", ""), "/usr/sbin", "/sbin"])
         return env
 
     def _node_line(self) -> str:
@@ -130,7 +135,7 @@ class SlurmCluster:
 
     def write_config(self) -> None:
         f = self.folder
-        for sub in ("state", "spool", "log", "munge", "bin"):
+        for sub in ("state", "spool", "log", "munge"):
             (f / sub).mkdir(parents=True, exist_ok=True)
         # munged refuses a socket in a folder others cannot traverse (mkdtemp gives 0700).
         os.chmod(f, 0o755)
@@ -139,7 +144,7 @@ class SlurmCluster:
         key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
         self.conf.write_text("\n".join([
-            "ClusterName=testlab",
+            f"ClusterName={CLUSTER}",
             f"SlurmctldHost={self.node}(127.0.0.1)",
             f"SlurmctldPort={_free_port()}",
             f"SlurmdPort={_free_port()}",
@@ -152,17 +157,15 @@ class SlurmCluster:
             f"SlurmdSpoolDir={f / 'spool'}",
             f"SlurmctldPidFile={f / 'slurmctld.pid'}",
             f"SlurmdPidFile={f / 'slurmd.pid'}",
-            f"SlurmctldLogFile={f / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={f / 'log' / 'slurmd.log'}",
+            f"SlurmctldLogFile={self.log_file('slurmctld')}",
+            f"SlurmdLogFile={self.log_file('slurmd')}",
             # No cgroups in a container or a CI runner: track job processes by parentage.
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
             "JobAcctGatherType=jobacct_gather/none",
-            # No slurmdbd: finished jobs go to a text log, and slurmctld keeps their
-            # records for MinJobAge seconds (what the stand-in sacct reads).
-            "AccountingStorageType=accounting_storage/none",
-            "JobCompType=jobcomp/filetxt",
-            f"JobCompLoc={f / 'log' / 'jobcomp.txt'}",
+            # Job records go to slurmdbd (sacct); slurmctld keeps its own for MinJobAge
+            # seconds after a job ends (scontrol show job, `jobs` below).
+            *self.accounting.slurm_conf(f / "munge" / "munge.sock"),
             "MinJobAge=600",
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_CPU",
@@ -174,68 +177,31 @@ class SlurmCluster:
             "MaxTime=INFINITE State=UP",
             "",
         ]))
-        sacct = f / "bin" / "sacct"
-        sacct.write_text("#!/bin/sh\n# Stand-in for sacct on a cluster without slurmdbd.\n"
-                         f"exec {shlex.quote(sys.executable)} "
-                         f"{shlex.quote(str(Path(__file__).resolve()))} sacct \"$@\"\n")
-        sacct.chmod(0o755)
+        self.accounting.write_config(f / "munge" / "munge.sock")
 
     def start(self, timeout: float = 60.0) -> None:
-        """Write the configuration, start the daemons, wait until the node takes jobs."""
+        """Write the configuration, start the daemons, wait until the node takes jobs.
+        On failure the daemons started so far keep running: stop() ends them."""
         self.write_config()
-        f = self.folder
-        munge = f / "munge"
-        # All three in the foreground, as our children: stop() ends exactly these.
-        self._spawn("munged", [_which("munged"), "--foreground", "--force",
+        munge = self.folder / "munge"
+        # All in the foreground, as our children: stop() ends exactly these.
+        self.spawn("munged", [_which("munged"), "--foreground", "--force",
                                f"--key-file={munge / 'munge.key'}",
                                f"--socket={munge / 'munge.sock'}",
                                f"--pid-file={munge / 'munged.pid'}",
-                               f"--log-file={munge / 'munged.log'}",
+                               f"--log-file={self.log_file('munged')}",
                                f"--seed-file={munge / 'munged.seed'}"])
-        self._wait(lambda: (munge / "munge.sock").exists(), 20, "munged's socket")
-        self._spawn("slurmctld", [_which("slurmctld"), "-D", "-f", str(self.conf)])
-        self._wait(lambda: self.scontrol_ok("ping"), timeout, "slurmctld to answer")
-        self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf)])
-        self._wait(lambda: self.node_state() in ("IDLE", "MIXED", "ALLOCATED"), timeout,
-                   "the node to register with slurmctld as idle")
-
-    def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.folder / "log" / f"{name}.out", "ab")  # noqa: SIM115 (child owns it)
-        with log:
-            self.processes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                    env=self.env, start_new_session=True)
-
-    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited (code {process.returncode}) while "
-                                       f"waiting for {what}\n{self.logs()}")
-            if ready():
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.logs()}")
-
-    def logs(self, tail: int = 30) -> str:
-        """The end of every daemon log, for error messages."""
-        parts = []
-        for path in sorted((self.folder / "log").glob("*")) + [self.folder / "munge" /
-                                                               "munged.log"]:
-            if path.is_file():
-                lines = path.read_text(errors="replace").splitlines()[-tail:]
-                parts.append(f"--- {path.name}\n" + "\n".join(lines))
-        return "\n".join(parts)
+        self.wait(lambda: (munge / "munge.sock").exists(), 20, "munged", "its socket")
+        # slurmctld registers with slurmdbd as it starts: accounting first.
+        self.accounting.start(self, CLUSTER, timeout)
+        self.spawn("slurmctld", [_which("slurmctld"), "-D", "-f", str(self.conf)])
+        self.wait(lambda: self.scontrol_ok("ping"), timeout, "slurmctld",
+                   "slurmctld to answer scontrol ping")
+        self.spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf)])
+        self.wait(lambda: self.node_state() in ("IDLE", "MIXED", "ALLOCATED"), timeout,
+                   "slurmd", "the node to register with slurmctld as idle")
 
     # -- clients -----------------------------------------------------------------------
-
-    def run(self, *cmd: str, check: bool = True, timeout: float = 60) -> str:
-        """Run a client command (sbatch, squeue, scontrol, ...) against this cluster."""
-        done = subprocess.run(list(cmd), env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"{shlex.join(cmd)}: {done.stdout}{done.stderr}")
-        return done.stdout
 
     def scontrol_ok(self, *args: str) -> bool:
         try:
@@ -262,7 +228,7 @@ class SlurmCluster:
 
     def wait_for(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll `ready` until it holds (the daemons must stay up meanwhile)."""
-        self._wait(ready, timeout, what)
+        self.wait(ready, timeout, "slurmctld", what)
 
     # -- tear-down ---------------------------------------------------------------------
 
@@ -274,50 +240,13 @@ class SlurmCluster:
             while time.monotonic() < deadline and any(
                     j.state in ("RUNNING", "PENDING", "COMPLETING") for j in self.jobs()):
                 time.sleep(0.5)
-        # slurmd first (it ends its job steps), slurmctld, and munged, which both use.
-        for name in ("slurmd", "slurmctld", "munged"):
-            process = self.processes.pop(name, None)
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        self.stop_daemons(STOP_ORDER)
 
 
 def temporary_folder() -> Path:
     """A fresh folder for a cluster: short (munged's socket path has a length limit) and
     outside pytest's private temporary tree, whose parents others cannot traverse."""
     return Path(tempfile.mkdtemp(prefix="slurm-"))
-
-
-def sacct_standin(argv: list[str]) -> int:
-    """`sacct -o JobID,State,NodeList --parsable2 -j <id> ...` from slurmctld's records."""
-    ids, fields, i = [], ["JobID", "State", "NodeList"], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-j", "--jobs") and i + 1 < len(argv):
-            ids += argv[i + 1].split(",")
-            i += 1
-        elif arg.startswith("--jobs="):
-            ids += arg.split("=", 1)[1].split(",")
-        elif arg in ("-o", "--format") and i + 1 < len(argv):
-            fields = argv[i + 1].split(",")
-            i += 1
-        i += 1
-    jobs = []
-    for job_id in ids:
-        done = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id],
-                              capture_output=True, text=True, timeout=60)
-        jobs += parse_jobs(done.stdout)
-    values = {"JobID": lambda j: j.job_id, "State": lambda j: j.state,
-              "NodeList": lambda j: j.node}
-    print("|".join(fields))
-    for job in jobs:
-        print("|".join(values[f](job) if f in values else "" for f in fields))
-    return 0
 
 
 def serve() -> int:
@@ -335,7 +264,7 @@ def serve() -> int:
         cluster.start()
         print(f"SLURM cluster in {cluster.folder}: partition {cluster.partition}, node "
               f"{cluster.node}. In another shell:\n"
-              f"  export SLURM_CONF={cluster.conf} PATH={cluster.folder / 'bin'}:$PATH\n"
+              f"  export SLURM_CONF={cluster.conf}\n"
               "Ctrl-C stops it.", flush=True)
         while all(p.poll() is None for p in cluster.processes.values()):
             time.sleep(1)
@@ -349,8 +278,6 @@ def serve() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["sacct"]:
-        sys.exit(sacct_standin(sys.argv[2:]))
     if sys.argv[1:] == ["up"]:
         sys.exit(serve())
-    sys.exit(f"usage: {sys.argv[0]} up | sacct -o JobID,State,NodeList --parsable2 -j <id> ...")
+    sys.exit(f"usage: {sys.argv[0]} up")

@@ -2,14 +2,16 @@
 tracking server, as a team runs sweeps: the jobs are SLURM jobs submitted by submitit,
 and each reaches the server over HTTP.
 
-The cluster (tests/slurm_cluster.py) and the server (conftest.py) are started by the
-fixtures. Without SLURM, munge or PostgreSQL the tests skip, except under CI (CI=true),
-where they fail. The SLURM job ids are printed (pytest -rP or -s shows them).
+The cluster (tests/slurm_cluster.py, with real accounting: slurmdbd and MariaDB) and the
+server (conftest.py) are started by the fixtures. Without SLURM, munge, slurmdbd, MariaDB
+or PostgreSQL the tests skip, except under CI (CI=true), where they fail. The SLURM job
+ids are printed (pytest -rP or -s shows them).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -114,6 +116,31 @@ def steps(client, run, key: str) -> list[int]:
 
 def report_files(client, parent) -> set[str]:
     return {a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "report")}
+
+
+def test_sacct_reports_a_finished_job_from_slurmdbd(slurm_cluster):
+    """submitit reads job states with `sacct`: the one the cluster's clients (and jobs)
+    find is SLURM's own, and it reports a finished batch job from the accounting
+    database, where slurmctld recorded it."""
+    cluster = slurm_cluster
+    sacct = shutil.which("sacct", path=cluster.env["PATH"])
+    assert sacct == "/usr/bin/sacct", sacct
+    job_id = cluster.run("sbatch", "--parsable", f"--partition={cluster.partition}",
+                         f"--output={cluster.folder / 'true.out'}", "--wrap=true").strip()
+    print(f"SLURM job {job_id}")
+
+    def reported() -> list[str]:
+        out = cluster.run("sacct", "-j", job_id, "-o", "JobID,State", "--parsable2",
+                          "--noheader", check=False)
+        return out.splitlines()
+
+    cluster.wait_for(lambda: f"{job_id}|COMPLETED" in reported(), 60,
+                     f"sacct to report job {job_id} COMPLETED")
+    assert reported() == [f"{job_id}|COMPLETED", f"{job_id}.batch|COMPLETED"]
+    # The record sacct read is in MariaDB (state 3: JOB_COMPLETE).
+    rows = cluster.accounting.sql("SELECT id_job, state FROM "
+                                  "slurm_acct_db.testlab_job_table").stdout.split("\n")
+    assert f"{job_id}\t3" in rows, rows
 
 
 def test_sweep_runs_as_slurm_jobs_and_logs_to_the_server(slurm_cluster, postgres_server,
