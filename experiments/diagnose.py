@@ -5,17 +5,23 @@
     make diagnose ARGS="model=vgg init=normal"
 
 Takes the same overrides as `python -m experiments.train`, builds the same network and
-data, and prints the health report every training run logs first (experiments.runs.health).
+data, and prints the health report every training run logs first (experiments.runs.health),
+headed by what it diagnosed: the model and its knobs, the initialiser, the optimiser and
+its keys, the batch size and the data size. It also writes it to the command's Hydra
+folder (outputs/diagnose/<time>/health_report.txt).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.config import register_configs
 from experiments.runs.build import build_run
-from experiments.runs.health import diagnose, layer_table
+from experiments.runs.health import diagnose, full_report, layer_table
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.threads import chunk_threads
 
@@ -25,9 +31,11 @@ def _app(cfg: DictConfig) -> None:
     keep_freed_memory()
     with chunk_threads():  # on the cores, as a training run's checks are
         diagnosis = diagnose(build_run(cfg))
-    print(layer_table(diagnosis.stats))
-    print()
-    print(diagnosis.report)
+    print(diagnosis.subject, layer_table(diagnosis.stats), diagnosis.report, sep="\n\n")
+    # Beside Hydra's log and config of this command, as a training run logs it.
+    report = Path(HydraConfig.get().runtime.output_dir) / "health_report.txt"
+    report.write_text(full_report(diagnosis))
+    print(f"\n(also in {report})")
 
 
 def main() -> None:

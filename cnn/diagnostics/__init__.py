@@ -10,7 +10,8 @@ that can be measured before or during training:
 - a learning rate too high: one step changes the weights by a large
   fraction of themselves (update-to-weight ratio far above ~1e-3), the loss
   explodes; too low: the ratio is tiny and nothing moves;
-- a network that cannot even memorise 20 images has one of the above.
+- a network that cannot even learn 20 images has one of the above (`memorise`; one
+  that learns them but too slowly to memorise them all is only slow, or small).
 
 `health.health_checks` runs them all (`verdict` sums them up) on a configured network and a few real
 images; `monitor.LayerMonitor` records the per-layer statistics during training;
@@ -23,11 +24,11 @@ from cnn.diagnostics.health import (
     check_dead_units,
     check_gradients,
     check_initial_loss,
-    check_overfit,
     check_update_ratio,
     first_step_ratios,
     health_checks,
 )
+from cnn.diagnostics.memorise import blind_loss, check_overfit
 from cnn.diagnostics.monitor import LayerMonitor
 from cnn.diagnostics.statistics import layer_statistics, update_ratios
 from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check, health_report, verdict
@@ -38,6 +39,7 @@ __all__ = [
     "WARN",
     "Check",
     "LayerMonitor",
+    "blind_loss",
     "check_activations",
     "check_dead_units",
     "check_gradients",

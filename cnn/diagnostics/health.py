@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cnn.diagnostics.memorise import check_overfit
 from cnn.diagnostics.statistics import layer_statistics, update_ratios
 from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check
 from cnn.gradcheck import check_network
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
-from cnn.optim import Adam, Optimizer
+from cnn.optim import Optimizer
 
 MAX_CHECKED_ARRAYS = 24  # parameter arrays the gradient check probes (vgg has 20)
 
@@ -173,75 +174,6 @@ def check_update_ratio(ratios: dict[str, float]) -> Check:
         PASS,
         value,
         f"updates are a small fraction of the weights (largest: {worst[: -len('.update_ratio')]})",
-    )
-
-
-def _memorise(
-    net: Sequential,
-    loss_fn: SoftmaxCrossEntropy,
-    optimizer: Optimizer,
-    x: np.ndarray,
-    y: np.ndarray,
-    steps: int,
-) -> tuple[int | None, float, list[float]]:
-    """Train a copy on (x, y); return (steps needed or None, final accuracy, losses)."""
-    twin = copy.deepcopy(net)
-    acc, losses = 0.0, []
-    with np.errstate(all="ignore"):
-        for step in range(steps):
-            logits = twin.forward(x, training=True)
-            losses.append(loss_fn.forward(logits, y))
-            if not math.isfinite(losses[-1]):
-                break
-            acc = float((logits.argmax(axis=1) == y).mean())
-            # Near the lowest loss the targets allow (above 0 with label smoothing).
-            if acc == 1.0 and losses[-1] < loss_fn.minimum(logits.shape[1]) + 0.05:
-                return step + 1, acc, losses
-            twin.backward(loss_fn.backward(), input_grad=False)
-            optimizer.step(twin.params, twin.grads)
-    return None, acc, losses
-
-
-def check_overfit(
-    net: Sequential,
-    loss_fn: SoftmaxCrossEntropy,
-    make_optimizer: Callable[[], Optimizer],
-    x: np.ndarray,
-    y: np.ndarray,
-    steps: int = 200,
-) -> Check:
-    """Can a copy of the network memorise a tiny batch? If not, nothing larger will train.
-
-    The configured optimiser tries first, at its configured (peak) rate. If it
-    fails, Adam at 1e-3, which memorises any healthy network here, tries the
-    same: if Adam succeeds the network is fine and the learning rate is at
-    fault; if Adam fails too, the network itself cannot learn.
-    """
-    name = f"memorise {len(y)} images in {steps} steps (training accuracy)"
-    needed, acc, losses = _memorise(net, loss_fn, make_optimizer(), x, y, steps)
-    if needed is not None:
-        return Check(name, PASS, acc, f"memorised in {needed} steps")
-    reference, _, _ = _memorise(net, loss_fn, Adam(1e-3), x, y, steps)
-    if reference is None:
-        return Check(
-            name,
-            FAIL,
-            acc,
-            "the network cannot learn even with Adam at 1e-3: "
-            "a gradient bug or a broken initialisation",
-        )
-    if not math.isfinite(losses[-1]) or losses[-1] > losses[0]:
-        why = "too high: the loss rose or diverged"
-    elif max(losses) > 1.05 * losses[0]:
-        why = "too high: the loss went up before it came down"
-    else:
-        why = "too low: the loss fell too slowly"
-    return Check(
-        name,
-        WARN,
-        acc,
-        f"the configured optimiser cannot memorise them, Adam at 1e-3 can "
-        f"(in {reference} steps): the learning rate is most likely {why}",
     )
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 import numpy as np
 
 from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report, verdict
 from cnn.diagnostics.statistics import layer_statistics
+from experiments.config.validate import group_args
 from experiments.runs.build import Run, make_optimizer_from
 from experiments.tracking import tags
 from experiments.tracking.metadata import log_safely
@@ -24,6 +26,8 @@ from experiments.tracking.offline import OfflineBuffer
 log = logging.getLogger(__name__)
 
 PROBE_IMAGES = 128
+GRADCHECK_IMAGES = 4  # of the probe images: each entry checked costs two forward passes
+OVERFIT_IMAGES = 20
 
 
 @dataclass
@@ -32,12 +36,53 @@ class Diagnosis:
     stats: dict[str, float]  # per-layer statistics at initialisation, e.g. "conv1.act_std"
     report: str
     verdict: str  # pass | warn | fail
+    subject: str = ""  # what was diagnosed (describe), so a report read alone says it
 
     @property
     def cause(self) -> str:
         """The most likely cause in plain words, or '' when healthy."""
         first, _, rest = self.report.splitlines()[0].partition(" - most likely: ")
         return rest
+
+
+def _compact(value: Any) -> str:
+    """A knob's value as a flow-style YAML reader would type it: {type: conv, out: 8}."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return str(value)
+
+
+def _knobs(node: Any) -> str:
+    """A config group's keys but `name`, set ones only: `lr=0.03 momentum=0.9`."""
+    args = group_args(node)
+    return " ".join(f"{k}={_compact(v)}" for k, v in args.items() if v is not None)
+
+
+def describe(run: Run) -> str:
+    """What the checks look at: the network, how it would train, and on which images.
+
+    Without it a report read later, or a `make diagnose` with overrides, cannot be told
+    apart from one of another config.
+    """
+    cfg, n = run.cfg, len(run.splits.y_train)
+    probe = min(PROBE_IMAGES, n)
+    params = sum(p.size for p in run.net.params.values())
+    smoothing = cfg.trainer.label_smoothing
+    lines = [
+        ("model", f"{cfg.model.name} {_knobs(cfg.model)}".rstrip() + f" ({params:,} parameters)"),
+        ("init", f"{cfg.init.name} {_knobs(cfg.init)}".rstrip()),
+        ("optimiser", f"{cfg.optim.name} {_knobs(cfg.optim)}".rstrip()),
+        ("batch size", str(cfg.trainer.batch_size)),
+        ("data", f"{cfg.data.name}, {n:,} training images; the checks use the first "
+                 f"{probe} ({min(GRADCHECK_IMAGES, probe)} for the gradient check, "
+                 f"{min(OVERFIT_IMAGES, probe)} to memorise)"),
+        ("loss", "cross-entropy" + (f", label smoothing {smoothing}" if smoothing else "")),
+        ("seed", f"{cfg.trainer.seed} ({cfg.trainer.dtype})"),
+    ]
+    width = max(len(key) for key, _ in lines) + 1
+    return "diagnosed:\n" + "\n".join(f"  {key + ':':<{width}} {text}" for key, text in lines)
 
 
 def diagnose(run: Run) -> Diagnosis:
@@ -51,8 +96,10 @@ def diagnose(run: Run) -> Diagnosis:
         x,
         y,
         run.splits.num_classes,
+        gradcheck_images=GRADCHECK_IMAGES,
+        overfit_images=OVERFIT_IMAGES,
     )
-    return Diagnosis(checks, stats, health_report(checks), verdict(checks))
+    return Diagnosis(checks, stats, health_report(checks), verdict(checks), describe(run))
 
 
 def layer_table(stats: dict[str, float]) -> str:
@@ -71,11 +118,15 @@ def layer_table(stats: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+def full_report(diagnosis: Diagnosis) -> str:
+    """What was diagnosed, the verdict with every check, then the per-layer table."""
+    return "\n\n".join([diagnosis.subject, diagnosis.report, layer_table(diagnosis.stats)]) + "\n"
+
+
 def log_health(run: Run) -> None:
     """Diagnose the untrained network and log why it might fail (it trains a copy only)."""
     diagnosis = diagnose(run)
-    mlflow.log_text(diagnosis.report + "\n\n" + layer_table(diagnosis.stats) + "\n",
-                    "health_report.txt")
+    mlflow.log_text(full_report(diagnosis), "health_report.txt")
     log_safely("the health tags", mlflow.set_tags,
                {tags.HEALTH: diagnosis.verdict, tags.HEALTH_CAUSE: diagnosis.cause or "-"})
     # The untrained network's per-layer statistics start the per-epoch series at step 0.

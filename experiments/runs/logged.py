@@ -13,7 +13,7 @@ from experiments.config import config_from_container
 from experiments.runtime.blas import Machine, this_machine
 from experiments.runtime.threads import chunk_threads
 from experiments.tracking import tags
-from experiments.tracking.git import git_state
+from experiments.tracking.git import git_state, uncommitted_differences
 
 
 def load_logged_config(run_id: str) -> DictConfig:
@@ -59,14 +59,16 @@ def machine_warnings(run_tags: dict[str, str]) -> list[str]:
 def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str) -> list[str]:
     """What differs between the logged run and now: code commit, local changes, data,
     BLAS and CPU."""
-    commit, dirty, diff = git_state()
+    commit, _, diff = git_state()
     warnings = []
     old_commit = run_tags.get(tags.GIT_COMMIT, "unknown")
     if old_commit != commit:
         warnings.append(f"code differs: the run used commit {old_commit}, this is {commit}")
     old_dirty = run_tags.get(tags.GIT_DIRTY) == tags.flag(True)
-    if (old_dirty or dirty) and logged_diff(run_id) != (diff if dirty else ""):
-        warnings.append("uncommitted changes differ from the run's (see its git_diff.patch)")
+    differ = uncommitted_differences(logged_diff(run_id) if old_dirty else "", diff)
+    if differ:
+        warnings.append("uncommitted changes differ from the run's (its git_diff.patch) in "
+                        + ", ".join(differ))
     old_digest = run_tags.get(tags.DATA_DIGEST)
     if old_digest != data_digest:
         warnings.append(f"data differs: the run used digest {old_digest}, now {data_digest}")
