@@ -58,12 +58,14 @@ class Checkpoint:
 def _generators_with_layers(
     net: Sequential, generators: Mapping[str, np.random.Generator]
 ) -> dict[str, np.random.Generator]:
-    """The run's streams plus every layer that owns a generator (Dropout's `rng`)."""
+    """The run's streams plus every generator a layer owns (Layer.generators: Dropout's),
+    inside blocks too: a layer's only generator under the layer's name, several under
+    "name.key"."""
     streams = dict(generators)
-    for name, layer in net.named_leaves():  # a dropout inside a block too
-        rng = getattr(layer, "rng", None)
-        if isinstance(rng, np.random.Generator):
-            streams[_LAYER_RNG + name] = rng
+    for name, module in net.named_modules():
+        owned = module.generators()
+        for key, generator in owned.items():
+            streams[_LAYER_RNG + (name if len(owned) == 1 else f"{name}.{key}")] = generator
     return streams
 
 

@@ -145,8 +145,8 @@ def check_dead_units(stats: dict[str, float]) -> Check:
 def check_update_ratio(ratios: dict[str, float]) -> Check:
     """The first step's update relative to the weights, per hidden layer (healthy: ~1e-3).
 
-    The classifier (the last entry) is left out: it starts deliberately small
-    (see cnn.models.build_model's head_gain), so its first update is large by design.
+    The classifier (the last entry) is left out: its inputs are the whole network's
+    features, so its first update is large by design.
     """
     ratios = dict(list(ratios.items())[:-1]) if len(ratios) > 1 else ratios
     worst = max(ratios, key=ratios.get)
@@ -197,7 +197,7 @@ def _memorise(
             # Near the lowest loss the targets allow (above 0 with label smoothing).
             if acc == 1.0 and losses[-1] < loss_fn.minimum(logits.shape[1]) + 0.05:
                 return step + 1, acc, losses
-            twin.backward(loss_fn.backward(), input_grad=False)
+            twin.backward(loss_fn.backward())
             optimizer.step(twin.params, twin.grads)
     return None, acc, losses
 
@@ -257,7 +257,7 @@ def first_step_ratios(
     before = {k: v.copy() for k, v in twin.params.items()}
     with np.errstate(all="ignore"):
         loss_fn.forward(twin.forward(x, training=True), y)
-        twin.backward(loss_fn.backward(), input_grad=False)
+        twin.backward(loss_fn.backward())
         copy.deepcopy(optimizer).step(twin.params, twin.grads)
     return update_ratios(before, twin.params)
 
