@@ -33,6 +33,7 @@ import numpy as np
 from cnn.averaging import WeightAverage
 from cnn.network import Sequential
 from cnn.optim import Optimizer
+from cnn.rng import RETIRED_STREAMS
 
 FORMAT_VERSION = 1
 _NET, _OPTIM, _AVERAGE = "net/", "optim/", "average/"
@@ -218,7 +219,7 @@ def restore(
 def _check_streams(saved: Mapping[str, dict], streams: Mapping[str, np.random.Generator],
                    source: str) -> None:
     missing = sorted(streams.keys() - saved.keys())
-    unexpected = sorted(saved.keys() - streams.keys())
+    unexpected = sorted(saved.keys() - streams.keys() - set(RETIRED_STREAMS))
     if missing or unexpected:
         raise CheckpointError(f"{source} does not fit this run: random streams missing "
                               f"{missing or 'none'}, unexpected {unexpected or 'none'}")
