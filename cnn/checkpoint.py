@@ -33,6 +33,7 @@ import numpy as np
 from cnn.averaging import WeightAverage
 from cnn.network import Sequential
 from cnn.optim import Optimizer
+from cnn.rng import RETIRED_STREAMS
 
 FORMAT_VERSION = 1
 _NET, _OPTIM, _AVERAGE = "net/", "optim/", "average/"
@@ -58,12 +59,14 @@ class Checkpoint:
 def _generators_with_layers(
     net: Sequential, generators: Mapping[str, np.random.Generator]
 ) -> dict[str, np.random.Generator]:
-    """The run's streams plus every layer that owns a generator (Dropout's `rng`)."""
+    """The run's streams plus every generator a layer owns (Layer.generators: Dropout's),
+    inside blocks too: a layer's only generator under the layer's name, several under
+    "name.key"."""
     streams = dict(generators)
-    for name, layer in net.named_leaves():  # a dropout inside a block too
-        rng = getattr(layer, "rng", None)
-        if isinstance(rng, np.random.Generator):
-            streams[_LAYER_RNG + name] = rng
+    for name, module in net.named_modules():
+        owned = module.generators()
+        for key, generator in owned.items():
+            streams[_LAYER_RNG + (name if len(owned) == 1 else f"{name}.{key}")] = generator
     return streams
 
 
@@ -216,7 +219,7 @@ def restore(
 def _check_streams(saved: Mapping[str, dict], streams: Mapping[str, np.random.Generator],
                    source: str) -> None:
     missing = sorted(streams.keys() - saved.keys())
-    unexpected = sorted(saved.keys() - streams.keys())
+    unexpected = sorted(saved.keys() - streams.keys() - set(RETIRED_STREAMS))
     if missing or unexpected:
         raise CheckpointError(f"{source} does not fit this run: random streams missing "
                               f"{missing or 'none'}, unexpected {unexpected or 'none'}")

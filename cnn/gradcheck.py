@@ -17,8 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 
-from cnn.layers.base import Layer
-from cnn.layers.block import Block
+from cnn.layers.base import Layer, snapshot_generators
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 
@@ -54,20 +53,6 @@ def _sample_indices(shape: tuple[int, ...], limit: int | None, rng: np.random.Ge
         return None
     flat = rng.choice(total, size=limit, replace=False)
     return [np.unravel_index(i, shape) for i in flat]
-
-
-def _rng_snapshot(layers: Iterable[Layer]) -> Callable[[], None]:
-    """Return a function that puts every layer generator back in its current state."""
-    gens = [
-        g for layer in layers if isinstance(g := getattr(layer, "rng", None), np.random.Generator)
-    ]
-    states = [g.bit_generator.state for g in gens]
-
-    def restore() -> None:
-        for g, s in zip(gens, states, strict=True):
-            g.bit_generator.state = s
-
-    return restore
 
 
 def _compare(
@@ -109,8 +94,7 @@ def check_layer(
             "gradient checks need float64 inputs and parameters: use layer.to(np.float64)"
         )
     rng = np.random.default_rng(seed)
-    restore = _rng_snapshot([leaf for _, leaf in layer.named_leaves()]
-                            if isinstance(layer, Block) else [layer])
+    restore = snapshot_generators(layer)
     upstream = rng.standard_normal(layer.forward(x, training=training).shape)
 
     def f() -> float:
@@ -146,16 +130,20 @@ def check_network(
         )
     loss = loss or SoftmaxCrossEntropy()
     rng = np.random.default_rng(seed)
-    restore = _rng_snapshot(leaf for _, leaf in net.named_leaves())
+    restore = snapshot_generators(net)
 
     def f() -> float:
         restore()
         return loss.forward(net.forward(x, training=training), y)
 
     f()
-    analytic = {
-        "input": net.backward(loss.backward()),
-        **{k: g.copy() for k, g in net.grads.items()},
-    }
+    wanted, net.input_grad = net.input_grad, True  # the check covers the input too
+    try:
+        analytic = {
+            "input": net.backward(loss.backward()),
+            **{k: g.copy() for k, g in net.grads.items()},
+        }
+    finally:
+        net.input_grad = wanted
     chosen = [(k, v) for k, v in net.params.items() if params is None or k in params]
     return _compare(f, [("input", x), *chosen], analytic, eps, max_checks, rng)

@@ -117,7 +117,6 @@ def lr_range_test(
     if rule not in RULES:
         raise ValueError(f"unknown suggestion rule {rule!r}; choose one of {', '.join(RULES)}")
     rates = exponential_rates(min_lr, max_lr, steps)
-    net.train()
     losses: list[float] = []
     smoothed: list[float] = []
     average, best, stopped = 0.0, math.inf, False

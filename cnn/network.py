@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from cnn.inference import infer
 from cnn.layers.activations import softmax
-from cnn.layers.base import Layer, WeightedLayer
+from cnn.layers.base import Layer, infer_in_order
 from cnn.layers.block import Block
 
 
@@ -103,14 +102,18 @@ def _as_weight(value: object, target: np.ndarray, key: str, source: str,
     return cast
 
 
-class Sequential:
+class Sequential(Block):
     """Applies layers in order: (N, *input_shape) -> (N, K) logits for a classifier.
 
-    `params` and `grads` are flat dicts keyed "layer.param" (e.g. "conv1.W")
-    that share their arrays with the layers, so an optimiser that updates
-    them in place updates the network. A block (a layer made of layers) is
-    named like any layer ("res1", or a name the model gives, "stage2.block1"),
-    and its own keys follow: "stage2.block1.conv1.W".
+    A block like any other: `params` and `grads` are flat dicts keyed "layer.param"
+    (e.g. "conv1.W") that share their arrays with the layers, so an optimiser that
+    updates them in place updates the network. A block inside is named like any
+    layer ("res1", or a name the model gives, "stage2.block1"), and its own keys
+    follow: "stage2.block1.conv1.W".
+
+    A network whose input is data needs no gradient for it: `input_grad = False`
+    (as cnn.models.build_model sets it) makes the first layer skip computing it,
+    and backward return None.
     """
 
     def __init__(
@@ -119,56 +122,44 @@ class Sequential:
         names: list[str | None] | None = None,
         input_shape: tuple[int, ...] | None = None,
     ) -> None:
-        self.layers = list(layers)
+        layers = list(layers)
         # A None among the names takes the default, so a model can name only its blocks.
-        given = names or [None] * len(self.layers)
-        if len(given) != len(self.layers):
-            raise ValueError(f"{len(given)} names for {len(self.layers)} layers")
-        self.names = [n or d for n, d in zip(given, _default_names(self.layers), strict=True)]
-        if len(set(self.names)) != len(self.names):
-            raise ValueError(f"layer names must be unique, got {self.names}")
+        given = names or [None] * len(layers)
+        if len(given) != len(layers):
+            raise ValueError(f"{len(given)} names for {len(layers)} layers")
+        full = [n or d for n, d in zip(given, _default_names(layers), strict=True)]
+        if len(set(full)) != len(full):
+            raise ValueError(f"layer names must be unique, got {full}")
+        super().__init__(dict(zip(full, layers, strict=True)))
         self.input_shape = input_shape
-        self.training = True
 
-    # -- modes ------------------------------------------------------------------------------
-    def train(self) -> Sequential:
-        self.training = True
-        return self
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers in order (a new list: replace one through `sublayers[name]`)."""
+        return list(self.sublayers.values())
 
-    def eval(self) -> Sequential:
-        self.training = False
-        return self
+    @property
+    def names(self) -> list[str]:
+        return list(self.sublayers)
 
     # -- passes -----------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool | None = None) -> np.ndarray:
-        training = self.training if training is None else training
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.sublayers.values():
+            x = layer(x, training)
         return x
 
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Gradient of the loss for the input; fills every layer's grads.
-
-        With input_grad=False (training) the first layer skips computing dx,
-        which nothing uses, and None is returned.
-        """
-        first, *rest = self.layers
-        for layer in reversed(rest):
-            dout = layer.backward(dout)
-        if input_grad:
-            return first.backward(dout)
-        if isinstance(first, WeightedLayer | Block):
-            first.backward(dout, input_grad=False)
-        elif first.params:
-            first.backward(dout)
-        return None
-
-    __call__ = forward
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        """Gradient of the loss for the input (None if not input_grad); fills every
+        layer's grads."""
+        for layer in reversed(self.layers):
+            dout = layer.backprop(dout)
+        return dout if self.input_grad else None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """forward(x, training=False) up to rounding, faster, keeping nothing for backward:
-        batch norm folded into the convolution before it (cnn/inference.py)."""
-        return infer(self.layers, x)
+        each layer folds in what it can of the layers after it (batch norm and ReLU into
+        the convolution before them, Layer.fold)."""
+        return infer_in_order(self.layers, x)
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities (N, K) in evaluation mode, batch by batch."""
@@ -180,38 +171,10 @@ class Sequential:
 
     # -- parameters -------------------------------------------------------------------------
     def named_layers(self) -> Iterable[tuple[str, Layer]]:
-        return zip(self.names, self.layers, strict=True)
-
-    def named_leaves(self) -> Iterator[tuple[str, Layer]]:
-        """Every layer, with the layers inside blocks in place of the blocks:
-        ("conv1", Conv2D), ..., ("stage2.block1.conv1", Conv2D), ..."""
-        for name, layer in self.named_layers():
-            if isinstance(layer, Block):
-                for inner, leaf in layer.named_leaves():
-                    yield f"{name}.{inner}", leaf
-            else:
-                yield name, layer
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        return {f"{n}.{k}": v for n, layer in self.named_layers() for k, v in layer.params.items()}
-
-    @property
-    def grads(self) -> dict[str, np.ndarray]:
-        return {f"{n}.{k}": v for n, layer in self.named_layers() for k, v in layer.grads.items()}
-
-    @property
-    def buffers(self) -> dict[str, np.ndarray]:
-        return {f"{n}.{k}": v for n, layer in self.named_layers() for k, v in layer.buffers.items()}
+        return self.sublayers.items()
 
     def num_params(self) -> int:
-        return sum(v.size for v in self.params.values())
-
-    def to(self, dtype: np.dtype | type) -> Sequential:
-        """Cast every layer's parameters and buffers (float32 by default, float64 for checks)."""
-        for layer in self.layers:
-            layer.to(dtype)
-        return self
+        return sum(v.size for v in self.parameters())
 
     @property
     def dtype(self) -> np.dtype:

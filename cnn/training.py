@@ -86,7 +86,7 @@ def train_step(
     logits = net.forward(x, training=True)
     loss = loss_fn.forward(logits, y)
     if math.isfinite(loss):
-        net.backward(loss_fn.backward(), input_grad=False)
+        net.backward(loss_fn.backward())  # build_model's networks skip the input gradient
         optimizer.step(net.params, net.grads)
     return loss, float((logits.argmax(axis=1) == y).mean())
 
@@ -108,7 +108,6 @@ def fit(
     `train_batches` is iterated once per epoch (a reshuffling iterator gives
     a new order each time). The schedule is indexed by optimiser step.
     """
-    net.train()
     history: list[dict[str, float]] = []
     step = (start_epoch - 1) * _len_or_zero(train_batches)
     for epoch in range(start_epoch, epochs + 1):
@@ -139,7 +138,6 @@ def fit(
         if val_batches is not None:
             held_out = evaluate(net, loss_fn, val_batches)
             metrics["val_loss"], metrics["val_acc"] = held_out.loss, held_out.acc
-            net.train()
         history.append(metrics)
         _notify(callbacks, "on_epoch_end", epoch, metrics)
     return history

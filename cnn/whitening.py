@@ -64,7 +64,7 @@ def whiten_first_conv(net: Sequential, images: np.ndarray, eps: float = 5e-4) ->
     (as the network sees them, normalised). Filters beyond the largest even number that
     the patch dimension allows keep their initial values. Returns how many were replaced.
     """
-    conv = next((leaf for _, leaf in net.named_leaves() if isinstance(leaf, Conv2D)), None)
+    conv = next((m for _, m in net.named_modules() if isinstance(m, Conv2D)), None)
     if conv is None:
         raise ValueError("whitening the first convolution needs a network with a Conv2D")
     if conv.in_channels != images.shape[3]:

@@ -1,4 +1,5 @@
-"""Sequential.infer (cnn/inference.py) gives forward(x, training=False)'s output.
+"""Sequential.infer (each layer's `infer`, folded by `Layer.fold`) gives
+forward(x, training=False)'s output.
 
 Batch norm folded into the convolution before it changes only the rounding, so
 the outputs agree to float tolerance, tightly in float64; max_pool agrees exactly.
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 from rounding import gamma, longest_sum
 
-from cnn.inference import folded_weights
-from cnn.layers import BatchNorm2D, Conv2D, MaxPool2D
+from cnn.layers import BatchNorm2D, Conv2D, MaxPool2D, ReLU
+from cnn.layers.conv import fold_affine
 from cnn.layers.pooling import max_pool
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
@@ -54,7 +55,7 @@ def test_infer_equals_evaluation_mode_forward(model, knobs, dtype):
                                atol=rtol * net.predict(x).max())
 
 
-def test_folded_weights_are_the_convolution_then_batch_norm():
+def test_a_convolution_folds_the_batch_norm_and_relu_after_it():
     rng = np.random.default_rng(1)
     conv = Conv2D(3, 4, 3, padding=1, bias=True, rng=rng, dtype=np.float64)
     conv.params["b"][:] = rng.standard_normal(4)
@@ -63,11 +64,16 @@ def test_folded_weights_are_the_convolution_then_batch_norm():
     bn.buffers["running_mean"][:], bn.buffers["running_var"][:] = rng.standard_normal(4), 0.5
     x = rng.standard_normal((2, 5, 5, 3))
     expected = bn.forward(conv.forward(x), training=False)
-    weights, bias = folded_weights(conv, bn)
+    weights, bias = fold_affine(conv.params["W"], conv.params["b"], bn.channel_affine())
     np.testing.assert_allclose(conv.convolve(x, weights, bias), expected, atol=1e-12)
-    np.testing.assert_allclose(conv.convolve(x, weights, bias, relu=True),
-                               np.maximum(expected, 0), atol=1e-12)
-    assert folded_weights(conv, None)[0] is conv.params["W"]
+    run, absorbed = conv.fold([bn, ReLU(), MaxPool2D(2)])
+    assert absorbed == 2  # the pooling after them is its own
+    np.testing.assert_allclose(run(x), np.maximum(expected, 0), atol=1e-12)
+    run, absorbed = conv.fold([ReLU()])
+    assert absorbed == 1
+    np.testing.assert_allclose(run(x), np.maximum(conv.forward(x), 0), atol=1e-12)
+    assert conv.fold([MaxPool2D(2)])[1] == 0 and conv.fold([])[1] == 0
+    assert fold_affine(conv.params["W"], None, None)[0] is conv.params["W"]
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(2, 2), (3, 2), (3, 1)])

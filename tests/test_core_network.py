@@ -153,12 +153,15 @@ def test_same_seed_same_weights_different_seed_different():
 @pytest.mark.parametrize("name", ["seed", "vgg", "resnet"])
 def test_skipping_the_input_gradient_leaves_parameter_gradients_unchanged(name):
     net = build_model(name, seed=4)
+    assert not net.input_grad  # its input is images: built to skip their gradient
     x = np.random.default_rng(2).standard_normal((3, 32, 32, 3)).astype(np.float32)
     dout = np.random.default_rng(3).standard_normal((3, 10)).astype(np.float32)
+    net.input_grad = True
     net.forward(x, training=True)
     dx = net.backward(dout)
     full = {k: g.copy() for k, g in net.grads.items()}
+    net.input_grad = False
     net.forward(x, training=True)
-    assert net.backward(dout, input_grad=False) is None and dx.shape == x.shape
+    assert net.backward(dout) is None and dx.shape == x.shape
     for key, grad in net.grads.items():
         np.testing.assert_array_equal(grad, full[key])

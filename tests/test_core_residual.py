@@ -85,8 +85,11 @@ def test_input_grad_false_fills_the_same_gradients():
     assert block.backward(d).shape == x.shape
     expected = {k: g.copy() for k, g in block.grads.items()}
     block.grads.clear()  # a copy: the sub-layers keep theirs until recomputed
+    block.input_grad = False  # conv1's and the projection's too
+    assert not block.sublayers["conv1"].input_grad
+    assert not block.sublayers["shortcut.conv"].input_grad
     block.forward(x, training=True)
-    assert block.backward(d, input_grad=False) is None
+    assert block.backward(d) is None
     assert expected.keys() == block.grads.keys()
     for key, g in block.grads.items():
         np.testing.assert_array_equal(g, expected[key], err_msg=key)
@@ -158,8 +161,9 @@ def test_sequential_holds_blocks_like_any_layer(tmp_path):
     assert max(errors.values()) < TOL, errors
 
     # The first layer's input gradient is skipped, its weight gradients are not.
+    net.input_grad = False  # a hand-built network computes it until told not to
     net.forward(x, training=True)
-    assert net.backward(np.ones((4, 3)), input_grad=False) is None
+    assert net.backward(np.ones((4, 3))) is None
     assert {"res1.conv1.W", "res1.shortcut.conv.W"} <= net.grads.keys()
 
     net.save(tmp_path / "w.npz")

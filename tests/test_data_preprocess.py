@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cnn.data import Normalizer, ZCAWhitener, prepare_cifar10
+from cnn.data import Normalizer, prepare_cifar10
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +73,3 @@ def test_statistics_come_from_the_training_subset_only(cifar_root, cifar10):
         # The subset's statistics really differ from those of the larger sets.
         assert np.abs(norm.mean - other.mean).max() > 0.05
         assert np.abs(norm.std - other.std).max() > 0.05
-
-
-def test_zca_whitens_training_data():
-    rng = np.random.default_rng(0)
-    # Correlated pixels whose smallest variance (12**2) is far above epsilon * 255**2.
-    mixing = 12 * np.eye(48) + 0.5
-    flat = 128 + rng.normal(size=(4000, 48)) @ mixing.T
-    x = np.clip(flat, 0, 255).astype(np.uint8).reshape(4000, 4, 4, 3)
-    zca = ZCAWhitener(epsilon=1e-6).fit(x)
-    out = zca(x)
-    assert out.dtype == np.float32 and out.shape == x.shape
-    covariance = np.cov(out.reshape(4000, -1), rowvar=False)
-    np.testing.assert_allclose(covariance, np.eye(48), atol=0.02)
-    np.testing.assert_allclose(out.reshape(4000, -1).mean(axis=0), 0, atol=1e-4)
-    # ZCA (unlike PCA whitening) uses a symmetric matrix: it stays close to the input.
-    np.testing.assert_allclose(zca.matrix, zca.matrix.T, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="expected a batch"):
-        zca(x[:, :2])

@@ -89,7 +89,7 @@ def test_a_broken_layer_gradient_is_found_and_located(images):
             return 0.5 * super().backward(dout)
 
     net = build_model("seed", seed=0)
-    net.layers[1] = HalfGradientReLU()  # conv1's ReLU: conv1's gradients come out wrong
+    net.sublayers["relu1"] = HalfGradientReLU()  # conv1's gradients come out wrong
     x, y = images
     check = check_gradients(net, SoftmaxCrossEntropy(), x[:4], y[:4])
     assert check.status == FAIL and "gradient bug" in check.cause and "conv1" in check.cause

@@ -94,3 +94,14 @@ def test_readme_layout_table_matches_the_tree(package):
     listed = {p for p in _readme_paths((REPO / "README.md").read_text())
               if p.startswith(f"{package}/")}
     assert listed == _tree_paths(package)
+
+
+@pytest.mark.parametrize("package", sorted(p.name for p in (REPO / "experiments").iterdir()
+                                           if (p / "__init__.py").is_file()))
+def test_each_library_package_names_every_module_it_holds(package):
+    """Each sub-package's docstring is its table of contents: it names every module."""
+    folder = REPO / "experiments" / package
+    text = (folder / "__init__.py").read_text()
+    missing = [p.stem for p in folder.glob("*.py")
+               if p.stem != "__init__" and not re.search(rf"\b{p.stem}\b", text)]
+    assert not missing, f"experiments/{package}/__init__.py does not name {missing}"

@@ -18,7 +18,7 @@ from cnn.data.errors import (
 )
 from cnn.data.extract import extract_tar
 from cnn.data.loader import BatchIterator
-from cnn.data.preprocess import Normalizer, ZCAWhitener, to_unit_range
+from cnn.data.preprocess import Normalizer, to_unit_range
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle
 from cnn.data.splits import check_classes, select_classes, stratified_split
 
@@ -37,7 +37,6 @@ __all__ = [
     "Splits",
     "UnsafeArchiveError",
     "UnsafePickleError",
-    "ZCAWhitener",
     "download",
     "extract_tar",
     "load_cifar10",

@@ -1,8 +1,9 @@
-"""Input normalisation fitted on training images: per-channel standardisation and ZCA.
+"""Input normalisation fitted on training images: per-channel standardisation.
 
-Both are fitted on the training subset only, so no statistic of validation or test
-images leaks into training, and both work batch by batch so that the whole dataset is
-never held as floats.
+It is fitted on the training subset only, so no statistic of validation or test images
+leaks into training, and works batch by batch so that the whole dataset is never held
+as floats. (Whitening, where a run wants it, is done by the first convolution's
+initialisation: cnn/whitening.py.)
 """
 
 from collections.abc import Mapping
@@ -89,57 +90,3 @@ class Normalizer:
     def from_state(cls, state: Mapping[str, Any]) -> "Normalizer":
         """Rebuild a fitted Normalizer from the dict that state() returned."""
         return cls(mean=np.asarray(state["mean"]), std=np.asarray(state["std"]))
-
-
-class ZCAWhitener:
-    """ZCA whitening fitted on training images: decorrelates all pixels, float32 out.
-
-    x is first multiplied by `scale` (1/255 maps uint8 to [0, 1]), then
-    W = U diag(1 / sqrt(S + epsilon)) U^T from the eigendecomposition U S U^T of the
-    covariance of the flattened training images, and a batch maps to (x - mean) W.
-    `epsilon` (in units of the scaled data's variance) damps the low-variance directions
-    that would otherwise amplify noise; 0.1 for [0, 1] data is a common choice.
-    Fitting costs an eigendecomposition of a (H*W*C)^2 matrix: about 10 s for CIFAR-10.
-    """
-
-    def __init__(self, epsilon: float = 0.1, scale: float = 1.0 / 255.0) -> None:
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
-        self.scale = float(scale)
-        self.mean: np.ndarray | None = None  # float32 (D,)
-        self.matrix: np.ndarray | None = None  # float32 (D, D), symmetric
-        self.image_shape: tuple[int, ...] | None = None  # (H, W, C)
-
-    def fit(self, x: np.ndarray) -> "ZCAWhitener":
-        """Fit the whitening transform on training images x (N, H, W, C); return self."""
-        _check_images(x, "ZCAWhitener.fit")
-        n = len(x)
-        flat = x.reshape(n, -1)
-        mean = np.mean(flat, axis=0, dtype=np.float64) * self.scale
-        covariance = np.zeros((flat.shape[1], flat.shape[1]))
-        for start in range(0, n, _FIT_CHUNK):
-            centred = flat[start : start + _FIT_CHUNK].astype(np.float64)
-            centred *= self.scale
-            centred -= mean
-            covariance += centred.T @ centred
-        covariance /= n
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        # eigh can return tiny negative eigenvalues for a singular covariance.
-        eigenvalues = np.clip(eigenvalues, 0.0, None)
-        if self.epsilon == 0 and np.any(eigenvalues == 0):
-            raise ValueError("the covariance is singular; use epsilon > 0")
-        matrix = (eigenvectors / np.sqrt(eigenvalues + self.epsilon)) @ eigenvectors.T
-        self.mean = mean.astype(np.float32)
-        self.matrix = matrix.astype(np.float32)
-        self.image_shape = x.shape[1:]
-        return self
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Whiten a batch (B, H, W, C) into a new float32 array of the same shape."""
-        if self.mean is None or self.matrix is None:
-            raise RuntimeError("ZCAWhitener is not fitted: call fit(x_train) first")
-        if x.ndim != 4 or x.shape[1:] != self.image_shape:
-            raise ValueError(f"expected a batch (B, *{self.image_shape}), got shape {x.shape}")
-        flat = x.reshape(len(x), -1).astype(np.float32) * np.float32(self.scale) - self.mean
-        return (flat @ self.matrix).reshape(x.shape)

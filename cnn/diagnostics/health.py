@@ -16,6 +16,7 @@ from cnn.gradcheck import check_network
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 from cnn.optim import Optimizer
+from cnn.training import train_step
 
 MAX_CHECKED_ARRAYS = 24  # parameter arrays the gradient check probes (vgg has 20)
 
@@ -146,8 +147,8 @@ def check_dead_units(stats: dict[str, float]) -> Check:
 def check_update_ratio(ratios: dict[str, float]) -> Check:
     """The first step's update relative to the weights, per hidden layer (healthy: ~1e-3).
 
-    The classifier (the last entry) is left out: it starts deliberately small
-    (see cnn.models.build_model's head_gain), so its first update is large by design.
+    The classifier (the last entry) is left out: its inputs are the whole network's
+    features, so its first update is large by design.
     """
     ratios = dict(list(ratios.items())[:-1]) if len(ratios) > 1 else ratios
     worst = max(ratios, key=ratios.get)
@@ -184,14 +185,14 @@ def first_step_ratios(
     x: np.ndarray,
     y: np.ndarray,
 ) -> dict[str, float]:
-    """Update-to-weight ratios of one optimiser step, taken on a copy of the network."""
+    """Update-to-weight ratios of one optimiser step, taken on a copy of the network
+    (NaN if the step's loss is not finite: the step would make the weights so)."""
     twin = copy.deepcopy(net)
     before = {k: v.copy() for k, v in twin.params.items()}
     with np.errstate(all="ignore"):
-        loss_fn.forward(twin.forward(x, training=True), y)
-        twin.backward(loss_fn.backward(), input_grad=False)
-        copy.deepcopy(optimizer).step(twin.params, twin.grads)
-    return update_ratios(before, twin.params)
+        loss, _ = train_step(twin, loss_fn, copy.deepcopy(optimizer), x, y)
+    ratios = update_ratios(before, twin.params)
+    return ratios if math.isfinite(loss) else dict.fromkeys(ratios, math.nan)
 
 
 def health_checks(

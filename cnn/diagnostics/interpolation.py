@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnn.layers import BatchNorm1D
+from cnn.layers.base import snapshot_generators
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 from cnn.training import evaluate
@@ -75,13 +76,11 @@ def recompute_batchnorm(net: Sequential, batches: Batches) -> int:
     of (x (B, H, W, C), y (B,)): the plain average over the batches of each training-mode
     pass's batch statistics (momentum 1/k at the k-th batch). Parameters are untouched,
     and dropout's generators are restored. Returns the number of batches used."""
-    norms = [leaf for _, leaf in net.named_leaves() if isinstance(leaf, BatchNorm1D)]
+    norms = [m for _, m in net.named_modules() if isinstance(m, BatchNorm1D)]
     if not norms:
         return 0
     momenta = [norm.momentum for norm in norms]
-    gens = [leaf.rng for _, leaf in net.named_leaves()
-            if isinstance(getattr(leaf, "rng", None), np.random.Generator)]
-    states = [g.bit_generator.state for g in gens]
+    restore_generators = snapshot_generators(net)
     count = 0
     try:
         for norm in norms:
@@ -94,8 +93,7 @@ def recompute_batchnorm(net: Sequential, batches: Batches) -> int:
     finally:
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
-        for g, state in zip(gens, states, strict=True):
-            g.bit_generator.state = state
+        restore_generators()
     return count
 
 

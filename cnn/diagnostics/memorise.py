@@ -22,6 +22,7 @@ from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 from cnn.optim import Adam, Optimizer
+from cnn.training import train_step
 
 
 @dataclass
@@ -42,20 +43,17 @@ def _memorise(
 ) -> _Attempt:
     """Train a copy on (x, y) until it has memorised them or `steps` ran out."""
     twin = copy.deepcopy(net)
-    acc, losses, classes = 0.0, [], 0
+    acc, losses = 0.0, []
+    classes = twin.infer(x[:1]).shape[1]
     with np.errstate(all="ignore"):
         for step in range(steps):
-            logits = twin.forward(x, training=True)
-            classes = logits.shape[1]
-            losses.append(loss_fn.forward(logits, y))
-            if not math.isfinite(losses[-1]):
+            loss, acc = train_step(twin, loss_fn, optimizer, x, y)  # acc, loss before the step
+            losses.append(loss)
+            if not math.isfinite(loss):
                 break
-            acc = float((logits.argmax(axis=1) == y).mean())
             # Near the lowest loss the targets allow (above 0 with label smoothing).
-            if acc == 1.0 and losses[-1] < loss_fn.minimum(classes) + 0.05:
+            if acc == 1.0 and loss < loss_fn.minimum(classes) + 0.05:
                 return _Attempt(step + 1, acc, losses, classes)
-            twin.backward(loss_fn.backward(), input_grad=False)
-            optimizer.step(twin.params, twin.grads)
     return _Attempt(None, acc, losses, classes)
 
 

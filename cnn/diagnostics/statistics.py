@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from cnn.layers import LeakyReLU, ReLU, WeightedLayer
+from cnn.layers import Layer, LeakyReLU, ReLU, WeightedLayer
+from cnn.layers.base import Observer, snapshot_generators
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 
@@ -17,43 +18,40 @@ def _probe(net: Sequential, fn: Callable[[], object]) -> object:
     """Run fn without leaving a trace: batch-norm running statistics and dropout
     generators are restored afterwards, so diagnosing never changes training."""
     buffers = {k: v.copy() for k, v in net.buffers.items()}
-    gens = [
-        layer.rng
-        for _, layer in net.named_leaves()
-        if isinstance(getattr(layer, "rng", None), np.random.Generator)
-    ]
-    states = [g.bit_generator.state for g in gens]
+    restore_generators = snapshot_generators(net)
     try:
         return fn()
     finally:
         for key, value in net.buffers.items():
             value[...] = buffers[key]
-        for g, s in zip(gens, states, strict=True):
-            g.bit_generator.state = s
+        restore_generators()
+
+
+class _Recorder(Observer):
+    """A layer's output mean and std, and for an activation its dead units, into `stats`."""
+
+    def __init__(self, name: str, stats: dict[str, float]) -> None:
+        self.name, self.stats = name, stats
+
+    def forward_end(self, layer: Layer, x: np.ndarray, out: np.ndarray) -> None:
+        # Measured at once: a residual block adds its shortcut into this array in place.
+        self.stats[f"{self.name}.act_mean"] = float(out.mean())
+        self.stats[f"{self.name}.act_std"] = float(out.std())
+        if isinstance(layer, ReLU | LeakyReLU):
+            self.stats[f"{self.name}.dead_frac"] = float((out <= 0).all(axis=0).mean())
 
 
 @contextmanager
 def _recorded(net: Sequential, stats: dict[str, float]) -> Iterator[None]:
     """Record every leaf's output statistics as the network runs forward, blocks' leaves
-    included ("stage2.block1.conv1.act_std"); the leaves' own forward is restored after."""
-    leaves = list(net.named_leaves())
-    for name, leaf in leaves:
-        def record(x: np.ndarray, training: bool = False, *, _name: str = name,
-                   _leaf=leaf, _forward=leaf.forward) -> np.ndarray:
-            h = _forward(x, training=training)
-            # Measured at once: a residual block adds its shortcut into this array in place.
-            stats[f"{_name}.act_mean"] = float(h.mean())
-            stats[f"{_name}.act_std"] = float(h.std())
-            if isinstance(_leaf, ReLU | LeakyReLU):
-                stats[f"{_name}.dead_frac"] = float((h <= 0).all(axis=0).mean())
-            return h
+    included ("stage2.block1.conv1.act_std"), through an observer on each leaf."""
 
-        leaf.forward = record  # an instance attribute, shadowing the class's method
+    stops = [leaf.observe(_Recorder(name, stats)) for name, leaf in net.named_leaves()]
     try:
         yield
     finally:
-        for _, leaf in leaves:
-            del leaf.forward
+        for stop in stops:
+            stop()
 
 
 def layer_statistics(
@@ -72,7 +70,7 @@ def layer_statistics(
         with _recorded(net, stats):
             logits = net.forward(x, training=True)
         stats["loss"] = loss_fn.forward(logits, y)
-        net.backward(loss_fn.backward(), input_grad=False)
+        net.backward(loss_fn.backward())
         for name, layer in net.named_leaves():
             if isinstance(layer, WeightedLayer):
                 stats[f"{name}.grad_norm"] = float(np.linalg.norm(layer.grads["W"]))

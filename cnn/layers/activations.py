@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from cnn.layers.base import Layer
@@ -30,6 +32,9 @@ class ReLU(Layer):
         over_batch(lambda rows: np.multiply(dout[rows], self._mask[rows], out=dx[rows]),
                    dout)
         return dx
+
+    def in_place_activation(self) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda h: np.maximum(h, 0, out=h)
 
 
 class LeakyReLU(Layer):

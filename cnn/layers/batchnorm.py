@@ -98,6 +98,13 @@ class BatchNorm1D(Layer):
         over_batch(input_grad, dout)
         return dx
 
+    def channel_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """In evaluation mode, y = scale * x + shift with scale = gamma / sqrt(running_var +
+        eps) and shift = beta - running_mean * scale, each (C,)."""
+        inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)  # (C,)
+        scale = (self.params["gamma"] * inv_std).astype(self.params["gamma"].dtype)  # (C,)
+        return scale, self.params["beta"] - self.buffers["running_mean"] * scale  # (C,), (C,)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.num_features}, momentum={self.momentum})"
 

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from cnn.initializers import Initializer
-from cnn.layers.base import WeightedLayer
+from cnn.layers.base import Inference, Layer, WeightedLayer
 from cnn.layers.channels import column_sums, per_channel
 from cnn.layers.im2col import col2im, im2col, im2col_channels_first, output_size, pad_hw
 from cnn.parallel import batch_chunks, map_chunks
 
 # Up to this many input channels (an image's 1 or 3), patches are gathered channels-first.
 FEW_CHANNELS = 4
+
+
+def fold_affine(
+    weights: np.ndarray, bias: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The weights (KH, KW, C_in, F) and bias (F,) of a convolution followed by the map
+    y = scale * x + shift per output channel: conv(x; W * scale) + (b * scale + shift).
+    The convolution's own when `affine` is None."""
+    if affine is None:
+        return weights, bias
+    scale, shift = affine  # (F,), (F,)
+    if bias is not None:
+        shift = shift + bias * scale
+    return weights * scale, shift.astype(weights.dtype)  # scale broadcasts over F, the last axis
 
 
 class Conv2D(WeightedLayer):
@@ -63,15 +79,30 @@ class Conv2D(WeightedLayer):
         self._cache = x
         return out
 
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.convolve(x, self.params["W"], self.params.get("b"))
+
+    def fold(self, after: Sequence[Layer]) -> tuple[Inference, int]:
+        """One convolution for this layer, the per-channel affine map after it (batch norm
+        in evaluation mode, Layer.channel_affine) folded into its weights, and the
+        activation after that applied to each chunk while it is in the cache."""
+        affine = after[0].channel_affine() if after else None
+        absorbed = affine is not None
+        activation = after[absorbed].in_place_activation() if len(after) > absorbed else None
+        absorbed += activation is not None
+        weights, bias = fold_affine(self.params["W"], self.params.get("b"), affine)
+        return (lambda x: self.convolve(x, weights, bias, activation)), absorbed
+
     def convolve(
-        self, x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, relu: bool = False
+        self, x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
+        activation: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> np.ndarray:
         """(N, H, W, C_in) -> (N, Ho, Wo, F): x convolved with `weights` (KH, KW, C_in, F),
-        plus `bias` (F,) if given, then max(., 0) if relu; caches nothing.
+        plus `bias` (F,) if given, then `activation` in place if given; caches nothing.
 
-        forward passes the layer's own parameters; inference (cnn/inference.py) passes
-        weights with batch norm folded in, and the ReLU after it: each chunk's output
-        gets its bias and ReLU while it is still in the cache.
+        forward passes the layer's own parameters; `fold` passes weights with batch norm
+        folded in, and the activation after it: each chunk's output gets its bias and
+        activation while it is still in the cache.
         """
         n, h, w, _ = x.shape
         kh, kw = self.kernel
@@ -85,13 +116,13 @@ class Conv2D(WeightedLayer):
             np.matmul(self._patch_rows(x[chunk]), w2, out=out[chunk].reshape(-1, f))
             if bias is not None:
                 per_channel(out[chunk], np.add, bias, out=out[chunk])
-            if relu:
-                np.maximum(out[chunk], 0, out=out[chunk])
+            if activation is not None:
+                activation(out[chunk])
 
         map_chunks(convolve, self._chunks(x, ho, wo))
         return out
 
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
         x = self._cache
         n, ho, wo, f = dout.shape
         kh, kw = self.kernel
@@ -110,7 +141,7 @@ class Conv2D(WeightedLayer):
         self.grads["W"] = dw.reshape(self.params["W"].shape)
         if self.use_bias:
             self.grads["b"] = db
-        if not input_grad:
+        if not self.input_grad:
             return None
         if self.stride == 1 and self.padding < min(kh, kw):
             return self._input_grad_as_convolution(dout, x.shape)

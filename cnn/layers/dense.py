@@ -42,11 +42,11 @@ class Dense(WeightedLayer):
             out += self.params["b"]
         return out
 
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        self.grads["W"] = self._x.T @ dout
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        self.grads["W"] = self._x.T @ dout  # (D_in, D_out)
         if self.use_bias:
-            self.grads["b"] = dout.sum(axis=0)
-        return dout @ self.params["W"].T if input_grad else None
+            self.grads["b"] = dout.sum(axis=0)  # (D_out,)
+        return dout @ self.params["W"].T if self.input_grad else None  # (N, D_in)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}->{self.out_features}, bias={self.use_bias})"

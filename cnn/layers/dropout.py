@@ -33,5 +33,8 @@ class Dropout(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return dout if self._mask is None else dout * self._mask
 
+    def generators(self) -> dict[str, np.random.Generator]:
+        return {"rng": self.rng}
+
     def __repr__(self) -> str:
         return f"Dropout({self.p})"

@@ -6,7 +6,7 @@ import numpy as np
 
 from cnn.initializers import Initializer
 from cnn.layers.activations import LeakyReLU, ReLU
-from cnn.layers.base import Layer, WeightedLayer
+from cnn.layers.base import Layer, infer_in_order
 from cnn.layers.batchnorm import BatchNorm2D
 from cnn.layers.block import Block
 from cnn.layers.conv import Conv2D
@@ -82,39 +82,47 @@ class ResidualBlock(Block):
         super().__init__({**main, **side, "act2": make_activation(activation)})
         self.main_names, self.shortcut_names = list(main), list(side)  # in forward order
 
+    def input_layers(self) -> list[Layer]:
+        """conv1, and a projection's convolution: both see the block's input."""
+        return [self.sublayers[names[0]] for names in (self.main_names, self.shortcut_names)
+                if names]
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         h = self._forward_path(self.main_names, x, training)  # (N, Ho, Wo, C_out)
         if self.shortcut != "none":
             # h is the last layer's fresh output, cached by nobody: add in place.
             h += self._forward_path(self.shortcut_names, x, training)  # (N, Ho, Wo, C_out)
-        return self.sublayers["act2"].forward(h, training=training)  # (N, Ho, Wo, C_out)
+        return self.sublayers["act2"](h, training)  # (N, Ho, Wo, C_out)
 
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        d = self.sublayers["act2"].backward(dout)  # (N, Ho, Wo, C_out), reaches both paths
-        dx = self._backward_path(self.main_names, d, input_grad)  # (N, H, W, C_in) or None
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        d = self.sublayers["act2"].backprop(dout)  # (N, Ho, Wo, C_out), reaches both paths
+        dx = self._backward_path(self.main_names, d)  # (N, H, W, C_in), None if not input_grad
         if self.shortcut == "none":
             return dx
         # Run even without input_grad: a projection still needs its weight gradients.
-        dside = self._backward_path(self.shortcut_names, d, input_grad)  # identity: d itself
-        if input_grad:
-            dx += dside  # dx is conv1's fresh array; d may be dside, so not the other way
+        dside = self._backward_path(self.shortcut_names, d)  # identity: d itself
+        if not self.input_grad:
+            return None
+        dx += dside  # dx is conv1's fresh array; d may be dside, so not the other way
         return dx
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """act2(main(x) + shortcut(x)), each path folded (a convolution with its batch norm)."""
+        h = infer_in_order([self.sublayers[name] for name in self.main_names], x)
+        if self.shortcut != "none":
+            h += infer_in_order([self.sublayers[name] for name in self.shortcut_names], x)
+        act = self.sublayers["act2"]
+        activation = act.in_place_activation()
+        return activation(h) if activation else act.infer(h)  # (N, Ho, Wo, C_out)
 
     def _forward_path(self, names: list[str], x: np.ndarray, training: bool) -> np.ndarray:
         for name in names:
-            x = self.sublayers[name].forward(x, training=training)
+            x = self.sublayers[name](x, training)
         return x
 
-    def _backward_path(
-        self, names: list[str], d: np.ndarray, input_grad: bool
-    ) -> np.ndarray | None:
-        """Backward through `names` in reverse; the first layer skips dx if input_grad is False."""
-        for i, name in reversed(list(enumerate(names))):
-            layer = self.sublayers[name]
-            if i == 0 and isinstance(layer, WeightedLayer):
-                d = layer.backward(d, input_grad=input_grad)
-            else:
-                d = layer.backward(d)
+    def _backward_path(self, names: list[str], d: np.ndarray) -> np.ndarray | None:
+        for name in reversed(names):
+            d = self.sublayers[name].backprop(d)
         return d
 
     def __repr__(self) -> str:

@@ -81,9 +81,9 @@ def residual_network(
 def _set_bn_momentum(layers: list[Layer], momentum: float) -> None:
     """Give every batch norm, inside the blocks too, the running statistics' momentum."""
     for layer in layers:
-        if isinstance(layer, BatchNorm2D):
-            layer.momentum = momentum
-        _set_bn_momentum(list(getattr(layer, "sublayers", {}).values()), momentum)
+        for _, module in layer.named_modules():
+            if isinstance(module, BatchNorm2D):
+                module.momentum = momentum
 
 
 @architecture("resnet")

@@ -1,8 +1,8 @@
 """Each layer's forward and backward time inside real training steps.
 
 The steps are `cnn.training.train_step` itself (forward, loss, backward, optimiser
-step), with every leaf layer's `forward` and `backward` wrapped in a clock for the time
-of the measurement. Nothing else runs between the layer passes, so their times add up to
+step), with a clock observing every leaf layer's passes (cnn.layers.base.Observer) for
+the time of the measurement. Nothing else runs between the layer passes, so their times add up to
 the step's, up to the loss, the optimiser step and a block's own additions; a block
 (a resnet's) is timed leaf by leaf.
 """
@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from cnn.layers.base import Layer
+from cnn.layers.base import Layer, Observer
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 from cnn.optim import SGD
 from cnn.training import train_step
-
-Grad = np.ndarray | None  # what backward returns: dx, or None when it skipped it
 
 
 @dataclass
@@ -50,51 +48,40 @@ class StepProfile:
     layers_ms: float
 
 
-class _Clock:
+class _Clock(Observer):
     """Seconds spent in one leaf's passes during the current step."""
 
     def __init__(self) -> None:
-        self.forward = self.backward = 0.0
+        self.forward_s = self.backward_s = 0.0
+        self.started = 0.0
         self.out_shape: tuple[int, ...] = ()
         self.input_grad = True
 
-    def wrap_forward(self, fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        def timed(x: np.ndarray, *args, **kwargs) -> np.ndarray:
-            start = time.perf_counter()
-            out = fn(x, *args, **kwargs)
-            self.forward += time.perf_counter() - start
-            self.out_shape = out.shape
-            return out
+    def forward_start(self, layer: Layer, x: np.ndarray) -> None:
+        self.started = time.perf_counter()
 
-        return timed
+    def forward_end(self, layer: Layer, x: np.ndarray, out: np.ndarray) -> None:
+        self.forward_s += time.perf_counter() - self.started
+        self.out_shape = out.shape
 
-    def wrap_backward(self, fn: Callable[..., Grad]) -> Callable[..., Grad]:
-        def timed(dout: np.ndarray, *args, **kwargs) -> Grad:
-            start = time.perf_counter()
-            d = fn(dout, *args, **kwargs)
-            self.backward += time.perf_counter() - start
-            self.input_grad = d is not None
-            return d
+    def backward_start(self, layer: Layer, dout: np.ndarray) -> None:
+        self.started = time.perf_counter()
 
-        return timed
+    def backward_end(self, layer: Layer, dout: np.ndarray, dx: np.ndarray | None) -> None:
+        self.backward_s += time.perf_counter() - self.started
+        self.input_grad = dx is not None
 
 
 @contextmanager
 def _clocked_leaves(net: Sequential) -> Iterator[dict[str, _Clock]]:
-    """Within the block, every leaf's passes run through a clock (an instance attribute
-    that shadows the class's method); afterwards the leaves are as they were."""
-    clocks: dict[str, _Clock] = {}
-    leaves = list(net.named_leaves())
+    """Within the block, a clock observes every leaf's passes; afterwards none does."""
+    clocks = {name: _Clock() for name, _ in net.named_leaves()}
+    stops = [leaf.observe(clocks[name]) for name, leaf in net.named_leaves()]
     try:
-        for name, leaf in leaves:
-            clocks[name] = clock = _Clock()
-            leaf.forward = clock.wrap_forward(leaf.forward)
-            leaf.backward = clock.wrap_backward(leaf.backward)
         yield clocks
     finally:
-        for _, leaf in leaves:
-            vars(leaf).pop("forward", None)
-            vars(leaf).pop("backward", None)
+        for stop in stops:
+            stop()
 
 
 def profile_steps(
@@ -111,15 +98,15 @@ def profile_steps(
         steps = []
         for i in range(warmup + repeats):
             for clock in clocks.values():
-                clock.forward = clock.backward = 0.0
+                clock.forward_s = clock.backward_s = 0.0
             start = time.perf_counter()
             train_step(net, loss_fn, opt, x, y)
             if i < warmup:
                 continue
             steps.append(time.perf_counter() - start)
             for name, clock in clocks.items():
-                forward[name].append(clock.forward)
-                backward[name].append(clock.backward)
+                forward[name].append(clock.forward_s)
+                backward[name].append(clock.backward_s)
     layers = [
         LayerTiming(name, leaf, statistics.median(forward[name]) * 1e3,
                     statistics.median(backward[name]) * 1e3, clocks[name].out_shape,

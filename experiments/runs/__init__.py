@@ -4,6 +4,8 @@
     tracked      train_and_log: train inside an MLflow run and log everything about it
     callbacks    the training loop's metrics logger, progress bar, the config's own
     health       checks before training, per-layer statistics during it
+    lr_find      the learning-rate range test of a configured run, and training at its rate
+    interpolation  the loss along the line from the initial to the trained weights
     checkpoints  where checkpoints are kept, and how they are found to resume
     results      the data used, the test results, figures, weights and model
     logged       a logged run's config and provenance, read back

@@ -75,7 +75,6 @@ class CifarClassifier(mlflow.pyfunc.PythonModel):
             **meta.get("knobs", {}),
         )
         self.net.load(context.artifacts["weights"])
-        self.net.eval()
         state = meta["normalizer"]
         self.normalizer = None if state is None else Normalizer.from_state(state)
         self.class_names = meta["class_names"]

@@ -4,4 +4,5 @@
     tracking   the Hydra callback that opens and ends the parent run and writes the report
     parent     the parent run: found by its jobs, its children, orphans ended
     launchers  what jobs in other processes need: BLAS threads, the environment
+    plan       whether parallel jobs pay on this machine (`make sweep-parallel`)
 """

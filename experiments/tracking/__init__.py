@@ -2,12 +2,15 @@
 happens while the tracking server is away.
 
     tags       every tag name the harness writes, defined once
+    arguments  the --tracking-uri option every command that reads or writes runs takes
     store      the store's URI (--tracking-uri, MLFLOW_TRACKING_URI, ./mlflow.db), checks
+    metadata   a run's datasets and tags logged so that a failed call never fails training
     git        the code's commit and uncommitted changes
     params     a nested config as flat MLflow params
     lifecycle  a run always ends FINISHED, FAILED or KILLED
     offline    training goes on while the tracking server is unreachable
     history    metric series read back, metrics sent in batches
     server     a local `mlflow server` in a child process
+    ui         links into MLflow's UI, and the UI started on the store
     reap       runs left RUNNING by a dead process, marked KILLED
 """
