@@ -3,9 +3,10 @@
 It knows nothing of configs or tracking. Whoever calls it observes progress
 through callbacks:
     on_batch_end(step, loss, acc)          after every optimiser step
-    on_epoch_end(epoch, metrics)           metrics: train_loss, train_acc, lr,
-                                           epoch_time_s, images_per_s, and
-                                           val_loss / val_acc with validation data
+    on_epoch_end(epoch, metrics)           metrics: EpochMetrics.as_dict(), i.e.
+                                           train_loss, train_acc, lr, epoch_time_s,
+                                           images_per_s, and val_loss / val_acc with
+                                           validation data
 A loss that stops being finite raises DivergenceError, so a diverged run ends
 at once with the step and the reason instead of training on NaNs.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +41,25 @@ class DivergenceError(RuntimeError):
 class Callback(Protocol):
     def on_batch_end(self, step: int, loss: float, acc: float) -> None: ...
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass(kw_only=True)
+class EpochMetrics:
+    """What `fit` measures each epoch; `as_dict` is what callbacks and the history get."""
+
+    train_loss: float  # the mean of the epoch's batch losses, weighted by batch size
+    train_acc: float
+    val_loss: float | None = None  # with validation data only
+    val_acc: float | None = None
+    lr: float  # the rate of the epoch's last step
+    epoch_time_s: float
+    images_per_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+EPOCH_METRICS = tuple(f.name for f in fields(EpochMetrics))  # every key `fit` can report
 
 
 @dataclass
@@ -128,16 +148,13 @@ def fit(
             step += 1
             _notify(callbacks, "on_batch_end", step, loss, acc)
         elapsed = time.perf_counter() - started
-        metrics = {
-            "train_loss": loss_sum / seen,
-            "train_acc": acc_sum / seen,
-            "lr": optimizer.lr,
-            "epoch_time_s": elapsed,
-            "images_per_s": seen / elapsed,
-        }
-        if val_batches is not None:
-            held_out = evaluate(net, loss_fn, val_batches)
-            metrics["val_loss"], metrics["val_acc"] = held_out.loss, held_out.acc
+        held_out = None if val_batches is None else evaluate(net, loss_fn, val_batches)
+        metrics = EpochMetrics(
+            train_loss=loss_sum / seen, train_acc=acc_sum / seen,
+            val_loss=None if held_out is None else held_out.loss,
+            val_acc=None if held_out is None else held_out.acc,
+            lr=optimizer.lr, epoch_time_s=elapsed, images_per_s=seen / elapsed,
+        ).as_dict()
         history.append(metrics)
         _notify(callbacks, "on_epoch_end", epoch, metrics)
     return history

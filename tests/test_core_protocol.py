@@ -129,7 +129,7 @@ def test_a_toy_block_trains_gradient_checks_infers_and_is_measured():
     branch = net.sublayers["scaled"].sublayers["branch"]
     assert branch.layers[0].fold(branch.layers[1:])[1] == 2
 
-    stats = layer_statistics(net, loss_fn, x, y)
+    stats = layer_statistics(net, loss_fn, x, y).metrics()
     for key in ("scaled.branch.conv1.act_mean", "scaled.branch.relu1.dead_frac",
                 "scaled.branch.conv1.grad_norm"):
         assert np.isfinite(stats[key]), key

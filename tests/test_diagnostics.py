@@ -46,7 +46,7 @@ def by_name(checks, prefix):
 def test_a_healthy_network_passes_every_check(images):
     checks, stats = run_checks(build_model("vgg", seed=0), images, lr=0.01)
     assert verdict(checks) == PASS, health_report(checks)
-    assert "conv1.act_std" in stats and "relu1.dead_frac" in stats and "conv1.grad_norm" in stats
+    assert {"conv1.act_std", "relu1.dead_frac", "conv1.grad_norm"} <= set(stats.metrics())
 
 
 def test_unit_normal_init_is_blamed_on_the_initial_scale(images):
@@ -124,8 +124,9 @@ def test_layer_monitor_records_each_epoch(images):
     fit(net, SoftmaxCrossEntropy(), SGD(0.01), Constant(0.01), batches, 2, callbacks=[monitor])
     assert seen == [1, 2] and len(monitor.history) == 2
     stats = monitor.history[-1]
-    assert 0 < stats["conv1.update_ratio"] < 0.1 and stats["relu1.dead_frac"] < 0.5
-    assert {"conv2.act_std", "dense1.grad_norm"} <= set(stats)
+    assert 0 < stats.layers["conv1"].update_ratio < 0.1
+    assert stats.layers["relu1"].dead_frac < 0.5 and stats.layers["relu1"].grad_norm is None
+    assert {"conv2.act_std", "dense1.grad_norm", "conv1.update_ratio"} <= set(stats.metrics())
 
 
 def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):

@@ -13,9 +13,10 @@ that can be measured before or during training:
 - a network that cannot even learn 20 images has one of the above (`memorise`; one
   that learns them but too slowly to memorise them all is only slow, or small).
 
-`health.health_checks` runs them all (`verdict` sums them up) on a configured network and a few real
-images; `monitor.LayerMonitor` records the per-layer statistics during training;
-both measure with `statistics`.
+`health.health_checks` runs them all (`Verdict.of` sums them up) on a configured network
+and a few real images; `monitor.LayerMonitor` records the per-layer statistics during
+training; both measure with `statistics`, whose results are typed (`NetworkStats` of
+`LayerStats`), and say what they found as `Check`s of a `Status`.
 """
 
 
@@ -30,8 +31,14 @@ from cnn.diagnostics.health import (
 )
 from cnn.diagnostics.memorise import blind_loss, check_overfit
 from cnn.diagnostics.monitor import LayerMonitor
-from cnn.diagnostics.statistics import layer_statistics, update_ratios
-from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check, health_report, verdict
+from cnn.diagnostics.statistics import (
+    LayerStats,
+    NetworkStats,
+    layer_statistics,
+    update_ratios,
+    weights,
+)
+from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check, Status, Verdict, health_report, verdict
 
 __all__ = [
     "FAIL",
@@ -39,6 +46,10 @@ __all__ = [
     "WARN",
     "Check",
     "LayerMonitor",
+    "LayerStats",
+    "NetworkStats",
+    "Status",
+    "Verdict",
     "blind_loss",
     "check_activations",
     "check_dead_units",
@@ -52,4 +63,5 @@ __all__ = [
     "layer_statistics",
     "update_ratios",
     "verdict",
+    "weights",
 ]

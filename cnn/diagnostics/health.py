@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cnn.diagnostics.memorise import check_overfit
-from cnn.diagnostics.statistics import layer_statistics, update_ratios
+from cnn.diagnostics.statistics import NetworkStats, layer_statistics, update_ratios, weights
 from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check
 from cnn.gradcheck import check_network
 from cnn.losses import SoftmaxCrossEntropy
@@ -95,9 +95,9 @@ def check_gradients(
     )
 
 
-def check_activations(stats: dict[str, float]) -> Check:
+def check_activations(stats: NetworkStats) -> Check:
     """Activation scale through the network at initialisation."""
-    stds = {k[: -len(".act_std")]: v for k, v in stats.items() if k.endswith(".act_std")}
+    stds = stats.of("act_std")
     name = "largest activation std"
     largest = max(stds, key=stds.get)
     value = stds[largest]
@@ -125,8 +125,8 @@ def check_activations(stats: dict[str, float]) -> Check:
     return Check(name, PASS, value, f"activations stay in a sane range (largest at {largest})")
 
 
-def check_dead_units(stats: dict[str, float]) -> Check:
-    dead = {k[: -len(".dead_frac")]: v for k, v in stats.items() if k.endswith(".dead_frac")}
+def check_dead_units(stats: NetworkStats) -> Check:
+    dead = stats.of("dead_frac")
     if not dead:
         return Check("dead ReLUs", PASS, 0.0, "no ReLU layers")
     worst = max(dead, key=dead.get)
@@ -159,14 +159,14 @@ def check_update_ratio(ratios: dict[str, float]) -> Check:
             name,
             FAIL,
             value,
-            f"learning rate too high: one step rewrites {worst[: -len('.update_ratio')]} entirely",
+            f"learning rate too high: one step rewrites {worst} entirely",
         )
     if value > 0.1:
         return Check(
             name,
             WARN,
             value,
-            f"learning rate high: one step changes {worst[: -len('.update_ratio')]} by over 10%",
+            f"learning rate high: one step changes {worst} by over 10%",
         )
     if max(ratios.values()) < 1e-6:
         return Check(name, WARN, value, "learning rate too low: the weights barely move")
@@ -174,7 +174,7 @@ def check_update_ratio(ratios: dict[str, float]) -> Check:
         name,
         PASS,
         value,
-        f"updates are a small fraction of the weights (largest: {worst[: -len('.update_ratio')]})",
+        f"updates are a small fraction of the weights (largest: {worst})",
     )
 
 
@@ -188,10 +188,10 @@ def first_step_ratios(
     """Update-to-weight ratios of one optimiser step, taken on a copy of the network
     (NaN if the step's loss is not finite: the step would make the weights so)."""
     twin = copy.deepcopy(net)
-    before = {k: v.copy() for k, v in twin.params.items()}
+    before = weights(twin)
     with np.errstate(all="ignore"):
         loss, _ = train_step(twin, loss_fn, copy.deepcopy(optimizer), x, y)
-    ratios = update_ratios(before, twin.params)
+    ratios = update_ratios(before, weights(twin))
     return ratios if math.isfinite(loss) else dict.fromkeys(ratios, math.nan)
 
 
@@ -206,7 +206,7 @@ def health_checks(
     gradcheck_images: int = 4,
     overfit_images: int = 20,
     overfit_steps: int = 200,
-) -> tuple[list[Check], dict[str, float]]:
+) -> tuple[list[Check], NetworkStats]:
     """Every check on a configured network and real (normalised) images x, y.
 
     Returns the checks and the initial per-layer statistics. Nothing here changes
@@ -215,7 +215,7 @@ def health_checks(
     with np.errstate(all="ignore"):
         stats = layer_statistics(net, loss_fn, x, y)
     checks = [
-        check_initial_loss(stats["loss"], num_classes),
+        check_initial_loss(stats.loss, num_classes),
         check_gradients(net, loss_fn, x[:gradcheck_images], y[:gradcheck_images]),
         check_activations(stats),
         check_dead_units(stats),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cnn.diagnostics.statistics import layer_statistics, update_ratios
+from cnn.diagnostics.statistics import NetworkStats, layer_statistics, update_ratios, weights
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 
@@ -17,7 +17,7 @@ class LayerMonitor:
 
     Activations, dead ReLUs and gradient norms come from a fixed probe batch
     (measured without touching the training state); the update-to-weight ratio
-    is the mean over the epoch's steps. `history` holds one dict per epoch and
+    is the mean over the epoch's steps. `history` holds one NetworkStats per epoch and
     `on_stats(epoch, stats)` is called with each, e.g. to log them.
     """
 
@@ -27,28 +27,25 @@ class LayerMonitor:
         loss_fn: SoftmaxCrossEntropy,
         probe_x: np.ndarray,
         probe_y: np.ndarray,
-        on_stats: Callable[[int, dict[str, float]], None] | None = None,
+        on_stats: Callable[[int, NetworkStats], None] | None = None,
     ) -> None:
         self.net, self.loss_fn, self.probe_x, self.probe_y = net, loss_fn, probe_x, probe_y
         self.on_stats = on_stats
-        self.history: list[dict[str, float]] = []
-        self._previous = self._weights()
+        self.history: list[NetworkStats] = []
+        self._previous = weights(net)
         self._ratio_sums: dict[str, float] = {}
         self._steps = 0
 
-    def _weights(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.net.params.items() if k.endswith(".W")}
-
     def on_batch_end(self, step: int, loss: float, acc: float) -> None:
-        current = self._weights()
-        for key, ratio in update_ratios(self._previous, current).items():
-            self._ratio_sums[key] = self._ratio_sums.get(key, 0.0) + ratio
+        current = weights(self.net)
+        for name, ratio in update_ratios(self._previous, current).items():
+            self._ratio_sums[name] = self._ratio_sums.get(name, 0.0) + ratio
         self._previous, self._steps = current, self._steps + 1
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         stats = layer_statistics(self.net, self.loss_fn, self.probe_x, self.probe_y)
-        stats.pop("loss")
-        stats.update({k: v / max(self._steps, 1) for k, v in self._ratio_sums.items()})
+        for name, total in self._ratio_sums.items():
+            stats.layers[name].update_ratio = total / max(self._steps, 1)
         self._ratio_sums, self._steps = {}, 0
         self.history.append(stats)
         if self.on_stats is not None:

@@ -3,8 +3,10 @@ activation mean and std, dead ReLUs, weight-gradient norms, update-to-weight rat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -27,26 +29,59 @@ def _probe(net: Sequential, fn: Callable[[], object]) -> object:
         restore_generators()
 
 
-class _Recorder(Observer):
-    """A layer's output mean and std, and for an activation its dead units, into `stats`."""
+@dataclass
+class LayerStats:
+    """What one layer showed on a probe batch; a statistic a layer cannot have is None."""
 
-    def __init__(self, name: str, stats: dict[str, float]) -> None:
-        self.name, self.stats = name, stats
+    act_mean: float = math.nan  # of its output
+    act_std: float = math.nan
+    dead_frac: float | None = None  # activations: units that are zero for every image
+    grad_norm: float | None = None  # weighted layers: the norm of the weight gradient
+    update_ratio: float | None = None  # weighted layers, in training: ||dW|| / ||W|| a step
+
+
+STATISTICS = tuple(f.name for f in fields(LayerStats))  # the suffixes of the metric names
+
+
+@dataclass
+class NetworkStats:
+    """Every leaf's LayerStats under its dotted name, in forward order, and the loss."""
+
+    layers: dict[str, LayerStats] = field(default_factory=dict)
+    loss: float = math.nan
+
+    def of(self, statistic: str) -> dict[str, float]:
+        """{layer: value} of one statistic (one of STATISTICS), for the layers that have it."""
+        return {name: value for name, stats in self.layers.items()
+                if (value := getattr(stats, statistic)) is not None}
+
+    def metrics(self) -> dict[str, float]:
+        """The flat names MLflow logs them under: "conv1.act_std", "relu1.dead_frac", ..."""
+        return {f"{name}.{statistic}": value for statistic in STATISTICS
+                for name, value in self.of(statistic).items()}
+
+
+class _Recorder(Observer):
+    """A layer's output mean and std, and for an activation its dead units."""
+
+    def __init__(self, stats: LayerStats) -> None:
+        self.stats = stats
 
     def forward_end(self, layer: Layer, x: np.ndarray, out: np.ndarray) -> None:
         # Measured at once: a residual block adds its shortcut into this array in place.
-        self.stats[f"{self.name}.act_mean"] = float(out.mean())
-        self.stats[f"{self.name}.act_std"] = float(out.std())
+        self.stats.act_mean, self.stats.act_std = float(out.mean()), float(out.std())
         if isinstance(layer, ReLU | LeakyReLU):
-            self.stats[f"{self.name}.dead_frac"] = float((out <= 0).all(axis=0).mean())
+            self.stats.dead_frac = float((out <= 0).all(axis=0).mean())
 
 
 @contextmanager
-def _recorded(net: Sequential, stats: dict[str, float]) -> Iterator[None]:
+def _recorded(net: Sequential, stats: NetworkStats) -> Iterator[None]:
     """Record every leaf's output statistics as the network runs forward, blocks' leaves
-    included ("stage2.block1.conv1.act_std"), through an observer on each leaf."""
-
-    stops = [leaf.observe(_Recorder(name, stats)) for name, leaf in net.named_leaves()]
+    included ("stage2.block1.conv1"), through an observer on each leaf."""
+    stops = []
+    for name, leaf in net.named_leaves():
+        stats.layers[name] = LayerStats()
+        stops.append(leaf.observe(_Recorder(stats.layers[name])))
     try:
         yield
     finally:
@@ -56,39 +91,38 @@ def _recorded(net: Sequential, stats: dict[str, float]) -> Iterator[None]:
 
 def layer_statistics(
     net: Sequential, loss_fn: SoftmaxCrossEntropy, x: np.ndarray, y: np.ndarray
-) -> dict[str, float]:
-    """Per-layer statistics of one training-mode forward and backward pass.
+) -> NetworkStats:
+    """Per-layer statistics of one training-mode forward and backward pass on (x, y).
 
-    Keys carry the layer's dotted name (net.named_leaves(): a block's layers are
-    measured one by one): "conv1.act_mean", "conv1.act_std", "relu1.dead_frac"
-    (units that are zero for every image in x), "stage2.block1.conv1.grad_norm"
-    (of the weight gradient), and "loss".
+    Layers carry their dotted names (net.named_leaves(): a block's layers are measured
+    one by one): activation mean and std for each, dead units for activations, the
+    weight gradient's norm for weighted layers; and the loss.
     """
 
-    def measure() -> dict[str, float]:
-        stats: dict[str, float] = {}
+    def measure() -> NetworkStats:
+        stats = NetworkStats()
         with _recorded(net, stats):
             logits = net.forward(x, training=True)
-        stats["loss"] = loss_fn.forward(logits, y)
+        stats.loss = loss_fn.forward(logits, y)
         net.backward(loss_fn.backward())
         for name, layer in net.named_leaves():
             if isinstance(layer, WeightedLayer):
-                stats[f"{name}.grad_norm"] = float(np.linalg.norm(layer.grads["W"]))
+                stats.layers[name].grad_norm = float(np.linalg.norm(layer.grads["W"]))
         return stats
 
     return _probe(net, measure)  # type: ignore[return-value]
 
 
+def weights(net: Sequential) -> dict[str, np.ndarray]:
+    """A copy of each weighted layer's W, under the layer's name ("conv1", ...)."""
+    return {name: layer.params["W"].copy() for name, layer in net.named_leaves()
+            if isinstance(layer, WeightedLayer)}
+
+
 def update_ratios(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[str, float]:
-    """||W_after - W_before|| / ||W_before|| for each weight ("conv1.W" -> "conv1.update_ratio").
+    """||W_after - W_before|| / ||W_before|| for each layer, from two `weights(net)`.
 
     About 1e-3 per step is healthy; 1e-1 and above means the learning rate is too high.
     """
-    ratios = {}
-    for key, w0 in before.items():
-        if key.endswith(".W"):
-            norm = float(np.linalg.norm(w0))
-            ratios[key[:-2] + ".update_ratio"] = float(np.linalg.norm(after[key] - w0)) / max(
-                norm, 1e-12
-            )
-    return ratios
+    return {name: float(np.linalg.norm(after[name] - w0)) / max(float(np.linalg.norm(w0)), 1e-12)
+            for name, w0 in before.items()}

@@ -15,8 +15,9 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report, verdict
-from cnn.diagnostics.statistics import layer_statistics
+from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report
+from cnn.diagnostics.statistics import NetworkStats, layer_statistics
+from cnn.diagnostics.verdict import Status, Verdict
 from experiments.config.validate import group_args
 from experiments.runs.build import Run, make_optimizer_from
 from experiments.tracking import tags
@@ -33,16 +34,21 @@ OVERFIT_IMAGES = 20
 @dataclass
 class Diagnosis:
     checks: list[Check]
-    stats: dict[str, float]  # per-layer statistics at initialisation, e.g. "conv1.act_std"
-    report: str
-    verdict: str  # pass | warn | fail
+    stats: NetworkStats  # per-layer statistics at initialisation
     subject: str = ""  # what was diagnosed (describe), so a report read alone says it
+
+    @property
+    def verdict(self) -> Status:
+        return Verdict.of(self.checks).status
 
     @property
     def cause(self) -> str:
         """The most likely cause in plain words, or '' when healthy."""
-        first, _, rest = self.report.splitlines()[0].partition(" - most likely: ")
-        return rest
+        return Verdict.of(self.checks).cause
+
+    @property
+    def report(self) -> str:
+        return health_report(self.checks)
 
 
 def _compact(value: Any) -> str:
@@ -99,21 +105,17 @@ def diagnose(run: Run) -> Diagnosis:
         gradcheck_images=GRADCHECK_IMAGES,
         overfit_images=OVERFIT_IMAGES,
     )
-    return Diagnosis(checks, stats, health_report(checks), verdict(checks), describe(run))
+    return Diagnosis(checks, stats, describe(run))
 
 
-def layer_table(stats: dict[str, float]) -> str:
+def layer_table(stats: NetworkStats) -> str:
     """Per-layer statistics as a table: one row per layer, one column per statistic."""
     columns = ["act_mean", "act_std", "dead_frac", "grad_norm"]
-    layers: dict[str, dict[str, float]] = {}
-    for key, value in stats.items():
-        layer, _, stat = key.rpartition(".")
-        if stat in columns:
-            layers.setdefault(layer, {})[stat] = value
-    width = max([10, *(len(layer) + 2 for layer in layers)])  # stage2.block1.conv1 ...
+    width = max([10, *(len(layer) + 2 for layer in stats.layers)])  # stage2.block1.conv1 ...
     rows = [f"{'layer':<{width}}" + "".join(f"{c:>12}" for c in columns)]
-    for layer, values in layers.items():
-        cells = "".join(f"{values[c]:12.4g}" if c in values else f"{'':>12}" for c in columns)
+    for layer, values in stats.layers.items():
+        cells = "".join(f"{'':>12}" if (v := getattr(values, c)) is None else f"{v:12.4g}"
+                        for c in columns)
         rows.append(f"{layer:<{width}}{cells}")
     return "\n".join(rows)
 
@@ -130,7 +132,7 @@ def log_health(run: Run) -> None:
     log_safely("the health tags", mlflow.set_tags,
                {tags.HEALTH: diagnosis.verdict, tags.HEALTH_CAUSE: diagnosis.cause or "-"})
     # The untrained network's per-layer statistics start the per-epoch series at step 0.
-    mlflow.log_metrics({k: v for k, v in diagnosis.stats.items() if k != "loss"}, step=0)
+    mlflow.log_metrics(diagnosis.stats.metrics(), step=0)
     log.info("%s", diagnosis.report.splitlines()[0])
 
 
@@ -142,7 +144,7 @@ def log_initial_statistics(run: Run) -> None:
     y = run.splits.y_train[:PROBE_IMAGES]
     with np.errstate(all="ignore"):
         stats = layer_statistics(run.net, run.loss_fn, x, y)
-    mlflow.log_metrics({k: v for k, v in stats.items() if k != "loss"}, step=0)
+    mlflow.log_metrics(stats.metrics(), step=0)
 
 
 def layer_monitor(run: Run, buffer: OfflineBuffer | None = None) -> list[LayerMonitor]:
@@ -153,5 +155,6 @@ def layer_monitor(run: Run, buffer: OfflineBuffer | None = None) -> list[LayerMo
     x = run.transform(run.splits.x_train[:PROBE_IMAGES])
     y = run.splits.y_train[:PROBE_IMAGES]
     return [LayerMonitor(run.net, run.loss_fn, x, y,
-                         on_stats=lambda epoch, stats: buffer.log_metrics(stats, epoch)
-                         if buffer is not None else mlflow.log_metrics(stats, step=epoch))]
+                         on_stats=lambda epoch, stats: buffer.log_metrics(stats.metrics(), epoch)
+                         if buffer is not None else mlflow.log_metrics(stats.metrics(),
+                                                                       step=epoch))]

@@ -23,7 +23,7 @@ from cnn import checkpoint as ckpt
 from cnn.data import Splits
 from cnn.layers import WeightedLayer
 from cnn.rng import make_generators
-from cnn.training import fit
+from cnn.training import EPOCH_METRICS, fit
 from experiments.config import validate
 from experiments.datasets.base import load_splits
 from experiments.reporting import run_figures
@@ -49,9 +49,6 @@ from experiments.tracking.store import check_store_writable, resolve_tracking_ur
 
 log = logging.getLogger(__name__)
 
-# The per-epoch metrics of cnn.training.fit, read back when a run is resumed.
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
-                 "images_per_s")
 
 
 @dataclass
