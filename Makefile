@@ -83,7 +83,7 @@ report: $(STAMP) ## Rebuild the latest sweep's comparison report; ARGS="--parent
 	$(PY) -m experiments.report $(ARGS)
 
 .PHONY: ui
-ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1:PORT (default 5000); prints the experiment's link
+ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1:PORT (default 5000); prints the experiment's and the latest sweep's links there
 	exec $(PY) -m experiments.ui --port $(PORT) $(ARGS)
 
 .PHONY: rerun
