@@ -72,9 +72,10 @@ full-seeds: $(STAMP) ## Seeds 0-2 of a full-data recipe as a SLURM job array: RE
 	  'hydra.launcher.setup=["source $(abspath $(VENV))/bin/activate"]' \
 	  tracking=server tracking.uri=$(URI) $(ARGS)
 
+# ui and server: exec, so that python is make's own child, which make passes SIGTERM on to.
 .PHONY: server
 server: $(STAMP) ## Start a tracking server on PORT for other machines: BACKEND=postgresql+psycopg2://..., HOST=0.0.0.0
-	$(PY) -m experiments.server --backend-store-uri "$(or $(BACKEND),sqlite:///$(CURDIR)/mlflow.db)" \
+	exec $(PY) -m experiments.server --backend-store-uri "$(or $(BACKEND),sqlite:///$(CURDIR)/mlflow.db)" \
 	  --host $(or $(HOST),127.0.0.1) --port $(PORT) --serve-artifacts --artifact-root mlartifacts
 
 .PHONY: report
@@ -82,8 +83,8 @@ report: $(STAMP) ## Rebuild the latest sweep's comparison report; ARGS="--parent
 	$(PY) -m experiments.report $(ARGS)
 
 .PHONY: ui
-ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1:PORT (default 5000); prints the experiment's link
-	$(PY) -m experiments.ui --port $(PORT) $(ARGS)
+ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1:PORT (default 5000); prints the experiment's and the latest sweep's links there
+	exec $(PY) -m experiments.ui --port $(PORT) $(ARGS)
 
 .PHONY: rerun
 rerun: $(STAMP) ## Rerun a logged run and compare metrics: make rerun RUN_ID=<run id>

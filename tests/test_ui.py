@@ -148,9 +148,22 @@ def test_without_the_link_mlflow_opens_the_genai_overview(sweep, ui, browser):
     assert all(marker in page for marker in GENAI_OVERVIEW), page[:3000]
 
 
+def test_the_sweep_says_how_to_open_its_links_on_another_port(sweep):
+    hint = next(line for line in sweep.stdout.splitlines() if "Open it in MLflow's UI" in line)
+    assert "port 5000" in hint and "`make ui PORT=N` reprints these links on port N" in hint
+
+
+def test_make_ui_prints_the_latest_sweeps_links_on_its_own_port(sweep, ui):
+    # The sweep printed them for port 5000; the UI runs on another.
+    assert ui.port != 5000
+    assert links(ui.printed) == {what: link.replace("http://127.0.0.1:5000", ui.address)
+                                 for what, link in links(sweep.stdout).items()}
+    assert f"The latest sweep, {sweep.parent.info.run_name}:" in ui.printed
+
+
 def test_the_sweeps_links_show_its_runs_and_metrics(sweep, ui, browser):
-    printed = {what: link.replace("http://127.0.0.1:5000", ui.address)
-               for what, link in links(sweep.stdout).items()}
+    printed = links(ui.printed)  # as `make ui PORT=...` prints them
+    assert len(printed) == 3, ui.printed
     page = browser(printed["the sweep (metrics, child runs)"])
     for name in [*CHILDREN, "best_test_acc", "runs_finished", "sweep_wall_time_s"]:
         assert name in page, (name, page[:3000])

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.reporting.collect import RunSummary, not_converged, outcome_and_cause
+from experiments.tracking.ui import link_lines
 
 SHOWN = 3  # best and worst runs listed; all of them when there are at most 2 * SHOWN
 MAX_NOT_CONVERGED = 10  # more are counted, and listed in summary.md
@@ -93,7 +94,5 @@ def sweep_overview(sweep: str, summary: str, runs: Sequence[RunSummary], wall_ti
              f"Report: {report_dir.resolve()}/ (summary.md, summary.csv, figures),",
              f"  also in the artifacts (report/) of the parent run {parent_run_id},",
              "  whose metrics are the sweep's: best_test_acc, runs_finished, runs_failed, ...",
-             f"Open it in MLflow's UI ({ui_hint}):"]
-    width = max((len(k) for k in links), default=0)
-    lines += [f"  {what + ':':<{width + 1}} {link}" for what, link in links.items()]
+             f"Open it in MLflow's UI ({ui_hint}):", *link_lines(links)]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from typing import Any
 import mlflow
 
 from experiments.tracking import tags
+from experiments.tracking.ui import sweep_links
 
 # Written into the sweep folder when the sweep starts; each job of the sweep reads it to
 # find its parent run. A file rather than an environment variable: it belongs to one
@@ -65,3 +66,20 @@ def latest_sweep(experiment: str) -> str:
     if not runs:
         raise NoSweepError(f"no sweep in experiment {experiment!r}; run `make sweep` first")
     return runs[0].info.run_id
+
+
+def latest_sweep_links(experiment: str, address: str) -> tuple[str, dict[str, str]] | None:
+    """The latest sweep's name and its links on the UI at `address` (the ones it printed
+    when it ended, there for port 5000), or None when the experiment has no sweep."""
+    try:
+        parent_run_id = latest_sweep(experiment)
+    except NoSweepError:
+        return None
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    # The children in the order the sweep's report lists them (reporting.collect).
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"], max_results=5000)
+    return parent.info.run_name, sweep_links(address, parent.info.experiment_id,
+                                             parent_run_id, [r.info.run_id for r in children])

@@ -31,7 +31,7 @@ from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
 from experiments.tracking.store import SWEEP_SERVER_ENV, resolve_tracking_uri, use_store
-from experiments.tracking.ui import compare_link, experiment_link, run_link, ui_address
+from experiments.tracking.ui import DEFAULT_UI_PORT, sweep_links, ui_address
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +143,13 @@ class SweepTracking(Callback):
         for key, value in parent_metrics(report.runs, wall_time_s).items():
             client.log_metric(self.parent_run_id, key, value, step=0)
         uri = resolve_tracking_uri(config.tracking.uri)
-        address = ui_address(uri)
-        experiment_id = parent.info.experiment_id
-        links = {
-            "the sweep (metrics, child runs)": run_link(address, experiment_id,
-                                                        self.parent_run_id),
-            "its runs compared": compare_link(address, experiment_id,
-                                              [r.run_id for r in report.runs]),
-            "the experiment": experiment_link(address, experiment_id)}
+        links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id,
+                            [r.run_id for r in report.runs])
         served = uri.startswith(("http://", "https://"))
-        hint = "the tracking server's" if served else "start it with `make ui`, port 5000"
+        # The UI may already run on another port (or 5000 be taken): make ui prints them.
+        hint = "the tracking server's" if served else (
+            f"start it with `make ui`, port {DEFAULT_UI_PORT}; `make ui PORT=N` reprints "
+            "these links on port N")
         return sweep_overview(parent.data.tags.get(tags.SWEEP, "custom"), report.summary,
                               report.runs, wall_time_s, report.out_dir, self.parent_run_id,
                               links, hint)

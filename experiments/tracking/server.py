@@ -6,13 +6,21 @@ with "database is locked". A parallel sweep therefore starts one `mlflow server`
 loopback port over the same store and artifact folder, points its jobs at it (http), and
 stops it at the end (experiments.sweeps.tracking). The server is the only process
 writing to the file; `make ui` afterwards shows the same runs and artifacts. A team's
-shared server is the same class, started by `python -m experiments.server`.
+shared server is the same class, started by `python -m experiments.server`, and so is
+`make ui`'s.
+
+Whoever starts it, the server and everything it starts (its uvicorn worker, its job runner
+and huey consumers) end with the process that started it: on stop(), on exit, on SIGTERM
+or SIGHUP left at their defaults, and, on Linux, when that process is killed outright
+(experiments.tracking.process_group).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +28,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from experiments.tracking.process_group import (
+    die_with_parent,
+    end_group,
+    exit_on_signals,
+    restore_signals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +91,7 @@ class TrackingServer:
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen | None = None
         self._log_file = None
+        self._replaced_handlers: dict[int, Any] = {}
 
     @property
     def uri(self) -> str:
@@ -126,34 +143,35 @@ class TrackingServer:
         # artifacts never use them. MLflow's documented switch (mlflow.environment_variables);
         # exporting MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true brings them back.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        # Its own process group: Ctrl-C in the terminal reaches the sweep, which then stops
-        # the server itself (after the jobs are ended), not both at once.
+        # Its own session and process group: Ctrl-C in the terminal reaches the sweep, which
+        # then stops the server itself (after the jobs are ended), not both at once; and
+        # stop() ends the whole group, the server's own children included.
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                        env=env, start_new_session=True)
+                                        env=env, start_new_session=True,
+                                        preexec_fn=die_with_parent())
+        # SIGTERM (kill, make passing it on) and SIGHUP (the terminal closed) would end this
+        # process without a word to the server's session; as SystemExit they run stop().
+        self._replaced_handlers = exit_on_signals((signal.SIGTERM, signal.SIGHUP))
+        atexit.register(self.stop)
         log.info("MLflow tracking server at %s over %s (pid %d)", self.uri,
                  self.backend_store_uri, self.process.pid)
         return self.uri
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop the server (SIGTERM to its process group, then SIGKILL); safe to call twice."""
-        import signal
-
+        """Stop the server and every process it started (SIGTERM to its process group, then
+        SIGKILL to what is left after `timeout` s); safe to call twice."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout)
-            except ProcessLookupError:
-                pass
+        if process is not None:
+            atexit.unregister(self.stop)
+            end_group(process, timeout)
+            restore_signals(self._replaced_handlers)
+            self._replaced_handlers = {}
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
 
     def serve_until_interrupted(self) -> None:
-        """Block while the started server runs; Ctrl-C (or its exit) stops it."""
+        """Block while the started server runs; Ctrl-C, SIGTERM, SIGHUP (or its exit) stop it."""
         try:
             while self.process is not None and self.process.poll() is None:
                 time.sleep(1)

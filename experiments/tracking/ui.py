@@ -52,6 +52,21 @@ def compare_link(address: str, experiment_id: str, run_ids: Sequence[str]) -> st
     return f"{address}/#/compare-runs?{query}&{MODEL_TRAINING_VIEW}"
 
 
+def sweep_links(address: str, experiment_id: str, parent_run_id: str,
+                run_ids: Sequence[str]) -> dict[str, str]:
+    """What a sweep's links open, to the link: its parent run's page, its runs compared,
+    the experiment. The sweep prints them when it ends, `make ui` again for the latest."""
+    return {"the sweep (metrics, child runs)": run_link(address, experiment_id, parent_run_id),
+            "its runs compared": compare_link(address, experiment_id, run_ids),
+            "the experiment": experiment_link(address, experiment_id)}
+
+
+def link_lines(links: dict[str, str]) -> list[str]:
+    """`  <what>: <link>` lines, the links aligned."""
+    width = max((len(k) for k in links), default=0)
+    return [f"  {what + ':':<{width + 1}} {link}" for what, link in links.items()]
+
+
 class PortInUseError(RuntimeError):
     """The UI's port is taken, e.g. by a UI started before."""
 
