@@ -1,6 +1,7 @@
-"""`make ui` stopped any way a person stops it ends everything it started: MLflow's server,
-its uvicorn worker, its job runner and the job runner's huey consumers, so the port is free
-for the next `make ui` (issue 22, point 1).
+"""`make ui` stopped any way a person stops it ends everything it started: MLflow's server
+and its uvicorn worker (and MLflow's job runner and huey consumers, where
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION brings them back), so the port is free for the next
+`make ui` (issue 22, point 1).
 
 Each case runs the real `make ui` on a free loopback port from a temporary folder (its own
 store), in its own process group as a shell runs a job, signals it and waits, bounded,
@@ -126,10 +127,10 @@ def test_stopping_make_ui_ends_everything_it_started(tmp_path, stop):
             "Ctrl-C stops it." in line for line in printed) or make.poll() is not None,
             START_S, printed)
         assert make.poll() is None, "".join(printed)
-        # The job runner starts its huey consumers while the server starts; wait for them,
-        # so that the grandchildren are there to be ended too.
-        wait_until("no huey consumer started", lambda: any(
-            "huey_consumer" in cmd for _, cmd in started_by(make.pid).values()), START_S,
+        # The server starts its uvicorn worker while it starts; wait for it, so that a
+        # grandchild is there to be ended too.
+        wait_until("no uvicorn worker started", lambda: any(
+            "uvicorn" in cmd for _, cmd in started_by(make.pid).values()), START_S,
             printed)
         started = started_by(make.pid)
         assert any("mlflow server" in cmd for _, cmd in started.values()), started
