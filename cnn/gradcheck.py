@@ -22,10 +22,22 @@ from cnn.losses import SoftmaxCrossEntropy
 from cnn.network import Sequential
 
 
-def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+def relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float = 0.0) -> float:
+    """|a - n| / (|a| + |n|); 0 when both are within `floor` of zero, where finite
+    differences cannot tell a gradient from zero and the ratio would be noise over noise."""
     diff = np.linalg.norm(analytic - numeric)
     scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    if scale <= floor:
+        return 0.0
     return float(diff / max(scale, 1e-300))
+
+
+def resolution(value: float, eps: float) -> float:
+    """The smallest derivative centred differences of step `eps` can tell from zero, for
+    a function of about `value`: each evaluation is off by a few units of its last place,
+    which the quotient divides by 2 eps. A true gradient of exactly zero (a bias followed
+    by batch norm, which subtracts it again) comes out at about this size."""
+    return 100 * float(np.finfo(np.float64).eps) * max(abs(value), 1.0) / eps
 
 
 def numerical_gradient(
@@ -64,14 +76,16 @@ def _compare(
     rng: np.random.Generator,
 ) -> dict[str, float]:
     errors = {}
+    noise = resolution(f(), eps)
     for name, array in arrays:
         idx = _sample_indices(array.shape, max_checks, rng)
         numeric = numerical_gradient(f, array, eps, idx)
         if idx is not None:
             numeric = np.array([numeric[i] for i in idx])
-            errors[name] = relative_error(np.array([analytic[name][i] for i in idx]), numeric)
+            wanted = np.array([analytic[name][i] for i in idx])
         else:
-            errors[name] = relative_error(analytic[name], numeric)
+            wanted = analytic[name]
+        errors[name] = relative_error(wanted, numeric, floor=noise * np.sqrt(numeric.size))
     return errors
 
 

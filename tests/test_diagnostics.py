@@ -141,3 +141,20 @@ def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):
     )
     x, y = run.transform(run.splits.x_train[:4]), run.splits.y_train[:4]
     assert check_gradients(run.net, run.loss_fn, x, y).status == PASS
+
+
+def test_a_bias_that_batch_norm_cancels_is_no_gradient_bug():
+    """The README's custom model puts a convolution's bias before batch norm, which subtracts
+    it again: its true gradient is zero, backward gives ~1e-17 and finite differences ~1e-10
+    of noise. Noise over noise is no disagreement (cnn.gradcheck.resolution)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 16, 16, 3)).astype(np.float32), rng.integers(0, 10, 4)
+    net = build_model("custom", input_shape=(16, 16, 3), layers=[
+        {"type": "conv", "out": 8}, {"type": "batchnorm"}, {"type": "relu"},
+        {"type": "global_avgpool"}])
+    check = check_gradients(net, SoftmaxCrossEntropy(), x, y)
+    assert check.status == PASS, check.line()
+    # A gradient that is wrong and not small is still found at that bias's neighbour.
+    net.sublayers["relu1"] = type("HalfReLU", (ReLU,), {
+        "backward": lambda self, dout: 0.5 * ReLU.backward(self, dout)})()
+    assert check_gradients(net, SoftmaxCrossEntropy(), x, y).status == FAIL
