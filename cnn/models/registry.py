@@ -124,7 +124,7 @@ def build_model(
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (32, 32, 3),
     init: str = "he",
-    init_std: float | None = None,
+    init_knobs: Mapping[str, float] | None = None,
     seed: int = 0,
     dtype: np.dtype | type = np.float32,
     **knobs: Any,
@@ -134,7 +134,7 @@ def build_model(
     `knobs` are the family's own (architecture_knobs(name)), e.g.
     build_model("resnet", depth=8, widths=[8, 16, 32]); an unknown one is a ValueError.
     `init` is an initialiser name (he, xavier, normal, unit_normal, orthogonal,
-    ...); `init_std` sets the std of the normal ones.
+    ...); `init_knobs` its keyword arguments, e.g. {"std": 0.1} or {"gain": 2.0}.
 
     The classifier (last Dense) is drawn by the same scheme. With He init the logits
     of a fresh network have a variance of a few units (max-pooling raises the
@@ -148,7 +148,7 @@ def build_model(
     """
     family = _family(name)
     _check_knobs(name, knobs)
-    draw = get_initializer(init, std=init_std)
+    draw = get_initializer(init, **(init_knobs or {}))
     shape = tuple(input_shape)
     built = family(shape, num_classes, draw, np.random.default_rng(seed), **knobs)
     layers, names = built if isinstance(built, tuple) else (built, None)
@@ -158,11 +158,12 @@ def build_model(
 
 
 def reinitialize(
-    net: Sequential, init: str, rng: np.random.Generator, std: float | None = None
+    net: Sequential, init: str, rng: np.random.Generator, **init_knobs: float | None
 ) -> None:
-    """Redraw every weight of `net` in place with another initialiser, blocks' included;
-    biases to zero (or drawn too, by an initialiser that draws them, such as `pytorch`)."""
-    draw = get_initializer(init, std=std)
+    """Redraw every weight of `net` in place with another initialiser (its knobs, e.g.
+    std=0.5, as keywords), blocks' included; biases to zero (or drawn too, by an
+    initialiser that draws them, such as `pytorch`)."""
+    draw = get_initializer(init, **init_knobs)
     for _, layer in net.named_modules():
         if isinstance(layer, WeightedLayer):
             layer.reset_parameters(draw, rng)

@@ -13,15 +13,18 @@ from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cnn.initializers import INITIALIZERS, knobs
+from cnn.initializers import get_initializer
 from cnn.lr_range import RULES
 from cnn.models import ARCHITECTURES, build_model
 from cnn.optim import make_optimizer
 from cnn.schedules import make_schedule
 from experiments.config.schemas import (
+    InitConfig,
     data_schemas,
+    init_schemas,
     model_schemas,
     optim_schemas,
     schedule_schemas,
@@ -39,6 +42,12 @@ def group_args(node: Any, *skip: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in ("name", *skip)}
 
 
+def init_args(node: Any) -> dict[str, Any]:
+    """The initialiser's knobs (std, gain, ...) from the `init` node, as keyword arguments:
+    its keys but the ones every initialiser's schema shares, which the run applies itself."""
+    return group_args(node, *(f.name for f in fields(InitConfig)))
+
+
 def validate(cfg: Any) -> None:
     """Raise ConfigError naming every key whose value the run cannot use."""
     problems: list[str] = []
@@ -50,15 +59,16 @@ def validate(cfg: Any) -> None:
     problems += unknown_keys(cfg)
     check(cfg.model.name in ARCHITECTURES,
           f"model.name={cfg.model.name!r}: choose one of {', '.join(ARCHITECTURES)}")
-    _check_init(cfg.init, check)
     if cfg.model.name in ARCHITECTURES:
         _check_schema_matches(cfg, "model", model_schemas(), check)
-    groups = {"optim": optim_schemas(), "schedule": schedule_schemas(), "data": data_schemas()}
+    groups = {"init": init_schemas(), "optim": optim_schemas(), "schedule": schedule_schemas(),
+              "data": data_schemas()}
     for group, schemas in groups.items():
         name = cfg[group].name
         check(name in schemas, f"{group}.name={name!r}: choose one of {', '.join(schemas)}")
         _check_schema_matches(cfg, group, schemas, check)
     if not problems:
+        _check_init(cfg.init, check)
         _check_model(cfg.model, check)
         _check_optim_and_schedule(cfg, check)
         problems += data_config(cfg.data).problems()
@@ -85,13 +95,12 @@ def _check_lr_find(lr_find: Any, check) -> None:
 
 
 def _check_init(init: Any, check) -> None:
-    check(init.name in INITIALIZERS,
-          f"init.name={init.name!r}: choose one of {', '.join(INITIALIZERS)}")
-    if init.std is not None and init.name in INITIALIZERS:
-        check("std" in knobs(init.name),
-              f"init.std applies to initialisers with a std ("
-              f"{', '.join(n for n in INITIALIZERS if 'std' in knobs(n))}), not {init.name}")
-        check(init.std > 0, f"init.std must be > 0, got {init.std}")
+    """Ask the initialiser about its knobs' values: one draw of a 1x1 weight, from a
+    generator of its own, so that none of the run's streams moves."""
+    try:
+        get_initializer(init.name, **init_args(init))((1, 1), 1, 1, np.random.default_rng(0))
+    except (TypeError, ValueError) as e:
+        check(False, f"init ({init.name}): {e}")
 
 
 def _check_model(model: Any, check) -> None:

@@ -31,7 +31,7 @@ from cnn.rng import make_generators
 from cnn.schedules import Schedule, make_schedule
 from cnn.whitening import whiten_first_conv
 from experiments.config import validate
-from experiments.config.validate import group_args
+from experiments.config.validate import group_args, init_args
 from experiments.datasets.base import load_splits
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -126,7 +126,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         num_classes=splits.num_classes,
         input_shape=image_shape,
         init=cfg.init.name,
-        init_std=cfg.init.std,
+        init_knobs=init_args(cfg.init),  # std, gain, ...
         seed=int(generators["init"].integers(2**31 - 1)),
         dtype=dtype,
         **group_args(cfg.model),  # the family's knobs (depth, widths, layers, ...)
@@ -135,7 +135,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
     # Statistics from the training images only: nothing about validation or test leaks in.
     normalizer = Normalizer().fit(splits.x_train) if cfg.data.normalize else None
     transform: Transform = normalizer if normalizer is not None else to_unit_range
-    if getattr(cfg.init, "whiten_first_conv", False):
+    if cfg.init.whiten_first_conv:
         whiten_first_conv(net, transform(splits.x_train[:WHITENING_IMAGES]).astype(dtype))
     aug = cfg.data.augment
     augmenter = None
