@@ -240,7 +240,7 @@ class TrainConfig:
     init: InitConfig = MISSING  # chosen from the init group (conf/init/*.yaml)
     optim: OptimConfig = MISSING  # chosen from the optim group (conf/optim/*.yaml)
     schedule: ScheduleConfig = MISSING  # chosen from the schedule group
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = MISSING  # chosen from the data group (conf/data/*.yaml)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
