@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnn.data import Augmenter, BatchIterator, Normalizer
-from cnn.data.batches import IMAGE_SHAPE, NUM_CLASSES
+from cnn.data.batch_files import IMAGE_SHAPE, NUM_CLASSES
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import make_optimizer
