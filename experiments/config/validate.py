@@ -1,14 +1,14 @@
 """Checks beyond types: names, ranges, and keys that got past the schemas.
 
-Each registered class is asked rather than its rules repeated here: the model, optimiser
-and schedule are built once from the config, and each dataset lists its own problems.
-Everything is checked before an MLflow run is created.
+Each registered definition is asked rather than its rules repeated here: the model
+family checks its knobs (`cnn.models.check_model`, which builds nothing and names the
+knob), the initialiser, optimiser and schedule are made once from the config, and each
+dataset lists its own problems. Everything is checked before an MLflow run is created.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnn.initializers import get_initializer
 from cnn.lr_range import RULES
-from cnn.models import ARCHITECTURES, build_model
+from cnn.models import ARCHITECTURES, KnobError, check_model
 from cnn.optim import make_optimizer
 from cnn.schedules import make_schedule
 from experiments.config.schemas import (
@@ -68,14 +68,14 @@ def validate(cfg: Any) -> None:
         check(name in schemas, f"{group}.name={name!r}: choose one of {', '.join(schemas)}")
         _check_schema_matches(cfg, group, schemas, check)
     if not problems:
+        data = data_config(cfg.data)
         _check_init(cfg.init, check)
-        _check_model(cfg.model, check)
+        _check_model(cfg.model, (data.image_side, data.image_side, 3), check)
         _check_optim_and_schedule(cfg, check)
-        problems += data_config(cfg.data).problems()
+        problems += data.problems()
     _check_trainer(cfg.trainer, check)
-    if cfg.get("lr_find") is not None:
-        _check_lr_find(cfg.lr_find, check)
-    for key, spec in (cfg.get("callbacks") or {}).items():
+    _check_lr_find(cfg.lr_find, check)
+    for key, spec in cfg.callbacks.items():
         check(isinstance(spec, Mapping) and "_target_" in spec,
               f"callbacks.{key} needs a _target_ (the callback's class), got {spec}")
     if problems:
@@ -103,24 +103,17 @@ def _check_init(init: Any, check) -> None:
         check(False, f"init ({init.name}): {e}")
 
 
-def _check_model(model: Any, check) -> None:
-    """Build the family once with the configured knobs (on CIFAR-sized input; the real
-    shape is the data's) so that its own rules speak: resnet's depth, a custom layer list."""
+def _check_model(model: Any, input_shape: tuple[int, int, int], check) -> None:
+    """The family's knobs against its signature and its own rules, on the data's image
+    shape, building nothing; the family names the knob it refuses."""
     knobs = group_args(model)
     try:
-        build_model(model.name, **knobs)
-    except (TypeError, ValueError) as e:
-        message = str(e)
-        # Name the key as the config spells it, e.g. model.depth=10, when the family's
-        # message mentions one knob.
-        named = [k for k in knobs if re.search(rf"\b{re.escape(k)}\b", message)]
-        where = (f"model.{named[0]}" if len(named) == 1 and named[0] != "layers"
-                 else f"model ({model.name})")
-        if len(named) == 1 and named[0] != "layers":
-            where += f"={knobs[named[0]]}"
-        elif named == ["layers"]:
-            where = "model.layers"
-        check(False, f"{where}: {message}")
+        check_model(model.name, input_shape, **knobs)
+    except KnobError as e:
+        value = knobs.get(e.knob)
+        # A list of layer specs is too long to repeat; the family's message says which one.
+        where = f"model.{e.knob}" if e.knob == "layers" else f"model.{e.knob}={value}"
+        check(False, f"{where}: {e}")
 
 
 def _check_optim_and_schedule(cfg: Any, check) -> None:
