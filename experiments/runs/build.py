@@ -107,14 +107,18 @@ def make_schedule_from(cfg_schedule: Any, lr: float, steps_per_epoch: int, epoch
                          **group_args(s, "warmup_epochs"))
 
 
-def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
+def build_run(cfg: Any, *, splits: Splits | None = None, validated: bool = False) -> Run:
     """Build the run a config describes (a composed DictConfig or a TrainConfig).
 
     `splits` skips loading when the caller already has the data for this config
     (e.g. a benchmark building several runs); it must be what `load_splits` would give.
-    Raises experiments.config.ConfigError for values the run cannot use.
+    Raises experiments.config.ConfigError for values the run cannot use, unless
+    `validated` says the caller has already validated this config (a tracked run does,
+    before its MLflow run exists), so that it is validated once. The network is built
+    here, once.
     """
-    validate(cfg)
+    if not validated:
+        validate(cfg)
     generators = make_generators(cfg.trainer.seed)
     if splits is None:
         splits = load_splits(cfg, generators)
@@ -159,7 +163,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
     epochs = cfg.trainer.epochs
     optimizer = make_optimizer_from(cfg.optim)
     schedule = make_schedule_from(cfg.schedule, cfg.optim.lr, steps_per_epoch, epochs)
-    decay = getattr(cfg.trainer, "weight_average", 0.0)
+    decay = cfg.trainer.weight_average
     return Run(
         cfg=cfg,
         net=net,
@@ -178,5 +182,5 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
         average=WeightAverage(net, decay) if decay else None,
-        test_flip=bool(getattr(cfg.trainer, "test_flip", False)),
+        test_flip=cfg.trainer.test_flip,
     )
