@@ -76,6 +76,8 @@ def normal(
     std: float = 0.01,
 ) -> np.ndarray:
     """A fixed standard deviation, blind to the layer's fan-in."""
+    if not std > 0:  # 0 would start every weight equal, so no two units could ever differ
+        raise ValueError(f"std must be > 0, got {std}")
     return rng.normal(0.0, std, size=shape)
 
 
@@ -107,7 +109,8 @@ def orthogonal(
 
 
 def knobs(name: str) -> dict[str, float]:
-    """An initialiser's keyword arguments and their defaults, e.g. {"std": 0.01}."""
+    """An initialiser's keyword arguments and their defaults, e.g. {"std": 0.01}; the
+    harness reads its config schema off the same signature."""
     parameters = list(inspect.signature(INITIALIZERS[name]).parameters.values())[4:]
     return {p.name: p.default for p in parameters}
 

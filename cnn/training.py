@@ -89,7 +89,7 @@ def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches, *,
         labels.append(y)
         predictions.append(logits.argmax(axis=1))  # (B,)
     if not labels:
-        raise ValueError("cannot evaluate on an empty dataset")
+        raise ValueError("cannot evaluate on no images (the batches are empty)")
     y_true, y_pred = np.concatenate(labels), np.concatenate(predictions)  # (N,), (N,)
     correct = int((y_true == y_pred).sum())
     return Evaluation(total_loss / len(y_true), correct / len(y_true), y_true, y_pred)

@@ -75,6 +75,8 @@ def test_choices_reach_the_built_objects(tiny_splits):
     (["trainer.epochs=ten"], "trainer.epochs"),        # a wrong type
     (["data.n_val=0.5"], "data.n_val"),
     (["optim=adam", "optim.momentum=0.9"], "optim.momentum"),  # a key of another optimiser
+    (["data=digits", "data.url=file:///tmp/x.tar.gz"], "data.url"),  # CIFAR-10's own key
+    (["init=he", "init.std=0.1"], "init.std"),  # a knob of another initialiser
 ])
 def test_schema_rejects_mistakes_at_composition(overrides, message):
     with pytest.raises(ConfigCompositionException) as info:
@@ -108,7 +110,6 @@ def test_unknown_option_lists_the_available_ones():
     (["data.classes=[12]"], "data.classes"),
     (["optim.lr=inf"], "optim.lr"),
     (["trainer.checkpoint_every=-1"], "trainer.checkpoint_every"),
-    (["data=digits", "data.url=file:///tmp/x.tar.gz"], "data.url and data.md5 apply to cifar10"),
     (["trainer.dtype=float16"], "trainer.dtype"),
     (["schedule=onecycle", "schedule.momentum_range=[0.95,0.85]"], "low <= high"),
     (["optim=adam", "schedule=onecycle", "schedule.momentum_range=[0.85,0.95]"],
@@ -215,6 +216,20 @@ def test_logged_config_round_trip():
     broken["optim"]["momentum"] = 0.9
     with pytest.raises(Exception, match="momentum"):
         config_from_container(broken)
+
+
+def test_configs_logged_before_inits_and_datasets_had_own_schemas_still_rebuild():
+    from cnn.data import OFFICIAL_MD5, OFFICIAL_URL
+
+    old = OmegaConf.to_container(compose_config(["data=digits"]), resolve=True)
+    # What every run logged then: init.std for all initialisers, CIFAR-10's keys for all data.
+    old["init"]["std"] = None
+    old["data"].update(root=None, download=False, url=OFFICIAL_URL, md5=OFFICIAL_MD5)
+    cfg = config_from_container(old)
+    assert "std" not in cfg.init and "url" not in cfg.data and cfg.data.name == "digits"
+    old["init"]["std"] = 0.5  # a value that meant something is not dropped
+    with pytest.raises(Exception, match="std"):
+        config_from_container(old)
 
 
 def test_default_run_name():

@@ -59,7 +59,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_the_code_the_configs_and_one_version(wheel):
     assert wheel.name == f"numpy_cnn_lab-{cnn.__version__}-py3-none-any.whl"
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("cnn/__init__.py", "cnn/layers/conv.py", "cnn/data/dataset.py",
+    for expected in ("cnn/__init__.py", "cnn/layers/conv.py", "cnn/data/splits.py",
                      "experiments/train.py", "experiments/predict.py",
                      "experiments/datasets/image_folder.py",
                      "experiments/serving/pyfunc_model.py", "experiments/config/schemas.py",

@@ -5,8 +5,14 @@ Everything here is NumPy and the standard library; images are channels-last uint
 """
 
 from cnn.data.augment import Augmenter, random_crop, random_flip
-from cnn.data.cifar10 import OFFICIAL_MD5, OFFICIAL_URL, Cifar10, load_cifar10, resolve_root
-from cnn.data.dataset import Splits, prepare_cifar10
+from cnn.data.cifar10 import (
+    OFFICIAL_MD5,
+    OFFICIAL_URL,
+    Cifar10,
+    load_cifar10,
+    prepare_cifar10,
+    resolve_root,
+)
 from cnn.data.download import download, md5sum
 from cnn.data.errors import (
     ChecksumError,
@@ -20,7 +26,7 @@ from cnn.data.extract import extract_tar
 from cnn.data.loader import BatchIterator
 from cnn.data.preprocess import Normalizer, to_unit_range
 from cnn.data.safe_pickle import SafeUnpickler, load_pickle
-from cnn.data.splits import check_classes, select_classes, stratified_split
+from cnn.data.splits import Splits, check_classes, select_classes, stratified_split
 
 __all__ = [
     "OFFICIAL_MD5",

@@ -8,7 +8,7 @@ import numpy as np
 class BatchIterator:
     """Iterate over (x_batch, y_batch) mini-batches; each iter() is one epoch.
 
-    x: images (N, H, W, C), kept as given (normally uint8) so the dataset is never copied
+    x: images (N, H, W, C), kept as given (normally uint8) so the images are never copied
     to floats as a whole. y: integer labels (N,).
 
     Each batch is gathered, passed through `transform` (e.g. a fitted Normalizer; without

@@ -1,7 +1,7 @@
 """Input normalisation fitted on training images: per-channel standardisation.
 
 It is fitted on the training subset only, so no statistic of validation or test images
-leaks into training, and works batch by batch so that the whole dataset is never held
+leaks into training, and works batch by batch so that the whole training set is never held
 as floats. (Whitening, where a run wants it, is done by the first convolution's
 initialisation: cnn/whitening.py.)
 """

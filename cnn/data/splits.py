@@ -1,6 +1,10 @@
-"""Seeded, stratified and nested choice of training and validation images."""
+"""The arrays one run uses (`Splits`), and the seeded, stratified and nested choice of its
+training and validation images."""
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -117,3 +121,40 @@ def select_classes(
     order of `chosen`)."""
     kept = np.flatnonzero(np.isin(labels, chosen))  # (M,)
     return kept, label_map(chosen, num_classes)[labels[kept]]
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """The images and labels one run uses; arrays are read-only.
+
+    x_train, x_val, x_test: uint8 (N, 32, 32, 3) (x_val may be (0, 32, 32, 3)).
+    y_train, y_val, y_test: int64 (N,) in 0..num_classes-1.
+    class_names: names indexed by those labels. source: the folder the data came from.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: Path
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def digest(self) -> str:
+        """Short sha256 (16 hex digits) of the images and labels of all three splits.
+
+        Two runs with the same digest trained, validated and tested on identical data.
+        """
+        h = hashlib.sha256()
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            array = np.ascontiguousarray(getattr(self, name))
+            # Shape and dtype mark where one array ends, so moving an image from one split
+            # to another changes the digest.
+            h.update(f"{name}{array.shape}{array.dtype.str};".encode())
+            h.update(array.data)
+        return h.hexdigest()[:16]

@@ -12,9 +12,11 @@ import pkgutil
 from cnn.models.classic import seed_cnn, vgg_cnn
 from cnn.models.registry import (
     ARCHITECTURES,
+    KnobError,
     architecture,
     architecture_knobs,
     build_model,
+    check_model,
     reinitialize,
 )
 
@@ -23,9 +25,11 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = [
     "ARCHITECTURES",
+    "KnobError",
     "architecture",
     "architecture_knobs",
     "build_model",
+    "check_model",
     "reinitialize",
     "seed_cnn",
     "vgg_cnn",

@@ -7,7 +7,13 @@ import numpy as np
 from cnn.initializers import Initializer
 from cnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
 from cnn.layers.residual import NORMS
-from cnn.models.registry import architecture, check_choice, dropout_layers
+from cnn.models.registry import (
+    architecture,
+    check_choice,
+    check_dropout,
+    check_widths,
+    dropout_layers,
+)
 
 
 @architecture("seed")
@@ -31,7 +37,16 @@ def seed_cnn(
     ]
 
 
-@architecture("vgg")
+def check_vgg(input_shape: tuple[int, ...], *, widths: list[int], norm: str,
+              dropout: float) -> None:
+    """vgg's rules, checked before anything is built (KnobError names the knob)."""
+    if widths:  # none: the classifier alone
+        check_widths(widths, "vgg")
+    check_choice("norm", norm, NORMS, "vgg")
+    check_dropout(dropout, "vgg")
+
+
+@architecture("vgg", check=check_vgg)
 def vgg_cnn(
     input_shape: tuple[int, int, int],
     num_classes: int,
@@ -48,7 +63,7 @@ def vgg_cnn(
     (N, H, W, C) -> (N, num_classes). Convolutions before batch norm carry no
     bias (the norm's beta would cancel it); with norm="none" they do.
     """
-    batch = check_choice("vgg norm", norm, NORMS) == "batch"
+    batch = norm == "batch"  # check_vgg has checked the knobs
     h, w, c = input_shape
     layers: list[Layer] = []
     for width in widths:

@@ -42,7 +42,8 @@ from cnn.layers import (
     ResidualBlock,
 )
 from cnn.layers.im2col import output_size
-from cnn.models.registry import architecture, fits_type
+from cnn.layers.residual import ACTIVATIONS, NORMS
+from cnn.models.registry import KnobError, architecture, check_choice, fits_type
 
 REQUIRED = "required"  # a key's default when it must be given
 
@@ -101,31 +102,55 @@ def _pooled(shape: Shape, size: int, stride: int, padding: int = 0) -> tuple[int
     return output_size(h, size, stride, padding), output_size(w, size, stride, padding)
 
 
+def _padding(o: dict[str, Any]) -> int:
+    return o["kernel"] // 2 if o["padding"] is None else o["padding"]
+
+
+def output_shape(kind: str, o: dict[str, Any], shape: Shape) -> Shape:
+    """The output shape of one spec's layers on input `shape`; ValueError if it does not
+    fit (a window larger than the image), or a value its layer refuses."""
+    if kind == "conv":
+        return (*_pooled(shape, o["kernel"], o["stride"], _padding(o)), o["out"])
+    if kind == "residual":
+        check_choice("norm", o["norm"], NORMS)
+        check_choice("activation", o["activation"], ACTIVATIONS)
+        s = o["stride"]
+        return (-(-shape[0] // s), -(-shape[1] // s), o["out"] or shape[2])
+    if kind in ("maxpool", "avgpool"):
+        return (*_pooled(shape, o["size"], o["stride"] or o["size"]), shape[2])
+    if kind == "global_avgpool":
+        return (shape[2],)
+    if kind == "flatten":
+        return (prod(shape),)
+    if kind == "dense":
+        return (o["out"],)
+    if kind == "dropout" and not 0.0 <= o["p"] < 1.0:  # Dropout's own rule
+        raise ValueError(f"dropout probability must be in [0, 1), got {o['p']}")
+    return shape
+
+
 def build_layer(
     kind: str, o: dict[str, Any], shape: Shape, init: Initializer, rng: np.random.Generator
 ) -> tuple[list[Layer], Shape]:
     """The layers for one spec (a dense on images gets its Flatten) and their output shape."""
+    out_shape = output_shape(kind, o, shape)
     if kind == "conv":
-        pad = o["kernel"] // 2 if o["padding"] is None else o["padding"]
-        conv = Conv2D(shape[2], o["out"], o["kernel"], o["stride"], pad, o["bias"],
-                      init=init, rng=rng)
-        return [conv], (*_pooled(shape, o["kernel"], o["stride"], pad), o["out"])
+        return [Conv2D(shape[2], o["out"], o["kernel"], o["stride"], _padding(o), o["bias"],
+                       init=init, rng=rng)], out_shape
     if kind == "residual":
-        out, s = o["out"] or shape[2], o["stride"]
-        block = ResidualBlock(shape[2], out, s, norm=o["norm"], activation=o["activation"],
-                              shortcut=o["shortcut"], init=init, rng=rng)
-        return [block], (-(-shape[0] // s), -(-shape[1] // s), out)
+        return [ResidualBlock(shape[2], out_shape[2], o["stride"], norm=o["norm"],
+                              activation=o["activation"], shortcut=o["shortcut"], init=init,
+                              rng=rng)], out_shape
     if kind in ("maxpool", "avgpool"):
-        stride = o["stride"] or o["size"]
-        pool = (MaxPool2D if kind == "maxpool" else AvgPool2D)(o["size"], stride)
-        return [pool], (*_pooled(shape, o["size"], stride), shape[2])
+        pool = (MaxPool2D if kind == "maxpool" else AvgPool2D)(o["size"], o["stride"] or o["size"])
+        return [pool], out_shape
     if kind == "global_avgpool":
-        return [GlobalAvgPool()], (shape[2],)
+        return [GlobalAvgPool()], out_shape
     if kind == "flatten":
-        return [Flatten()], (prod(shape),)
+        return [Flatten()], out_shape
     if kind == "dense":
         flatten: list[Layer] = [Flatten()] if len(shape) > 1 else []
-        return [*flatten, Dense(prod(shape), o["out"], o["bias"], init=init, rng=rng)], (o["out"],)
+        return [*flatten, Dense(prod(shape), o["out"], o["bias"], init=init, rng=rng)], out_shape
     if kind == "batchnorm":
         norm = BatchNorm2D if len(shape) == 3 else BatchNorm1D
         return [norm(shape[-1], o["momentum"], o["eps"])], shape
@@ -137,7 +162,30 @@ def build_layer(
     return [Dropout(o["p"], rng=rng.spawn(1)[0])], shape
 
 
-@architecture("custom")
+def check_custom(input_shape: tuple[int, ...], *, layers: list[dict]) -> None:
+    """Every spec read and its shape followed through the list, building nothing; a
+    mistake is KnobError("layers") naming the spec's index."""
+    shape: Shape = tuple(input_shape)
+    for index, spec in enumerate(layers):
+        try:
+            kind, options = read_spec(index, spec)
+        except ValueError as e:
+            raise KnobError("layers", str(e)) from e
+        where = f"custom layers[{index}] ({kind})"
+        if kind in _IMAGES_ONLY and len(shape) != 3:
+            raise KnobError("layers", f"{where} needs images (H, W, C), but its input is "
+                                      f"flat: {shape}")
+        try:
+            out_shape = output_shape(kind, options, shape)
+        except ValueError as e:  # e.g. an unknown norm or a dropout p of 1
+            raise KnobError("layers", f"{where}: {e}") from e
+        if min(out_shape) < 1:
+            raise KnobError("layers", f"{where}: its input {shape} is too small "
+                                      f"(output {out_shape})")
+        shape = out_shape
+
+
+@architecture("custom", check=check_custom)
 def custom(
     input_shape: tuple[int, int, int],
     num_classes: int,
@@ -152,23 +200,14 @@ def custom(
     """(N, H, W, C) -> (N, num_classes): the listed layers, then the classifier if missing.
 
     Unknown types, keys or values, or a layer that does not fit its input
-    (a convolution after flattening, a window larger than the image), raise a
-    ValueError naming the layer's index in `layers`.
+    (a convolution after flattening, a window larger than the image), are found by
+    check_custom first, naming the layer's index in `layers`.
     """
     shape: Shape = tuple(input_shape)
     built: list[Layer] = []
     for index, spec in enumerate(layers):
-        kind, options = read_spec(index, spec)
-        where = f"custom layers[{index}] ({kind})"
-        if kind in _IMAGES_ONLY and len(shape) != 3:
-            raise ValueError(f"{where} needs images (H, W, C), but its input is flat: {shape}")
-        try:
-            new, out_shape = build_layer(kind, options, shape, init, rng)
-        except ValueError as e:  # e.g. an unknown norm or a dropout p of 1
-            raise ValueError(f"{where}: {e}") from e
-        if min(out_shape) < 1:
-            raise ValueError(f"{where}: its input {shape} is too small (output {out_shape})")
-        built, shape = [*built, *new], out_shape
+        new, shape = build_layer(*read_spec(index, spec), shape, init, rng)
+        built += new
     if not (built and isinstance(built[-1], Dense) and built[-1].out_features == num_classes):
         new, shape = build_layer("dense", {"out": num_classes, "bias": True}, shape, init, rng)
         built += new

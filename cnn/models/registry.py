@@ -11,6 +11,12 @@ name: "conv1", "bn1", ...). Its knobs are keyword-only, annotated with one of
 KNOB_TYPES and have defaults, so a configuration schema can be derived from the
 signature alone (`architecture_knobs`). List defaults are shared between calls:
 families read them and never change them.
+
+A family with rules about its knobs' values states them in a check registered with
+it, `@architecture("resnet", check=check_resnet)`: `check(input_shape, **knobs)` raises
+KnobError naming the knob. `check_model` runs it (and the type checks) without
+building anything, so a config is checked before a network exists; `build_model`
+runs it first too.
 """
 
 from __future__ import annotations
@@ -49,11 +55,28 @@ def _knob_parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     return knobs
 
 
-def architecture(name: str) -> Callable[[F], F]:
-    """Register a family under `name` (a decorator); checks the family's signature."""
+class KnobError(ValueError):
+    """A knob's value that its family refuses; `knob` is the knob's name."""
+
+    def __init__(self, knob: str, message: str) -> None:
+        super().__init__(message)
+        self.knob = knob
+
+
+Check = Callable[..., None]
+_CHECKS: dict[str, Check] = {}
+
+
+def architecture(name: str, check: Check | None = None) -> Callable[[F], F]:
+    """Register a family under `name` (a decorator); checks the family's signature.
+
+    `check(input_shape, **knobs)`, if given, raises KnobError for values the family
+    cannot build (see check_model)."""
 
     def register(fn: F) -> F:
         _knob_parameters(fn)
+        if check is not None:
+            _CHECKS[name] = check
         return ARCHITECTURES.register(name)(fn)
 
     return register
@@ -94,22 +117,42 @@ def fits_type(value: Any, annotation: Any) -> bool:
             and all(fits_type(v, int) if item is int else isinstance(v, Mapping) for v in value))
 
 
-def _check_knobs(name: str, values: Mapping[str, Any]) -> None:
+def check_model(name: str, input_shape: Sequence[int] = (32, 32, 3), **knobs: Any) -> None:
+    """Whether `name` builds with these knobs on images of `input_shape`, without building:
+    the knobs' names and types, then the family's own check. Raises KnobError naming the
+    knob (ValueError for an unknown family)."""
     params = _knob_parameters(_family(name))
-    for knob, value in values.items():
+    for knob, value in knobs.items():
         if knob not in params:
             known = ", ".join(params) if params else "none"
-            raise ValueError(f"model {name!r} has no knob {knob!r}; its knobs: {known}")
+            raise KnobError(knob, f"model {name!r} has no knob {knob!r}; its knobs: {known}")
         if not fits_type(value, params[knob].annotation):
-            raise ValueError(f"model {name!r}: knob {knob!r} must be "
-                             f"{_type_name(params[knob].annotation)}, got {value!r}")
+            raise KnobError(knob, f"model {name!r}: knob {knob!r} must be "
+                                  f"{_type_name(params[knob].annotation)}, got {value!r}")
+    if name in _CHECKS:
+        defaults = {k: p.default for k, p in params.items()}
+        _CHECKS[name](tuple(input_shape), **{**defaults, **knobs})
 
 
 # -- helpers the families share ---------------------------------------------------------------
-def check_choice(knob: str, value: str, choices: Sequence[str]) -> str:
+def check_choice(knob: str, value: str, choices: Sequence[str], family: str = "") -> str:
+    """`value` if it is one of `choices`, else KnobError(knob) saying which are."""
     if value not in choices:
-        raise ValueError(f"{knob} must be one of {', '.join(choices)}, got {value!r}")
+        raise KnobError(knob, f"{family} {knob} must be one of {', '.join(choices)}, "
+                              f"got {value!r}".lstrip())
     return value
+
+
+def check_dropout(p: float, family: str) -> None:
+    """A dropout knob's rule, as Dropout states it (0 <= p < 1), named as the knob."""
+    if not 0.0 <= p < 1.0:
+        raise KnobError("dropout", f"{family} dropout probability must be in [0, 1), got {p}")
+
+
+def check_widths(widths: Sequence[int], family: str) -> None:
+    if not widths or min(widths) < 1:
+        raise KnobError("widths", f"{family} widths must be one or more positive channel "
+                                  f"counts, got {list(widths)}")
 
 
 def dropout_layers(p: float, rng: np.random.Generator) -> list[Layer]:
@@ -124,7 +167,7 @@ def build_model(
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (32, 32, 3),
     init: str = "he",
-    init_std: float | None = None,
+    init_knobs: Mapping[str, float] | None = None,
     seed: int = 0,
     dtype: np.dtype | type = np.float32,
     **knobs: Any,
@@ -134,7 +177,7 @@ def build_model(
     `knobs` are the family's own (architecture_knobs(name)), e.g.
     build_model("resnet", depth=8, widths=[8, 16, 32]); an unknown one is a ValueError.
     `init` is an initialiser name (he, xavier, normal, unit_normal, orthogonal,
-    ...); `init_std` sets the std of the normal ones.
+    ...); `init_knobs` its keyword arguments, e.g. {"std": 0.1} or {"gain": 2.0}.
 
     The classifier (last Dense) is drawn by the same scheme. With He init the logits
     of a fresh network have a variance of a few units (max-pooling raises the
@@ -147,8 +190,8 @@ def build_model(
     input_grad False (set it True to get backward's input gradient).
     """
     family = _family(name)
-    _check_knobs(name, knobs)
-    draw = get_initializer(init, std=init_std)
+    check_model(name, input_shape, **knobs)
+    draw = get_initializer(init, **(init_knobs or {}))
     shape = tuple(input_shape)
     built = family(shape, num_classes, draw, np.random.default_rng(seed), **knobs)
     layers, names = built if isinstance(built, tuple) else (built, None)
@@ -158,11 +201,12 @@ def build_model(
 
 
 def reinitialize(
-    net: Sequential, init: str, rng: np.random.Generator, std: float | None = None
+    net: Sequential, init: str, rng: np.random.Generator, **init_knobs: float | None
 ) -> None:
-    """Redraw every weight of `net` in place with another initialiser, blocks' included;
-    biases to zero (or drawn too, by an initialiser that draws them, such as `pytorch`)."""
-    draw = get_initializer(init, std=std)
+    """Redraw every weight of `net` in place with another initialiser (its knobs, e.g.
+    std=0.5, as keywords), blocks' included; biases to zero (or drawn too, by an
+    initialiser that draws them, such as `pytorch`)."""
+    draw = get_initializer(init, **init_knobs)
     for _, layer in net.named_modules():
         if isinstance(layer, WeightedLayer):
             layer.reset_parameters(draw, rng)

@@ -27,7 +27,14 @@ import numpy as np
 from cnn.initializers import Initializer
 from cnn.layers import BatchNorm2D, Conv2D, Dense, GlobalAvgPool, Layer, ResidualBlock
 from cnn.layers.residual import ACTIVATIONS, NORMS, make_activation
-from cnn.models.registry import architecture, check_choice, dropout_layers
+from cnn.models.registry import (
+    KnobError,
+    architecture,
+    check_choice,
+    check_dropout,
+    check_widths,
+    dropout_layers,
+)
 
 
 def residual_network(
@@ -45,18 +52,11 @@ def residual_network(
     shortcut: bool,
     bn_momentum: float = 0.1,
 ) -> tuple[list[Layer], list[str | None]]:
-    """The layers of `resnet` (shortcut=True) or `plain` (False), and the blocks' names."""
+    """The layers of `resnet` (shortcut=True) or `plain` (False), and the blocks' names;
+    check_residual has checked the knobs."""
     widths = list(widths)
-    stages, per_block = len(widths), 2
-    n, rest = divmod(depth - 2, per_block * stages) if stages else (0, 1)
-    if n < 1 or rest:
-        valid = ", ".join(str(per_block * stages * k + 2) for k in range(1, 6))
-        raise ValueError(f"{family} depth must be {per_block * stages}n+2 with {stages} stages "
-                         f"({valid}, ...), got {depth}")
-    batch = check_choice(f"{family} norm", norm, NORMS) == "batch"
-    check_choice(f"{family} activation", activation, ACTIVATIONS)
-    if not 0.0 < bn_momentum <= 1.0:
-        raise ValueError(f"{family} bn_momentum must be in (0, 1], got {bn_momentum}")
+    n = blocks_per_stage(depth, len(widths))
+    batch = norm == "batch"
     c = input_shape[2]
     layers: list[Layer] = [
         Conv2D(c, widths[0], 3, padding=1, bias=not batch, init=init, rng=rng),
@@ -78,6 +78,36 @@ def residual_network(
     return [*layers, *head], [*names, *[None] * len(head)]
 
 
+PER_BLOCK = 2  # convolutions in a basic block
+
+
+def blocks_per_stage(depth: int, stages: int) -> int:
+    """n of depth = 2 * stages * n + 2, or 0 when depth is not of that form."""
+    n, rest = divmod(depth - 2, PER_BLOCK * stages) if stages else (0, 1)
+    return n if n >= 1 and not rest else 0
+
+
+def check_residual(family: str):
+    """The rules of `resnet` or `plain` about their knobs, checked before anything is built."""
+
+    def check(input_shape: tuple[int, ...], *, depth: int, widths: list[int], norm: str,
+              activation: str, dropout: float, bn_momentum: float) -> None:
+        check_widths(widths, family)
+        stages = len(widths)
+        if not blocks_per_stage(depth, stages):
+            valid = ", ".join(str(PER_BLOCK * stages * k + 2) for k in range(1, 6))
+            raise KnobError("depth", f"{family} depth must be {PER_BLOCK * stages}n+2 with "
+                                     f"{stages} stages ({valid}, ...), got {depth}")
+        check_choice("norm", norm, NORMS, family)
+        check_choice("activation", activation, ACTIVATIONS, family)
+        check_dropout(dropout, family)
+        if not 0.0 < bn_momentum <= 1.0:
+            raise KnobError("bn_momentum",
+                            f"{family} bn_momentum must be in (0, 1], got {bn_momentum}")
+
+    return check
+
+
 def _set_bn_momentum(layers: list[Layer], momentum: float) -> None:
     """Give every batch norm, inside the blocks too, the running statistics' momentum."""
     for layer in layers:
@@ -86,7 +116,7 @@ def _set_bn_momentum(layers: list[Layer], momentum: float) -> None:
                 module.momentum = momentum
 
 
-@architecture("resnet")
+@architecture("resnet", check=check_residual("resnet"))
 def resnet(
     input_shape: tuple[int, int, int],
     num_classes: int,
@@ -106,7 +136,7 @@ def resnet(
                             shortcut=True, bn_momentum=bn_momentum)
 
 
-@architecture("plain")
+@architecture("plain", check=check_residual("plain"))
 def plain(
     input_shape: tuple[int, int, int],
     num_classes: int,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnn.data import Augmenter, BatchIterator, Normalizer
-from cnn.data.batches import IMAGE_SHAPE, NUM_CLASSES
+from cnn.data.batch_files import IMAGE_SHAPE, NUM_CLASSES
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import make_optimizer
@@ -28,7 +28,7 @@ from cnn.rng import make_generators
 from cnn.schedules import make_schedule
 from cnn.training import fit
 from experiments.config import compose_config
-from experiments.config.validate import group_args
+from experiments.config.validate import group_args, init_args
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.threads import chunk_threads
 
@@ -60,7 +60,7 @@ def train_one_epoch(model: str, batch_size: int, images: int) -> EpochResult:
     generators = make_generators(cfg.trainer.seed)
     x, y = synthetic_images(images, np.random.default_rng(0))
     net = build_model(cfg.model.name, num_classes=NUM_CLASSES, input_shape=IMAGE_SHAPE,
-                      init=cfg.init.name, init_std=cfg.init.std,
+                      init=cfg.init.name, init_knobs=init_args(cfg.init),
                       seed=int(generators["init"].integers(2**31 - 1)),
                       dtype=np.dtype(cfg.trainer.dtype), **group_args(cfg.model))
     aug = cfg.data.augment

@@ -4,10 +4,10 @@ Hydra merges every YAML file in `conf/` into its schema, so a mistyped key
 (`optim.lrr=0.1`) or a wrong type (`trainer.epochs=ten`) fails before anything runs,
 with the full key in the message.
 
-The schemas of optimisers and schedules are not written here: they are read off the
-constructors of the classes registered in `cnn.optim.OPTIMIZERS` and
-`cnn.schedules.SCHEDULES` (see `schema_from_signature`), so the class is the one
-definition of its keys, types and defaults. Likewise each model family's schema is read
+The schemas of optimisers, schedules and initialisers are not written here: they are read
+off the signatures of what `cnn.optim.OPTIMIZERS`, `cnn.schedules.SCHEDULES` and
+`cnn.initializers.INITIALIZERS` hold (see `schema_from_signature`), so the definition is
+the one place its keys, types and defaults are stated. Likewise each model family's schema is read
 off its knobs (`cnn.models.architecture_knobs`, see `model_schemas`). Datasets define
 their schema classes in `experiments.datasets`. `TrainConfig` is the whole config of one run.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from cnn.initializers import INITIALIZERS
 from cnn.models import ARCHITECTURES, architecture_knobs
 from cnn.optim import OPTIMIZERS
 from cnn.schedules import SCHEDULES
@@ -66,11 +67,16 @@ def model_schemas() -> dict[str, type[ModelConfig]]:
 
 @dataclass
 class InitConfig:
-    name: str = "he"  # an initialiser registered in cnn.initializers.INITIALIZERS
-    std: float | None = None  # for normal / unit_normal; None keeps 0.01 / 1.0
+    """What every initialiser's schema shares; its knobs (std, gain, ...) are read off it."""
+
+    name: str = MISSING  # an initialiser registered in cnn.initializers.INITIALIZERS
     # Start the first convolution's filters as the whitening directions of the training
     # images' patches (cnn.whitening), after drawing them as `name` says.
     whiten_first_conv: bool = False
+
+
+# The arguments every initialiser is called with by the layers; the ones after are its knobs.
+INIT_SUPPLIED = ("shape", "fan_in", "fan_out", "rng")
 
 
 # -- optimisers and schedules: bases, and schemas read off the registered classes ----------
@@ -107,12 +113,13 @@ def _config_type(hint: Any) -> Any:
 
 
 def schema_from_signature(base: type, name: str, build: Callable,
-                          supplied: Sequence[str] = ()) -> type:
+                          supplied: Sequence[str] = (), suffix: str = "Config") -> type:
     """A schema, subclassing `base`, whose keys are `build`'s keyword arguments.
 
     Each argument keeps its annotated type and its default; one without a default takes
     the base's default for that key if it has one, else it must be set (MISSING).
-    `supplied` names arguments the run passes itself, which are not config keys.
+    `supplied` names arguments the run passes itself, which are not config keys. The
+    schema is named after the definition (SGD -> SGDConfig, he_normal -> HeNormal+suffix).
     """
     hints = typing.get_type_hints(build.__init__ if inspect.isclass(build) else build)
     inherited = {f.name: f for f in fields(base)}
@@ -127,7 +134,9 @@ def schema_from_signature(base: type, name: str, build: Callable,
         else:
             default = field(default=MISSING)
         own.append((param.name, _config_type(hints.get(param.name, Any)), default))
-    return make_dataclass(f"{build.__name__}Config", own, bases=(base,))
+    title = build.__name__ if inspect.isclass(build) else "".join(
+        part.capitalize() for part in build.__name__.split("_"))
+    return make_dataclass(f"{title}{suffix}", own, bases=(base,))
 
 
 @functools.cache
@@ -142,6 +151,13 @@ def schedule_schemas() -> dict[str, type[ScheduleConfig]]:
     """name -> schema of every registered schedule (cached: Hydra stores these classes)."""
     return {name: schema_from_signature(ScheduleConfig, name, cls, SCHEDULE_SUPPLIED)
             for name, cls in SCHEDULES.items()}
+
+
+@functools.cache
+def init_schemas() -> dict[str, type[InitConfig]]:
+    """name -> schema of every registered initialiser (cached: Hydra stores these classes)."""
+    return {name: schema_from_signature(InitConfig, name, draw, INIT_SUPPLIED, "InitConfig")
+            for name, draw in INITIALIZERS.items()}
 
 
 def data_schemas() -> dict[str, type[DataConfig]]:
@@ -221,10 +237,10 @@ class TrainConfig:
     """The whole config of one training run, as `python -m experiments.train` sees it."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    init: InitConfig = field(default_factory=InitConfig)
+    init: InitConfig = MISSING  # chosen from the init group (conf/init/*.yaml)
     optim: OptimConfig = MISSING  # chosen from the optim group (conf/optim/*.yaml)
     schedule: ScheduleConfig = MISSING  # chosen from the schedule group
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = MISSING  # chosen from the data group (conf/data/*.yaml)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)

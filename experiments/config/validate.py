@@ -1,27 +1,30 @@
 """Checks beyond types: names, ranges, and keys that got past the schemas.
 
-Each registered class is asked rather than its rules repeated here: the model, optimiser
-and schedule are built once from the config, and each dataset lists its own problems.
-Everything is checked before an MLflow run is created.
+Each registered definition is asked rather than its rules repeated here: the model
+family checks its knobs (`cnn.models.check_model`, which builds nothing and names the
+knob), the initialiser, optimiser and schedule are made once from the config, and each
+dataset lists its own problems. Everything is checked before an MLflow run is created.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cnn.initializers import INITIALIZERS, knobs
+from cnn.initializers import get_initializer
 from cnn.lr_range import RULES
-from cnn.models import ARCHITECTURES, build_model
+from cnn.models import ARCHITECTURES, KnobError, check_model
 from cnn.optim import make_optimizer
 from cnn.schedules import make_schedule
 from experiments.config.schemas import (
+    InitConfig,
     data_schemas,
+    init_schemas,
     model_schemas,
     optim_schemas,
     schedule_schemas,
@@ -39,6 +42,12 @@ def group_args(node: Any, *skip: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in ("name", *skip)}
 
 
+def init_args(node: Any) -> dict[str, Any]:
+    """The initialiser's knobs (std, gain, ...) from the `init` node, as keyword arguments:
+    its keys but the ones every initialiser's schema shares, which the run applies itself."""
+    return group_args(node, *(f.name for f in fields(InitConfig)))
+
+
 def validate(cfg: Any) -> None:
     """Raise ConfigError naming every key whose value the run cannot use."""
     problems: list[str] = []
@@ -50,22 +59,23 @@ def validate(cfg: Any) -> None:
     problems += unknown_keys(cfg)
     check(cfg.model.name in ARCHITECTURES,
           f"model.name={cfg.model.name!r}: choose one of {', '.join(ARCHITECTURES)}")
-    _check_init(cfg.init, check)
     if cfg.model.name in ARCHITECTURES:
         _check_schema_matches(cfg, "model", model_schemas(), check)
-    groups = {"optim": optim_schemas(), "schedule": schedule_schemas(), "data": data_schemas()}
+    groups = {"init": init_schemas(), "optim": optim_schemas(), "schedule": schedule_schemas(),
+              "data": data_schemas()}
     for group, schemas in groups.items():
         name = cfg[group].name
         check(name in schemas, f"{group}.name={name!r}: choose one of {', '.join(schemas)}")
         _check_schema_matches(cfg, group, schemas, check)
     if not problems:
-        _check_model(cfg.model, check)
+        data = data_config(cfg.data)
+        _check_init(cfg.init, check)
+        _check_model(cfg.model, (data.image_side, data.image_side, 3), check)
         _check_optim_and_schedule(cfg, check)
-        problems += data_config(cfg.data).problems()
+        problems += data.problems()
     _check_trainer(cfg.trainer, check)
-    if cfg.get("lr_find") is not None:
-        _check_lr_find(cfg.lr_find, check)
-    for key, spec in (cfg.get("callbacks") or {}).items():
+    _check_lr_find(cfg.lr_find, check)
+    for key, spec in cfg.callbacks.items():
         check(isinstance(spec, Mapping) and "_target_" in spec,
               f"callbacks.{key} needs a _target_ (the callback's class), got {spec}")
     if problems:
@@ -85,33 +95,25 @@ def _check_lr_find(lr_find: Any, check) -> None:
 
 
 def _check_init(init: Any, check) -> None:
-    check(init.name in INITIALIZERS,
-          f"init.name={init.name!r}: choose one of {', '.join(INITIALIZERS)}")
-    if init.std is not None and init.name in INITIALIZERS:
-        check("std" in knobs(init.name),
-              f"init.std applies to initialisers with a std ("
-              f"{', '.join(n for n in INITIALIZERS if 'std' in knobs(n))}), not {init.name}")
-        check(init.std > 0, f"init.std must be > 0, got {init.std}")
+    """Ask the initialiser about its knobs' values: one draw of a 1x1 weight, from a
+    generator of its own, so that none of the run's streams moves."""
+    try:
+        get_initializer(init.name, **init_args(init))((1, 1), 1, 1, np.random.default_rng(0))
+    except (TypeError, ValueError) as e:
+        check(False, f"init ({init.name}): {e}")
 
 
-def _check_model(model: Any, check) -> None:
-    """Build the family once with the configured knobs (on CIFAR-sized input; the real
-    shape is the data's) so that its own rules speak: resnet's depth, a custom layer list."""
+def _check_model(model: Any, input_shape: tuple[int, int, int], check) -> None:
+    """The family's knobs against its signature and its own rules, on the data's image
+    shape, building nothing; the family names the knob it refuses."""
     knobs = group_args(model)
     try:
-        build_model(model.name, **knobs)
-    except (TypeError, ValueError) as e:
-        message = str(e)
-        # Name the key as the config spells it, e.g. model.depth=10, when the family's
-        # message mentions one knob.
-        named = [k for k in knobs if re.search(rf"\b{re.escape(k)}\b", message)]
-        where = (f"model.{named[0]}" if len(named) == 1 and named[0] != "layers"
-                 else f"model ({model.name})")
-        if len(named) == 1 and named[0] != "layers":
-            where += f"={knobs[named[0]]}"
-        elif named == ["layers"]:
-            where = "model.layers"
-        check(False, f"{where}: {message}")
+        check_model(model.name, input_shape, **knobs)
+    except KnobError as e:
+        value = knobs.get(e.knob)
+        # A list of layer specs is too long to repeat; the family's message says which one.
+        where = f"model.{e.knob}" if e.knob == "layers" else f"model.{e.knob}={value}"
+        check(False, f"{where}: {e}")
 
 
 def _check_optim_and_schedule(cfg: Any, check) -> None:

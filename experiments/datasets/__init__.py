@@ -1,7 +1,8 @@
 """Data sources: each dataset is a schema class registered by name (base.DATASETS), whose
 fields are its `data.*` keys and whose `load(seed)` gives `cnn.data.Splits`.
 
-    base          DataConfig (CIFAR-10's schema, the keys all share), the registry, load_splits
+    base          DataConfig (the keys every dataset shares), the registry, load_splits
+    cifar10       data=cifar10: CIFAR-10, found under data.root or downloaded there
     image_folder  data=image_folder: a folder of class folders of images
     digits        data=digits: scikit-learn's 8x8 digits, no download
     images        image files decoded as the network's input (also for predict)

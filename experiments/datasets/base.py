@@ -1,12 +1,14 @@
 """What every dataset shares: its config schema, its registry, and how a run loads it.
 
-A dataset is one schema class, registered here by name, whose fields are its config keys
-(`data.<key>`) and whose `load(seed)` returns `cnn.data.Splits`: uint8 (N, H, W, C)
-images and int64 labels for training, validation and test. Normalisation, augmentation,
-the network's input shape and its number of classes all follow from those.
+A dataset is a source of labelled images (CIFAR-10, a folder of images, ...): one schema
+class, registered here by name, whose fields are its config keys (`data.<key>`) and whose
+`load(seed)` returns `cnn.data.Splits`: uint8 (N, H, W, C) images and int64 labels for
+training, validation and test. Normalisation, augmentation, the network's input shape
+and its number of classes all follow from those.
 
-`DataConfig` is CIFAR-10's schema and holds the keys every dataset shares; other
-datasets subclass it (Hydra merges a subclass into the `data` node the base types).
+`DataConfig` holds the keys every dataset shares; each dataset's schema subclasses it
+with its own keys (Hydra merges a subclass into the `data` node the base types), so a
+dataset accepts only the keys it uses.
 """
 
 from __future__ import annotations
@@ -15,21 +17,12 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
-from cnn.data import (
-    OFFICIAL_MD5,
-    OFFICIAL_URL,
-    Augmenter,
-    Splits,
-    check_classes,
-    load_cifar10,
-    prepare_cifar10,
-    random_crop,
-)
+from cnn.data import Augmenter, Splits, check_classes, random_crop
 from cnn.registry import Registry
 
 DATASETS: Registry[type[DataConfig]] = Registry("dataset")
@@ -42,29 +35,26 @@ class AugmentConfig:
     flip: bool = False  # random horizontal flip
 
 
-@DATASETS.register("cifar10")
 @dataclass
 class DataConfig:
-    """CIFAR-10's schema, and the keys every dataset shares (the others subclass it)."""
+    """The keys every dataset shares; each dataset's schema subclasses it with its own."""
 
-    name: str = "cifar10"  # the dataset, chosen with data=<name>
-    root: str | None = None  # None: $CIFAR10_ROOT, else ./data
-    download: bool = True  # fetch the archive from url if nothing is under root; false: never
-    url: str = OFFICIAL_URL  # where to download it from (https://, file://)
-    md5: str = OFFICIAL_MD5  # the archive's md5, checked before it is used
+    name: str = MISSING  # the dataset, chosen with data=<name>
     n_train: int | None = None  # training images (stratified); None: all that remain
     n_val: int = 0  # validation images carved from the training set first; 0: none
-    classes: list[int] | None = None  # labels to keep, e.g. [3, 5]; None: all ten
+    classes: list[int] | None = None  # labels to keep, e.g. [3, 5]; None: all of them
     split_seed: int | None = None  # None: drawn from trainer.seed's "split" stream
     normalize: bool = True  # per-channel standardisation fitted on training images; off: x/255
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
-    num_classes = 10  # for checking data.classes before loading; None: known only then
+    # Not a key: the number of classes, for checking data.classes before loading; None:
+    # known only once the data is read.
+    num_classes: ClassVar[int | None] = None
 
     @property
     def image_side(self) -> int:
-        """The height and width of the images the network gets (CIFAR-10's are 32x32)."""
-        return 32
+        """The height and width of the images the network gets."""
+        raise NotImplementedError(f"data={self.name} does not say its image size")
 
     def problems(self) -> list[str]:
         """What is wrong with these values, each naming its key (checked before any run)."""
@@ -93,24 +83,15 @@ class DataConfig:
             except ValueError as e:
                 found.append(f"data.augment.crop_pad={pad} does not fit {side}x{side} "
                              f"images: {e}")
-        if self.name != "cifar10":
-            if self.download:
-                found.append(f"data.download applies to cifar10 only, not data={self.name}")
-            if self.url != OFFICIAL_URL or self.md5 != OFFICIAL_MD5:
-                found.append(f"data.url and data.md5 apply to cifar10 only, not "
-                             f"data={self.name}")
         return found
 
     def prepare(self) -> None:
-        """Make sure the data can be read, downloading it if allowed, before any run is
-        created: a sweep calls this once, so that its jobs do not all download it."""
-        load_cifar10(self.root, download=self.download, url=self.url, md5=self.md5)
+        """Make sure the data can be read before any run is created (a sweep calls this
+        once, so that its jobs do not all fetch it); nothing to do unless it is fetched."""
 
     def load(self, seed: int) -> Splits:
         """The images and labels of this config; `seed` draws the training/validation split."""
-        return prepare_cifar10(self.root, n_train=self.n_train, n_val=self.n_val, seed=seed,
-                               classes=self.classes, download=self.download, url=self.url,
-                               md5=self.md5)
+        raise NotImplementedError(f"data={self.name} does not say how to load it")
 
 
 def registered() -> Registry[type[DataConfig]]:

@@ -18,16 +18,12 @@ from experiments.datasets.images import load_images
 class HeldOutDataConfig(DataConfig):
     """The keys of datasets whose images are resized and whose test set is held out here."""
 
-    download: bool = False  # nothing to download
     image_size: int = 32  # every image is resized to image_size x image_size RGB
     test_fraction: float = 0.2  # held out per class, the same images whatever the seed
 
     @property
     def image_side(self) -> int:
         return self.image_size
-
-    def prepare(self) -> None:
-        """Nothing to fetch; the images are read when a run loads them."""
 
     def problems(self) -> list[str]:
         found = super().problems()

@@ -34,6 +34,7 @@ class ImageFolderDataConfig(HeldOutDataConfig):
     fraction is held out only when root has no train/ and test/."""
 
     name: str = "image_folder"
+    root: str | None = None  # the folder; required (None says so at load)
 
     num_classes = None  # known once the folder is read
 

@@ -31,7 +31,7 @@ from cnn.rng import make_generators
 from cnn.schedules import Schedule, make_schedule
 from cnn.whitening import whiten_first_conv
 from experiments.config import validate
-from experiments.config.validate import group_args
+from experiments.config.validate import group_args, init_args
 from experiments.datasets.base import load_splits
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -107,14 +107,18 @@ def make_schedule_from(cfg_schedule: Any, lr: float, steps_per_epoch: int, epoch
                          **group_args(s, "warmup_epochs"))
 
 
-def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
+def build_run(cfg: Any, *, splits: Splits | None = None, validated: bool = False) -> Run:
     """Build the run a config describes (a composed DictConfig or a TrainConfig).
 
     `splits` skips loading when the caller already has the data for this config
     (e.g. a benchmark building several runs); it must be what `load_splits` would give.
-    Raises experiments.config.ConfigError for values the run cannot use.
+    Raises experiments.config.ConfigError for values the run cannot use, unless
+    `validated` says the caller has already validated this config (a tracked run does,
+    before its MLflow run exists), so that it is validated once. The network is built
+    here, once.
     """
-    validate(cfg)
+    if not validated:
+        validate(cfg)
     generators = make_generators(cfg.trainer.seed)
     if splits is None:
         splits = load_splits(cfg, generators)
@@ -126,7 +130,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         num_classes=splits.num_classes,
         input_shape=image_shape,
         init=cfg.init.name,
-        init_std=cfg.init.std,
+        init_knobs=init_args(cfg.init),  # std, gain, ...
         seed=int(generators["init"].integers(2**31 - 1)),
         dtype=dtype,
         **group_args(cfg.model),  # the family's knobs (depth, widths, layers, ...)
@@ -135,7 +139,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
     # Statistics from the training images only: nothing about validation or test leaks in.
     normalizer = Normalizer().fit(splits.x_train) if cfg.data.normalize else None
     transform: Transform = normalizer if normalizer is not None else to_unit_range
-    if getattr(cfg.init, "whiten_first_conv", False):
+    if cfg.init.whiten_first_conv:
         whiten_first_conv(net, transform(splits.x_train[:WHITENING_IMAGES]).astype(dtype))
     aug = cfg.data.augment
     augmenter = None
@@ -159,7 +163,7 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
     epochs = cfg.trainer.epochs
     optimizer = make_optimizer_from(cfg.optim)
     schedule = make_schedule_from(cfg.schedule, cfg.optim.lr, steps_per_epoch, epochs)
-    decay = getattr(cfg.trainer, "weight_average", 0.0)
+    decay = cfg.trainer.weight_average
     return Run(
         cfg=cfg,
         net=net,
@@ -178,5 +182,5 @@ def build_run(cfg: Any, *, splits: Splits | None = None) -> Run:
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * epochs,
         average=WeightAverage(net, decay) if decay else None,
-        test_flip=bool(getattr(cfg.trainer, "test_flip", False)),
+        test_flip=cfg.trainer.test_flip,
     )

@@ -87,7 +87,7 @@ class KeepTraining:
 def from_config(cfg: Any) -> list[Any]:
     """The callbacks the config's `callbacks` mapping names, in its order (e.g. early
     stopping of a user's own, or the fault injections of the test suite)."""
-    specs = cfg.get("callbacks") or {}
+    specs = cfg.callbacks
     if not specs:
         return []
     from hydra.utils import instantiate

@@ -35,7 +35,7 @@ def checkpoint_path(run_id: str) -> Path:
 def checkpointer(run: Any, run_id: str, buffer: OfflineBuffer) -> list[ckpt.Checkpointer]:
     """A training callback saving the state every trainer.checkpoint_every epochs, locally
     and as the artifact (sent through `buffer`, so an absent server does not stop it)."""
-    every = run.cfg.trainer.get("checkpoint_every", 1)
+    every = run.cfg.trainer.checkpoint_every
     if not every:
         return []
 

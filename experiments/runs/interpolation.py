@@ -50,7 +50,7 @@ def train_subset(run: Run, batch_size: int | None = None) -> BatchIterator:
 def interpolate_run(run: Run) -> LineLosses:
     """The train-subset and test losses along the line from the run's initial weights
     (rebuilt from its config) to its current ones."""
-    theta0 = build_run(run.cfg, splits=run.splits).net.state_dict()
+    theta0 = build_run(run.cfg, splits=run.splits, validated=True).net.state_dict()
     trainer = run.cfg.trainer
     recompute_from = None
     if trainer.interpolation_bn == "recompute":

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def range_test(cfg: Any, splits: Splits | None = None) -> RangeTest:
-    """Run the range test `cfg.lr_find` describes on a fresh copy of the configured run."""
-    run = build_run(cfg, splits=splits)
+    """Run the range test `cfg.lr_find` describes on a fresh copy of the configured run;
+    `cfg` is validated (its callers do that before their MLflow runs exist)."""
+    run = build_run(cfg, splits=splits, validated=True)
     f = cfg.lr_find
     with chunk_threads():
         return lr_range_test(run.net, run.loss_fn, run.optimizer, run.train_batches,

@@ -98,13 +98,13 @@ def train_and_log(
     hydra/launcher=slurm cancelled or out of time).
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
-    validate(cfg)
+    validate(cfg)  # the one validation of this run: what builds it below is told so
     if splits is None:
         # Before the run exists: data that cannot be found (or downloaded) fails here,
         # leaving no FAILED run behind. The split seed is drawn as build_run would draw it.
         splits = load_splits(cfg, make_generators(cfg.trainer.seed))
     found = None
-    if resume is None and cfg.get("lr_find") is not None and cfg.lr_find.apply:
+    if resume is None and cfg.lr_find.apply:
         # Before the run is named and its params logged, so that both show the rate it
         # trains at; the range test's network is its own (experiments.runs.lr_find).
         found = range_test(cfg, splits)
@@ -161,7 +161,7 @@ def _start(cfg: DictConfig, run_id: str, name: str, hydra_dir: Path | None,
     if diff is not None:
         mlflow.log_text(diff, "git_diff.patch")
 
-    run = build_run(cfg, splits=splits)
+    run = build_run(cfg, splits=splits, validated=True)
     log_safely("the data digest tag", mlflow.set_tag, tags.DATA_DIGEST, run.splits.digest())
     if cfg.tracking.log_dataset:
         log_datasets(run)
@@ -180,7 +180,7 @@ def _restore(cfg: DictConfig, run_id: str, name: str, splits: Splits | None,
              state: ckpt.Checkpoint) -> tuple[Run, callbacks.MetricsLogger]:
     """Rebuild the run and put the checkpoint's state into it, to train on from the next
     epoch; the metrics logger starts with the epochs already logged."""
-    run = build_run(cfg, splits=splits)
+    run = build_run(cfg, splits=splits, validated=True)
     ckpt.restore(state, run.net, run.optimizer, run.generators,
                  source=f"the checkpoint of run {run_id} (epoch {state.epoch})",
                  average=run.average)
@@ -196,7 +196,7 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
                       metrics: callbacks.MetricsLogger, start_epoch: int) -> None:
     """Train from start_epoch, checkpointing as configured, then test and log the results."""
     buffer = OfflineBuffer(outcome.run_id, checkpoint_path(outcome.run_id).parent / OFFLINE_FILE,
-                           wait_s=run.cfg.tracking.get("offline_wait_s", 60.0))
+                           wait_s=run.cfg.tracking.offline_wait_s)
     bar = callbacks.ProgressBar(run.total_steps, run.epochs, desc=name,
                                 enabled=run.cfg.trainer.progress)
     if start_epoch > 1:
