@@ -74,6 +74,7 @@ def test_bad_knob_values_fail_naming_the_key(overrides, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow  # no training: a harness process and a new MLflow store, ~5 s of CPU
 def test_a_bad_knob_fails_before_any_run_is_created(harness_cli):
     done = harness_cli.run("experiments.train", "model=resnet", "model.depth=10")
     assert done.returncode != 0
