@@ -26,6 +26,10 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 test: $(STAMP) ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)
 
+.PHONY: test-fast
+test-fast: $(STAMP) ## Run every test not marked slow (under 2 min on 2 cores): the inner loop
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
 .PHONY: diagnose
 diagnose: $(STAMP) ## Health report of a configured run before training; same overrides as training, e.g. ARGS="init=unit_normal"
 	$(PY) -m experiments.diagnose hydra.run.dir=outputs/diagnose/$$(date +%Y-%m-%d_%H-%M-%S) $(ARGS)

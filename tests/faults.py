@@ -3,7 +3,7 @@
     +callbacks.fault._target_=faults.InterruptAfterEpoch +callbacks.fault.epoch=2
 
 The harness runs them like any training callback (experiments.runs.callbacks.from_config);
-HarnessCli (conftest.py) puts this folder on the PYTHONPATH of the commands it runs.
+HarnessCli (fixtures/harness.py) puts this folder on the PYTHONPATH of the commands it runs.
 Nothing in the harness knows about them.
 """
 

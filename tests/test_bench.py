@@ -14,6 +14,7 @@ from experiments.benchmark.layer_times import profile_steps
 from experiments.benchmark.timing import batch, interleaved_medians
 
 
+@pytest.mark.slow  # times training steps and an epoch
 def test_bench_prints_and_logs_layers_ceiling_and_a_full_epoch(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -70,6 +70,7 @@ def train_briefly(seed, epochs=2):
     return net.state_dict()
 
 
+@pytest.mark.slow  # trains vgg three times (18 steps): ~5 s of CPU
 def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not():
     a, b, c = train_briefly(0), train_briefly(0), train_briefly(1)
     assert all(np.array_equal(a[k], b[k]) for k in a)

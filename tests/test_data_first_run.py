@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import HarnessCli
+from fixtures.harness import HarnessCli
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 

@@ -20,7 +20,9 @@ from full_cifar import FOLDER, write_full_cifar  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_BYTES = 50_000 * 32 * 32 * 3  # the training images as uint8: 147 MiB
 
-pytestmark = pytest.mark.data
+# slow: it makes and loads a 60,000-image stand-in (186 MB, and its archive), and one
+# test trains an epoch over all 50,000 images.
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,7 @@ def test_a_healthy_network_passes_every_check(images):
     assert {"conv1.act_std", "relu1.dead_frac", "conv1.grad_norm"} <= set(stats.metrics())
 
 
+@pytest.mark.slow  # the health checks' memorisation trains 200 steps
 def test_unit_normal_init_is_blamed_on_the_initial_scale(images):
     checks, _ = run_checks(build_model("seed", init="unit_normal", seed=0), images, lr=0.01)
     initial = by_name(checks, "initial loss")
@@ -57,6 +58,7 @@ def test_unit_normal_init_is_blamed_on_the_initial_scale(images):
     assert health_report(checks).startswith("health: FAIL - most likely: initial weights")
 
 
+@pytest.mark.slow  # the health checks' memorisation trains 200 steps
 def test_learning_rate_of_100_is_blamed_on_the_learning_rate(images):
     checks, _ = run_checks(build_model("seed", seed=0), images, lr=100.0)
     assert by_name(checks, "initial loss").status != FAIL  # the network itself is not blamed
@@ -66,6 +68,7 @@ def test_learning_rate_of_100_is_blamed_on_the_learning_rate(images):
     assert memorise.status == WARN and "too high" in memorise.cause
 
 
+@pytest.mark.slow  # the health checks' memorisation trains 200 steps
 def test_memorising_with_label_smoothing_passes_near_the_lowest_loss_it_allows(images):
     """Smoothing 0.1 keeps the loss above 0.50 even when every image is memorised."""
     x, y = images
@@ -99,11 +102,13 @@ def test_a_broken_layer_gradient_is_found_and_located(images):
     )
 
 
+@pytest.mark.slow  # the health checks' memorisation trains 200 steps
 def test_std_001_init_is_flagged_as_vanishing(images):
     checks, _ = run_checks(build_model("seed", init="normal", seed=0), images, lr=0.01)
     assert any(c.status == WARN and "vanishing" in c.cause for c in checks)
 
 
+@pytest.mark.slow  # the health checks' memorisation trains 200 steps
 def test_diagnosing_leaves_the_network_untouched(images):
     net = build_model("vgg", seed=0)
     before = net.state_dict()
@@ -129,6 +134,7 @@ def test_layer_monitor_records_each_epoch(images):
     assert {"conv2.act_std", "dense1.grad_norm", "conv1.update_ratio"} <= set(stats.metrics())
 
 
+@pytest.mark.slow  # no training: a gradient check of the full-size vgg (over a minute)
 def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):
     """vgg on these images puts a ReLU input within 1e-6 of zero for bn1.beta (seen in a run)."""
     from experiments.config import compose_config, register_configs

@@ -192,6 +192,7 @@ def test_a_new_optimiser_trains_from_its_config(checkout, cifar_root):
         client.get_metric_history(run.info.run_id, "train_loss")) == 1
 
 
+@pytest.mark.slow  # no training: 3 harness processes from a fresh copy of the code
 @pytest.mark.data
 def test_the_new_optimiser_is_typed_and_validated_from_its_class(checkout, cifar_root):
     wrong_type = train(checkout, cifar_root, "optim.clip=big", store="refused.db")

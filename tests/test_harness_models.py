@@ -74,6 +74,7 @@ def test_bad_knob_values_fail_naming_the_key(overrides, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow  # no training: a harness process and a new MLflow store, ~5 s of CPU
 def test_a_bad_knob_fails_before_any_run_is_created(harness_cli):
     done = harness_cli.run("experiments.train", "model=resnet", "model.depth=10")
     assert done.returncode != 0
@@ -97,6 +98,7 @@ def tiny_resnet(module_harness_cli):
     return run
 
 
+@pytest.mark.slow  # trains the tiny resnet (module fixture)
 def test_tiny_resnet_logs_block_statistics_and_its_architecture(tiny_resnet,
                                                                  module_harness_cli):
     metrics = tiny_resnet.data.metrics
@@ -112,6 +114,7 @@ def test_tiny_resnet_logs_block_statistics_and_its_architecture(tiny_resnet,
                              "activation": "relu", "dropout": 0.0, "bn_momentum": 0.1}
 
 
+@pytest.mark.slow  # trains the tiny resnet (module fixture)
 def test_tiny_resnet_tests_and_saves_its_weight_average(tiny_resnet, module_harness_cli,
                                                        tmp_path):
     metrics = tiny_resnet.data.metrics
@@ -127,6 +130,7 @@ def test_tiny_resnet_tests_and_saves_its_weight_average(tiny_resnet, module_harn
     assert not np.allclose(saved["dense1.W"], trained["net/dense1.W"])
 
 
+@pytest.mark.slow  # trains the tiny resnet (module fixture)
 def test_logged_resnet_predicts_and_a_model_without_knobs_still_loads(
         tiny_resnet, module_harness_cli, tmp_path):
     mlflow.set_tracking_uri(module_harness_cli.tracking_uri)
@@ -149,6 +153,7 @@ def test_logged_resnet_predicts_and_a_model_without_knobs_still_loads(
     assert np.allclose(mlflow.pyfunc.load_model(str(old)).predict(images), expected, atol=1e-6)
 
 
+@pytest.mark.slow  # trains the tiny resnet, then again
 def test_rerun_of_a_resnet_reproduces_its_metrics_exactly(tiny_resnet, module_harness_cli):
     done = module_harness_cli.run("experiments.rerun", tiny_resnet.info.run_id, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -166,6 +171,7 @@ def test_rerun_of_a_resnet_reproduces_its_metrics_exactly(tiny_resnet, module_ha
     assert "differ" not in done.stderr
 
 
+@pytest.mark.slow  # trains an epoch
 def test_custom_layers_written_in_yaml_compose_train_log_and_predict(harness_cli):
     conf = harness_cli.folder / "my_conf"
     (conf / "model").mkdir(parents=True)

@@ -82,6 +82,7 @@ def test_lr_find_on_the_seed_default_suggests_a_rate_that_trains(harness_cli):
     assert lines[0] == "step,lr,loss,smoothed_loss" and len(lines) == 101
 
 
+@pytest.mark.slow  # a range test, then an epoch on digits
 @pytest.mark.mlflow
 def test_apply_trains_at_the_suggestion_without_disturbing_the_run(tmp_path, monkeypatch):
     import mlflow

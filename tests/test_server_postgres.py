@@ -9,7 +9,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 
-# postgres_url and postgres_server (PostgreSQL behind `mlflow server`) are in conftest.py.
+# postgres_url and postgres_server (PostgreSQL behind `mlflow server`) are in
+# fixtures/tracking_server.py.
 TINY = ["model=seed", "data.n_train=100", "data.n_val=50", "trainer.epochs=2",
         "trainer.batch_size=50", "trainer.progress=false", "trainer.health_checks=false",
         "tracking.log_model=false", "tracking.log_dataset=false"]

@@ -3,9 +3,9 @@ tracking server, as a team runs sweeps: the jobs are SLURM jobs submitted by sub
 and each reaches the server over HTTP.
 
 The cluster (tests/slurm_cluster.py, with real accounting: slurmdbd and MariaDB) and the
-server (conftest.py) are started by the fixtures. Without SLURM, munge, slurmdbd, MariaDB
-or PostgreSQL the tests skip, except under CI (CI=true), where they fail. The SLURM job
-ids are printed (pytest -rP or -s shows them).
+server (tests/fixtures/tracking_server.py) are started by the fixtures. Without SLURM,
+munge, slurmdbd, MariaDB or PostgreSQL the tests skip, except under CI (CI=true), where
+they fail. The SLURM job ids are printed (pytest -rP or -s shows them).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ def tiny_study(module_harness_cli):
     return module_harness_cli
 
 
+@pytest.mark.slow  # trains the 8 runs of a tiny depth sweep
 def test_tiny_study_runs_every_combination_and_reports_depth(tiny_study):
     client = tiny_study.client()
     experiment = client.get_experiment_by_name("cifar10-cnn")

@@ -62,6 +62,7 @@ def _make_sweep_parallel(folder: Path, cifar_root: Path, args: str, jobs: int = 
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a whole sweep through make: parent run, 2 trainings, report
 @pytest.mark.mlflow
 def test_make_sweep_parallel_declines_a_short_sweep_and_runs_it_in_turn(cifar_root, tmp_path):
     args = ("init=he,xavier optim.lr=0.03 data.n_train=1000 model=seed data.n_train=100 "
