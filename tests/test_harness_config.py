@@ -1,6 +1,7 @@
 """Configs: every group option composes and builds, the schemas reject mistakes, the
 presets state the recipes exactly, and a config survives the trip through a logged file."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +267,11 @@ def _make_command(target: str, *variables: str) -> list[str]:
     import subprocess
 
     repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["make", "-n", "-s", target, *variables], cwd=repo,
+    # As a user types it: not inside `make test ARGS=...`, whose command-line variables
+    # make exports to what it runs (ARGS in the environment, and MAKEFLAGS).
+    outer = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ARGS")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
+    done = subprocess.run(["make", "-n", "-s", target, *variables], cwd=repo, env=env,
                           capture_output=True, text=True, check=True)
     lines = done.stdout.replace("\\\n", " ").splitlines()
     command = next(line for line in lines if "experiments.train" in line)
