@@ -11,6 +11,7 @@ happens while the tracking server is away.
     offline    training goes on while the tracking server is unreachable
     history    metric series read back, metrics sent in batches
     server     a local `mlflow server` in a child process
+    process_group  that child and all it starts, ended together, never outliving us
     ui         links into MLflow's UI, and the UI started on the store
     reap       runs left RUNNING by a dead process, marked KILLED
 """
