@@ -7,9 +7,9 @@ its arguments, calls one library function and prints. The library is grouped by 
 in sub-packages, in layers (each imports only those below it; pyproject.toml's
 import-linter contracts hold them to it):
 
-    sweeps                       many runs under one parent run
+    sweeps, benchmark            many runs under one parent run; speed, of built runs too
     runs                         one training run, from a config to a finished MLflow run
-    reporting, serving, benchmark   figures and reports; logged models; speed
+    reporting, serving           figures and reports; logged models
     config                       typed schemas, validation, composition
     datasets                     data sources, each a registered schema
     tracking, runtime, pytorch   MLflow; the process's allocator and cores; PyTorch twins

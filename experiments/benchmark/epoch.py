@@ -1,10 +1,10 @@
 """One full training epoch of synthetic CIFAR-sized images, in a fresh process: its wall
 time and the process's peak resident memory, data set included.
 
-The child process trains as a run of the full-data recipe (`experiment=vgg_full`, with
-the model swapped and no validation split) trains: per-channel normalisation fitted on
-the training images, reflect-pad-4 random crops and flips drawn from the run's augment
-stream, shuffled batches through `cnn.data.BatchIterator`, `cnn.training.fit` with the
+The child process trains the run `experiments.runs.build.build_run` builds for the
+full-data recipe (`experiment=vgg_full`, with the model swapped and no validation split):
+per-channel normalisation fitted on the training images, reflect-pad-4 random crops and
+flips drawn from the run's augment stream, shuffled batches, `cnn.training.fit` with the
 recipe's optimiser and schedule, on the chunk threads and with freed memory kept, as
 `experiments.train` runs it. Only the images are synthetic: uniform random uint8.
 """
@@ -16,19 +16,15 @@ import queue as queues
 import resource
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from cnn.data import Augmenter, BatchIterator, Normalizer
+from cnn.data import Splits
 from cnn.data.batch_files import IMAGE_SHAPE, NUM_CLASSES
-from cnn.losses import SoftmaxCrossEntropy
-from cnn.models import build_model
-from cnn.optim import make_optimizer
-from cnn.rng import make_generators
-from cnn.schedules import make_schedule
 from cnn.training import fit
 from experiments.config import compose_config
-from experiments.config.validate import group_args, init_args
+from experiments.runs.build import build_run
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.threads import chunk_threads
 
@@ -53,31 +49,19 @@ def synthetic_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
 
 def train_one_epoch(model: str, batch_size: int, images: int) -> EpochResult:
-    """Train `model` for one epoch of `images` synthetic images, in this process."""
+    """Train `model` for one epoch of `images` synthetic images, in this process, as
+    `experiments.runs.build.build_run` builds the recipe's run (only the data is given)."""
     keep_freed_memory()  # as experiments.train does
     cfg = compose_config([f"experiment={RECIPE}", f"model={model}",
                           f"trainer.batch_size={batch_size}", "data.n_val=0"])
-    generators = make_generators(cfg.trainer.seed)
     x, y = synthetic_images(images, np.random.default_rng(0))
-    net = build_model(cfg.model.name, num_classes=NUM_CLASSES, input_shape=IMAGE_SHAPE,
-                      init=cfg.init.name, init_knobs=init_args(cfg.init),
-                      seed=int(generators["init"].integers(2**31 - 1)),
-                      dtype=np.dtype(cfg.trainer.dtype), **group_args(cfg.model))
-    aug = cfg.data.augment
-    augmenter, augment_rng = Augmenter(aug.crop_pad, aug.pad_mode, aug.flip), generators["augment"]
-    batches = BatchIterator(
-        x, y, batch_size, transform=Normalizer().fit(x), shuffle=True, rng=generators["shuffle"],
-        # Its own stream, as a run's: the shuffling generator BatchIterator passes is unused.
-        augment=lambda b, _shuffle_rng: augmenter(b, augment_rng),
-    )
-    steps, s = len(batches), cfg.schedule
-    schedule = make_schedule(s.name, cfg.optim.lr, steps, steps_per_epoch=steps,
-                             warmup_steps=round(s.warmup_epochs * steps),
-                             **group_args(s, "warmup_epochs"))
-    optimizer = make_optimizer(cfg.optim.name, **group_args(cfg.optim))
+    no_images = np.empty((0, *IMAGE_SHAPE), np.uint8), np.empty(0, np.int64)
+    splits = Splits(x, y, *no_images, x[:1], y[:1],  # the epoch is tested on nothing
+                    class_names=tuple(map(str, range(NUM_CLASSES))), source=Path("synthetic"))
     with chunk_threads():
-        (metrics,) = fit(net, SoftmaxCrossEntropy(cfg.trainer.label_smoothing), optimizer,
-                         schedule, batches, epochs=1)
+        run = build_run(cfg, splits=splits)
+        (metrics,) = fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches,
+                         epochs=1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     return EpochResult(images, metrics["epoch_time_s"], peak)
 
