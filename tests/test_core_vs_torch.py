@@ -65,7 +65,7 @@ def test_training_trajectory_matches_pytorch(ours, theirs):
     opt, topt, loss_fn = ours(), theirs(twin.parameters()), SoftmaxCrossEntropy()
     for _ in range(15):
         loss = loss_fn.forward(net.forward(x, training=True), y)
-        net.backward(loss_fn.backward(), input_grad=False)
+        net.backward(loss_fn.backward())
         opt.step(net.params, net.grads)
         topt.zero_grad()
         tloss = torch.nn.functional.cross_entropy(twin(tx), ty)
@@ -115,6 +115,7 @@ def torch_grads(net, twin):
 def test_residual_networks_match_pytorch(name, knobs):
     """Logits, loss, the input gradient and every parameter gradient and running statistic."""
     net = build_model(name, seed=0, input_shape=(12, 12, 3), dtype=np.float64, **knobs)
+    net.input_grad = True  # compared with PyTorch's input gradient too
     twin = to_torch(net).double().train()
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 12, 12, 3)), rng.integers(0, 10, 6)
