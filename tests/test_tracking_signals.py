@@ -1,0 +1,94 @@
+"""experiments.tracking.signals, in this process: one handler however scopes nest, signals
+that wait while something is being ended, ignored signals left ignored, and the ending
+registered for the way out. (tests/test_harness_lifecycle.py signals real commands.)"""
+
+import pickle
+import signal
+
+import pytest
+
+from experiments.tracking import signals
+
+
+@pytest.fixture(autouse=True)
+def default_handlers():
+    # pytest's own SIGINT handling, or a suite run under nohup, must not decide the test.
+    saved = {s: signal.getsignal(s) for s in signals.stop_signals()}
+    for signum in saved:
+        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT
+                      else signal.default_int_handler)
+    yield
+    assert signals._REGIME.depth == 0  # every scope closed
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_nested_scopes_share_one_handler_and_restore_the_previous_one():
+    before = signal.getsignal(signal.SIGTERM)
+    with signals.stop_scope():
+        handler = signal.getsignal(signal.SIGTERM)
+        assert handler is not before
+        with signals.stop_scope():
+            assert signal.getsignal(signal.SIGTERM) is handler
+        assert signal.getsignal(signal.SIGTERM) is handler
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_ignored_signal_stays_ignored():
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    with signals.stop_scope():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGHUP)  # nothing happens
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
+def test_the_first_signal_stops_and_later_ones_wait_until_its_scope_closes():
+    with signals.stop_scope():
+        with pytest.raises(signals.Stopped, match="SIGTERM"):
+            with signals.stop_scope():
+                try:
+                    signal.raise_signal(signal.SIGTERM)
+                    pytest.fail("the signal did not stop the block")
+                finally:
+                    signal.raise_signal(signal.SIGINT)  # ending what was stopped: waits
+        # The stopped scope is closed: a signal stops again.
+        with pytest.raises(signals.Stopped, match="SIGINT"):
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_a_signal_while_ending_waits_and_then_stops():
+    ended = []
+    with signals.stop_scope():
+        with pytest.raises(signals.Stopped, match="SIGHUP"):
+            with signals.ending():
+                signal.raise_signal(signal.SIGHUP)
+                ended.append(True)
+    assert ended == [True]
+
+
+def test_the_outermost_scope_ends_what_was_registered_once_with_the_error():
+    seen = []
+    with pytest.raises(signals.Stopped):
+        with signals.stop_scope():
+            signals.on_unwind(seen.append)
+            cancelled = signals.on_unwind(lambda error: pytest.fail("cancelled"))
+            cancelled()
+            with signals.stop_scope():
+                signal.raise_signal(signal.SIGTERM)
+    assert len(seen) == 1 and isinstance(seen[0], signals.Stopped)
+    with pytest.raises(RuntimeError, match="no stop scope"):
+        signals.on_unwind(seen.append)
+
+
+def test_stopped_says_which_signal_and_survives_pickling():
+    # A joblib worker's Stopped reaches the sweep's process pickled.
+    stop = pickle.loads(pickle.dumps(signals.Stopped(signal.SIGUSR2)))
+    assert isinstance(stop, KeyboardInterrupt) and stop.signum == signal.SIGUSR2
+    assert str(stop) == "received signal SIGUSR2 from SLURM: time limit near, or preempted"
+    assert str(signals.Stopped(signal.SIGTERM)) == "received signal SIGTERM"
+
+
+def test_submitit_can_name_another_preemption_signal(monkeypatch):
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")
+    assert signals.stop_signals() == (signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                      signal.SIGUSR1)
