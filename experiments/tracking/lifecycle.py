@@ -31,7 +31,7 @@ class ended_run:  # noqa: N801 (used as a function: `with ended_run(run_id):`)
     message as tags. Exceptions propagate. Only this run is ended: a sweep's parent is
     its sweep's to end (experiments.sweeps.tracking). Stop signals arriving while the run
     is being ended wait until it has ended; if no stop was under way, they then raise
-    tracking.signals.Stopped.
+    KeyboardInterrupt.
     """
 
     def __init__(self, run_id: str) -> None:

@@ -9,12 +9,12 @@ request that error was taken for an unreachable server, and the job trained on u
 SLURM killed it. A signal the process inherited as ignored stays ignored: nohup's SIGHUP,
 a background job's SIGINT.
 
-    with stop_scope():   while open, the first stop signal raises Stopped (a
-                         KeyboardInterrupt) wherever the main thread is; later ones are
+    with stop_scope():   while open, the first stop signal raises KeyboardInterrupt
+                         (`stopped`) wherever the main thread is; later ones are
                          remembered until that scope closes, so that they cannot
                          interrupt the ending of what the first one stopped
     with ending():       around ending a run: signals that arrive meanwhile wait until it
-                         has ended, then raise Stopped (unless a stop is under way)
+                         has ended, then raise it (unless a stop is under way)
     on_unwind(end)       `end(error)` runs, inside ending(), when the outermost scope closes
                          with it still registered: how a sweep's parent run is ended when
                          the sweep stops or fails past Hydra, which then skips its
@@ -50,24 +50,16 @@ def stop_signals() -> tuple[signal.Signals, ...]:
     return tuple(dict.fromkeys(found))
 
 
-class Stopped(KeyboardInterrupt):
-    """A stop signal, raised as Ctrl-C is, so that `except Exception` lets it through."""
-
-    def __init__(self, signum: int) -> None:
-        # The number is the only argument: a joblib worker's Stopped is pickled to the
-        # sweep's process, which rebuilds it from its args.
-        super().__init__(int(signum))
-
-    @property
-    def signum(self) -> int:
-        return int(self.args[0])
-
-    def __str__(self) -> str:
-        name = signal.Signals(self.signum).name
-        slurm = self.signum == preemption_signal() and self.signum not in (
-            signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        return f"received signal {name}" + (
-            " from SLURM: time limit near, or preempted" if slurm else "")
+def stopped(signum: int) -> KeyboardInterrupt:
+    """What a stop signal raises: KeyboardInterrupt, as Ctrl-C does, so that `except
+    Exception` lets it through, and that a command it ends dies of SIGINT (exit status
+    130 to a shell, which then stops its script too); the interpreter does so only for
+    KeyboardInterrupt itself, not a subclass. Its message names the signal."""
+    name = signal.Signals(signum).name
+    slurm = signum == preemption_signal() and signum not in (
+        signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    return KeyboardInterrupt(f"received signal {name}"
+                             + (" from SLURM: time limit near, or preempted" if slurm else ""))
 
 
 Unwind = Callable[[BaseException | None], None]
@@ -94,7 +86,7 @@ class _Regime:
             log.warning("received %s while stopping or ending a run; that ends first", name)
             return
         self.stopped_at = self.depth
-        raise Stopped(signum)
+        raise stopped(signum)
 
 
 _REGIME = _Regime()
@@ -120,9 +112,9 @@ _MAIN_THREAD = threading.main_thread().ident
 
 
 class stop_scope:  # noqa: N801 (used as a function: `with stop_scope():`)
-    """While open, the first stop signal raises Stopped. Scopes nest and share one handler;
-    the outermost installs it and, on closing, runs what on_unwind registered and restores
-    the previous handlers. Outside the main thread it does nothing."""
+    """While open, the first stop signal raises KeyboardInterrupt. Scopes nest and share
+    one handler; the outermost installs it and, on closing, runs what on_unwind registered
+    and restores the previous handlers. Outside the main thread it does nothing."""
 
     def __enter__(self) -> stop_scope:
         self._active = threading.get_ident() == _MAIN_THREAD
@@ -169,7 +161,7 @@ def _run_unwind(end: Unwind, error: BaseException | None) -> None:
 
 class ending:  # noqa: N801 (used as a function: `with ending():`)
     """Around ending a run (or a sweep's parent): signals arriving meanwhile wait. When the
-    block is over, the first of them raises Stopped, unless a stop is already under way
+    block is over, the first of them raises KeyboardInterrupt, unless a stop is already under way
     (its exception is propagating) or `raise_deferred` is False."""
 
     @defers_signals
@@ -198,7 +190,7 @@ class ending:  # noqa: N801 (used as a function: `with ending():`)
         first = regime.received[0]
         regime.received.clear()
         regime.stopped_at = regime.depth
-        raise Stopped(first)
+        raise stopped(first)
 
 
 def on_unwind(end: Unwind) -> Callable[[], None]:
