@@ -3,6 +3,7 @@ that wait while something is being ended, ignored signals left ignored, and the 
 registered for the way out. (tests/test_harness_lifecycle.py signals real commands.)"""
 
 import signal
+from types import SimpleNamespace
 
 import pytest
 
@@ -91,3 +92,13 @@ def test_submitit_can_name_another_preemption_signal(monkeypatch):
     monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")
     assert signals.stop_signals() == (signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                                       signal.SIGUSR1)
+
+
+def test_a_signal_as_a_scope_closes_stops_right_after_it():
+    # As if it landed in the scope's __exit__, before its own ending() began.
+    with signals.stop_scope():
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            with signals.stop_scope():
+                in_exit = SimpleNamespace(f_code=signals.stop_scope.__exit__.__code__)
+                signals._REGIME.handle(signal.SIGTERM, in_exit)  # waits: no raise here
+        assert signals._REGIME.stopped_at == 1  # a stop under way in the outer scope

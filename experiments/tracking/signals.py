@@ -140,16 +140,23 @@ class stop_scope:  # noqa: N801 (used as a function: `with stop_scope():`)
                     while regime.unwinds:
                         _run_unwind(regime.unwinds.pop(), error)
             finally:
+                pending = regime.received[:1] if regime.stopped_at is None else []
                 for signum, handler in regime.previous.items():
                     signal.signal(signum, handler)
                 regime.reset()
-            return
-        if regime.stopped_at is not None and regime.stopped_at >= regime.depth:
+        else:
+            pending = regime.received[:1] if regime.stopped_at is None else []
             # The scope the stop came through is closed: what it stopped has ended, and
             # further signals act again (a stuck ending further out can still be stopped).
-            regime.stopped_at = None
+            if regime.stopped_at is not None and regime.stopped_at >= regime.depth:
+                regime.stopped_at = None
             regime.received.clear()
-        regime.depth -= 1
+            regime.depth -= 1
+            if pending:
+                regime.stopped_at = regime.depth
+        # A signal that landed as the scope closed, no stop under way: it stops now.
+        if pending and not isinstance(error, KeyboardInterrupt):
+            raise stopped(pending[0])
 
 
 def _run_unwind(end: Unwind, error: BaseException | None) -> None:
@@ -161,8 +168,8 @@ def _run_unwind(end: Unwind, error: BaseException | None) -> None:
 
 class ending:  # noqa: N801 (used as a function: `with ending():`)
     """Around ending a run (or a sweep's parent): signals arriving meanwhile wait. When the
-    block is over, the first of them raises KeyboardInterrupt, unless a stop is already under way
-    (its exception is propagating) or `raise_deferred` is False."""
+    block is over, the first of them raises KeyboardInterrupt, unless a stop is already
+    under way (its exception is propagating) or `raise_deferred` is False."""
 
     @defers_signals
     def __init__(self, raise_deferred: bool = True) -> None:
