@@ -43,7 +43,7 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
         extra[tags.SWEEP] = hydra.runtime.choices.get("sweep") or "custom"
     # A job of hydra/launcher=slurm is a SLURM job of its own: SIGTERM or SIGUSR2 there come
     # from the scheduler (scancel, time limit, preemption) and stop this job, not the sweep.
-    # Elsewhere a stop reaches the sweep's process too, and stops the sweep.
+    # Elsewhere the stop propagates to the sweep, which stops (its parent ends KILLED).
     slurm_job = multirun and "SlurmLauncher" in str(OmegaConf.select(hydra, "launcher._target_"))
     try:
         outcome = train_and_log(
