@@ -24,6 +24,7 @@ from experiments.runs.build import build_run
 from experiments.runs.health import diagnose, full_report, layer_table
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.threads import chunk_threads
+from experiments.tracking.signals import stop_scope
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
@@ -41,7 +42,10 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     """Entry point of `python -m experiments.diagnose` (and `make diagnose`)."""
     register_configs()
-    _app()
+    # A stop signal anywhere in the command, a sweep's jobs in this process included, ends
+    # what it stopped (experiments.tracking.signals); on the way out a sweep's parent too.
+    with stop_scope():
+        _app()
 
 
 if __name__ == "__main__":

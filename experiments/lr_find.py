@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from experiments.config import register_configs
 from experiments.runs.lr_find import find_and_log
+from experiments.tracking.signals import stop_scope
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
@@ -34,7 +35,10 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     """Entry point of `python -m experiments.lr_find` (and `make lr-find`)."""
     register_configs()
-    _app()
+    # A stop signal anywhere in the command, a sweep's jobs in this process included, ends
+    # what it stopped (experiments.tracking.signals); on the way out a sweep's parent too.
+    with stop_scope():
+        _app()
 
 
 if __name__ == "__main__":

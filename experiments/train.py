@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from experiments.config import register_configs
 from experiments.sweeps.job import run_job
 from experiments.tracking.lifecycle import http_retries_bounded
+from experiments.tracking.signals import stop_scope
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
@@ -34,7 +35,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     http_retries_bounded()
     register_configs()
-    _app()
+    # A stop signal anywhere in the command, a sweep's jobs in this process included, ends
+    # what it stopped (experiments.tracking.signals); on the way out a sweep's parent too.
+    with stop_scope():
+        _app()
 
 
 if __name__ == "__main__":

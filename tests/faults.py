@@ -57,3 +57,41 @@ class FailAfterEpoch:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch == self.epoch:
             raise RuntimeError(f"fault injected after epoch {epoch}")
+
+
+class StopAsTheRunEnds:
+    """Ctrl-C pressed twice at the worst moments of a sweep (hydra/launcher=basic, so in
+    the sweep's process): just as this job's run has ended FINISHED, and again while the
+    sweep's parent run is being ended. Prints a line each time the parent is ended, so a
+    test can count who ends it, and how often."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.armed:
+            return
+        self.armed = True
+        import mlflow
+        from hydra.core.hydra_config import HydraConfig
+
+        from experiments.sweeps.parent import read_parent_run
+
+        parent = read_parent_run(HydraConfig.get().sweep.dir)["run_id"]
+        end_run, set_terminated = mlflow.end_run, mlflow.MlflowClient.set_terminated
+
+        def end_then_interrupt(*args, **kwargs):
+            mlflow.end_run = end_run  # once: the job's own run
+            end_run(*args, **kwargs)
+            signal.raise_signal(signal.SIGINT)
+
+        def interrupted_ending(client, run_id, *args, **kwargs):
+            if run_id == parent:
+                print(f"fault: ending the sweep's parent as {kwargs.get('status')}", flush=True)
+                signal.raise_signal(signal.SIGINT)
+            set_terminated(client, run_id, *args, **kwargs)
+            if run_id == parent:
+                print("fault: the sweep's parent is ended", flush=True)
+
+        mlflow.end_run = end_then_interrupt
+        mlflow.MlflowClient.set_terminated = interrupted_ending

@@ -177,3 +177,25 @@ def test_interrupted_sweep_leaves_nothing_running(harness_cli):
     statuses = {("parent" if "sweep_dir" in r.data.tags else "job"): r.info.status for r in runs}
     # Ctrl-C stops the whole sweep: the second job never starts.
     assert len(runs) == 2 and statuses == {"parent": "KILLED", "job": "KILLED"}, output
+
+
+def test_one_owner_ends_an_interrupted_sweeps_parent_once(harness_cli):
+    # Ctrl-C just as job 0's run has ended, then again while the parent is being ended
+    # (faults.StopAsTheRunEnds). No child's interruption ends the parent here: the sweep's
+    # callback, its one owner, must end it on the way out, once, KILLED, whatever signal
+    # lands meanwhile. (Ending it from the child and again at exit left it RUNNING: the
+    # second Ctrl-C cut the exit handler short.)
+    done = harness_cli.run("experiments.train", "-m", *QUICK, "tracking.log_model=false",
+                           "data.n_train=100", "trainer.epochs=1", "trainer.batch_size=50",
+                           "init=he,xavier", "+callbacks.fault._target_=faults.StopAsTheRunEnds",
+                           f"hydra.sweep.dir={harness_cli.folder / 'mr'}", timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-3000:]
+    runs = all_runs(harness_cli)
+    parent = next(r for r in runs if "sweep_dir" in r.data.tags)
+    children = [r for r in runs if r is not parent]
+    assert [c.info.status for c in children] == ["FINISHED"], output[-3000:]  # job 1: never
+    assert parent.info.status == "KILLED", output[-3000:]
+    assert parent.data.tags["failure_reason"] == "interrupted: received signal SIGINT"
+    assert output.count("fault: ending the sweep's parent as KILLED") == 1, output[-3000:]
+    assert output.count("fault: the sweep's parent is ended") == 1, output[-3000:]

@@ -81,7 +81,6 @@ def train_and_log(
     log_file: Path | None = None,
     splits: Splits | None = None,
     resume: tuple[str, ckpt.Checkpoint] | None = None,
-    interrupt_ends_parent: bool = True,
 ) -> Outcome:
     """Train the run `cfg` describes inside a new MLflow run, and log everything about it.
 
@@ -93,9 +92,8 @@ def train_and_log(
     FINISHED, FAILED or KILLED (tracking.lifecycle.ended_run); exceptions, including a
     diverged loss (cnn.training.DivergenceError), propagate after that. resume: (run id,
     checkpoint) to continue that run in place from the checkpoint's next epoch instead of
-    starting a new run. interrupt_ends_parent: an interruption also ends the parent KILLED
-    (the whole sweep stops); False when it stops only this job (a job of
-    hydra/launcher=slurm cancelled or out of time).
+    starting a new run. Only this run is ended here, never the sweep's parent, which
+    its sweep ends (experiments.sweeps.tracking).
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
     validate(cfg)  # the one validation of this run: what builds it below is told so
@@ -127,8 +125,7 @@ def train_and_log(
     log_safely("the host and pid tags", mlflow.set_tags,
                {tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
     outcome = Outcome(run_id=active.info.run_id)
-    also_end = (parent_run_id,) if parent_run_id and interrupt_ends_parent else ()
-    with ended_run(outcome.run_id, also_end=also_end):
+    with ended_run(outcome.run_id):
         try:
             if found is not None:
                 log_range_test(found, name)

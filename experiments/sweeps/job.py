@@ -43,6 +43,7 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
         extra[tags.SWEEP] = hydra.runtime.choices.get("sweep") or "custom"
     # A job of hydra/launcher=slurm is a SLURM job of its own: SIGTERM or SIGUSR2 there come
     # from the scheduler (scancel, time limit, preemption) and stop this job, not the sweep.
+    # Elsewhere the stop propagates to the sweep, which stops (its parent ends KILLED).
     slurm_job = multirun and "SlurmLauncher" in str(OmegaConf.select(hydra, "launcher._target_"))
     try:
         outcome = train_and_log(
@@ -51,13 +52,12 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
             parent_run_id=None if parent is None else parent["run_id"],
             hydra_dir=output_dir / hydra.output_subdir if hydra.output_subdir else None,
             log_file=output_dir / f"{hydra.job.name}.log",
-            interrupt_ends_parent=not slurm_job,
         )
     except KeyboardInterrupt as e:
         if not slurm_job:
             raise
-        # Its run is already KILLED. Returning lets submitit record the job as done, so the
-        # sweep collects the other jobs and writes its report.
+        # Its run is already KILLED, and the parent is the sweep's. Returning lets submitit
+        # record the job as done, so the sweep collects the other jobs and writes its report.
         log.warning("SLURM stopped this job (%s); its run is KILLED, the sweep goes on", e)
         return failed
     except Exception as e:

@@ -1,5 +1,5 @@
-"""A sweep's parent run: how its jobs find it, how its children are listed, and how the
-runs a dead worker left RUNNING are ended."""
+"""A sweep's parent run: how its jobs find it, how its children are listed, how the
+runs a dead worker left RUNNING are ended, and what a sweep that stopped early ends as."""
 
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ def end_orphaned_runs(client: Any, parent_run_id: str, reason: str) -> list[str]
         client.set_terminated(run.info.run_id, status="KILLED")
         names.append(run.info.run_name)
     return names
+
+
+def stopped_how(error: BaseException) -> tuple[str, str, str]:
+    """The parent's status and reason for a sweep that did not get to its end, and the
+    reason its runs still RUNNING are ended KILLED with."""
+    if isinstance(error, SystemExit) and error.__context__ is not None:
+        error = error.__context__  # Hydra reports an error and exits: the error says why
+    if isinstance(error, KeyboardInterrupt):
+        return "KILLED", f"interrupted: {error or 'Ctrl-C'}", "the sweep was interrupted"
+    text = f"{type(error).__name__}: {error}"[:5000]
+    if type(error).__name__ == "TerminatedWorkerError":  # joblib's
+        return "FAILED", text, ("its worker process died (killed, e.g. SIGKILL or out of "
+                                "memory) and the parallel sweep was stopped")
+    return "FAILED", text, f"the sweep failed: {text[:500]}"
 
 
 class NoSweepError(LookupError):

@@ -1,16 +1,16 @@
 """The Hydra callback that gives a multirun its parent MLflow run (`hydra.callbacks` in
 conf/train.yaml): it opens the parent when the sweep starts, prepares the job processes
 of parallel launchers, and writes the comparison report and ends the parent when the
-sweep ends. The parent is never left RUNNING.
+sweep ends. It alone ends the parent, never left RUNNING: FINISHED at the sweep's end,
+KILLED when a stop signal or Ctrl-C stopped the sweep, FAILED when it failed (a worker
+died). Hydra skips on_multirun_end when the sweep stops or fails; the command's stop scope
+(experiments.tracking.signals) then calls the same ending on its way out.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import signal
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -25,9 +25,9 @@ from experiments.datasets.base import data_config
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
-from experiments.sweeps.parent import end_orphaned_runs, write_parent_run
+from experiments.sweeps.parent import end_orphaned_runs, stopped_how, write_parent_run
 from experiments.sweeps.plan import sweeper_kind
-from experiments.tracking import tags
+from experiments.tracking import signals, tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
 from experiments.tracking.store import SWEEP_SERVER_ENV, resolve_tracking_uri, use_store
@@ -40,9 +40,9 @@ class SweepTracking(Callback):
     """Groups a multirun's jobs under one parent MLflow run and reports on them at the end.
 
     A job that fails or diverges is recorded as FAILED and the sweep goes on
-    (experiments.sweeps.job catches it). Ctrl-C or SIGTERM stops the whole sweep: the running
-    job and the parent end KILLED. If the process ends any other way before the sweep is
-    over, the parent is ended FAILED on exit, so it is never left RUNNING.
+    (experiments.sweeps.job catches it), as does one SLURM stops (hydra/launcher=slurm).
+    Ctrl-C or a stop signal to the sweep stops it: the running job ends KILLED (its own
+    process did that) and the parent KILLED (`_end_parent`, here only).
     """
 
     def __init__(self, threads_per_job: int | None = None, local_server: bool = True) -> None:
@@ -52,16 +52,15 @@ class SweepTracking(Callback):
         self.threads_per_job = threads_per_job
         self.local_server = local_server
         self.parent_run_id: str | None = None
-        self.interrupted = False
-        self._previous_handlers: dict[int, Any] = {}
         self._server: Any = None
         self._job_env: Any = None
+        self._cancel_unwind: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Parallel launchers pickle the callbacks into each job; the server process and
-        # the signal handlers belong to the sweep's process only.
+        # the parent's ending belong to the sweep's process only.
         state = dict(self.__dict__)
-        state.update(_server=None, _job_env=None, _previous_handlers={})
+        state.update(_server=None, _job_env=None, _cancel_unwind=None)
         return state
 
     # -- Hydra hooks ---------------------------------------------------------------------------
@@ -70,6 +69,8 @@ class SweepTracking(Callback):
         sweep_name = OmegaConf.select(config, "hydra.runtime.choices.sweep") or "custom"
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
+            # First: a command that cannot end the parent on its way out must not open it.
+            self._cancel_unwind = signals.on_unwind(self._end_parent)
             _check_store_for_launcher(config)
             _check_config_and_data(config)
         except Exception as e:
@@ -102,8 +103,6 @@ class SweepTracking(Callback):
         for key, values in params.items():
             client.log_param(self.parent_run_id, f"sweep.{key}", str(values))
         write_parent_run(sweep_dir, self.parent_run_id, sweep_name)
-        self._install_signal_handlers()
-        atexit.register(self._end_if_still_running)
         log.info("sweep %s: parent MLflow run %s", sweep_name, self.parent_run_id)
         self._prepare_job_processes(config, sweep_dir)
 
@@ -111,26 +110,28 @@ class SweepTracking(Callback):
         launchers.log_job_threads()  # in the job's log: what its process inherited
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.parent_run_id is None:
-            return
-        self._stop_job_processes_support()
-        client = mlflow.MlflowClient()
-        self._end_orphans(client, "its job process ended without ending the run")
         parent_run_id, overview = self.parent_run_id, None
+        if parent_run_id is None:
+            return
         try:
-            out_dir = Path(config.hydra.sweep.dir) / "report"
-            report = write_report(parent_run_id, out_dir, log_to_parent=True)
-            client.set_tag(parent_run_id, tags.SWEEP_JOBS, report.summary)
-            overview = self._log_summary(client, config, report)
-        except Exception:
-            # A broken report must not lose the sweep: the runs are there, and the report
-            # can be rebuilt with `python -m experiments.report`.
-            log.exception("the comparison report failed; rerun python -m experiments.report")
-        finally:
-            client.set_terminated(parent_run_id, status="FINISHED")
-            self._restore_signal_handlers()
-            atexit.unregister(self._end_if_still_running)
-            self.parent_run_id = None
+            self._stop_job_processes_support()
+            client = mlflow.MlflowClient()
+            self._end_orphans(client, parent_run_id,
+                              "its job process ended without ending the run")
+            try:
+                out_dir = Path(config.hydra.sweep.dir) / "report"
+                report = write_report(parent_run_id, out_dir, log_to_parent=True)
+                client.set_tag(parent_run_id, tags.SWEEP_JOBS, report.summary)
+                overview = self._log_summary(client, config, report)
+            except Exception:
+                # A broken report must not lose the sweep: the runs are there, and the
+                # report can be rebuilt with `python -m experiments.report`.
+                log.exception("the comparison report failed; rerun python -m "
+                              "experiments.report")
+        except BaseException as e:  # stopped while writing the report: not FINISHED
+            self._end_parent(e)
+            raise
+        self._end_parent(None)
         # Last, so that the sweep ends on it rather than on the last job's progress bar.
         print("\n" + (overview or f"Sweep over; its parent run is {parent_run_id}."),
               flush=True)
@@ -154,39 +155,34 @@ class SweepTracking(Callback):
                               report.runs, wall_time_s, report.out_dir, self.parent_run_id,
                               links, hint)
 
-    # -- never RUNNING ---------------------------------------------------------------------
+    # -- the parent's end ------------------------------------------------------------------
 
-    def _interrupt(self, signum: int, frame: Any) -> None:
-        self.interrupted = True
-        raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
-
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        # SIGHUP: the terminal was closed. A signal ignored (nohup) stays ignored.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                self._previous_handlers[signum] = signal.signal(signum, self._interrupt)
-
-    def _restore_signal_handlers(self) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-
-    def _end_if_still_running(self) -> None:
-        self._stop_job_processes_support()
-        if self.parent_run_id is None:
-            return
-        client = mlflow.MlflowClient()
-        self._end_orphans(client, "the sweep was interrupted" if self.interrupted else
-                          "its worker process died (killed, e.g. SIGKILL or out of memory) "
-                          "and the parallel sweep was stopped")
-        try:
-            if client.get_run(self.parent_run_id).info.status == "RUNNING":
-                client.set_terminated(self.parent_run_id,
-                                      status="KILLED" if self.interrupted else "FAILED")
-        except Exception:
-            log.exception("could not end the sweep's parent run %s", self.parent_run_id)
+    def _end_parent(self, error: BaseException | None) -> None:
+        """End the parent: FINISHED (error None), KILLED (a stop: Ctrl-C, a stop signal) or
+        FAILED (any other error), after the runs of the sweep still RUNNING, which no job
+        can end any more. The only place the parent ends, once."""
+        # Before anything else, so that no signal can come between taking the parent and
+        # ending it; one that lands before this line leaves both, for the stop scope.
+        with signals.ending():
+            parent_run_id, self.parent_run_id = self.parent_run_id, None
+            cancel, self._cancel_unwind = self._cancel_unwind, None
+            if cancel is not None:
+                cancel()
+            if parent_run_id is None:
+                return
+            self._stop_job_processes_support()
+            client = mlflow.MlflowClient()
+            status, reason = "FINISHED", None
+            if error is not None:
+                status, reason, orphans = stopped_how(error)
+                self._end_orphans(client, parent_run_id, orphans)
+            try:
+                if reason is not None:
+                    client.set_tag(parent_run_id, tags.FAILURE_REASON, reason)
+                client.set_terminated(parent_run_id, status=status)
+            except Exception:
+                log.exception("could not end the sweep's parent run %s as %s",
+                              parent_run_id, status)
 
     # -- jobs in other processes (experiments.sweeps.launchers) --------------------------------
 
@@ -227,10 +223,11 @@ class SweepTracking(Callback):
         if env is not None:
             env.restore()
 
-    def _end_orphans(self, client: mlflow.MlflowClient, reason: str) -> None:
+    @staticmethod
+    def _end_orphans(client: mlflow.MlflowClient, parent_run_id: str, reason: str) -> None:
         """Runs of this sweep still RUNNING once no job runs: end them KILLED, and say so."""
         try:
-            names = end_orphaned_runs(client, self.parent_run_id, reason)
+            names = end_orphaned_runs(client, parent_run_id, reason)
         except Exception:
             log.exception("could not check the sweep's runs for ones left RUNNING")
             return
@@ -240,7 +237,7 @@ class SweepTracking(Callback):
                        f"and everything the killed ones logged are kept.")
             log.error("%s", message)
             print(message, file=sys.stderr, flush=True)
-            client.set_tag(self.parent_run_id, tags.KILLED_RUNS, ", ".join(names))
+            client.set_tag(parent_run_id, tags.KILLED_RUNS, ", ".join(names))
 
 
 def _check_config_and_data(config: DictConfig) -> None:

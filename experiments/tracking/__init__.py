@@ -8,6 +8,7 @@ happens while the tracking server is away.
     git        the code's commit and uncommitted changes
     params     a nested config as flat MLflow params
     lifecycle  a run always ends FINISHED, FAILED or KILLED
+    signals    the one place a stop signal (Ctrl-C, SIGTERM, SIGHUP, SLURM's) becomes a stop
     offline    training goes on while the tracking server is unreachable
     history    metric series read back, metrics sent in batches
     server     a local `mlflow server` in a child process

@@ -1,123 +1,85 @@
 """How a run ends: always FINISHED, FAILED or KILLED, never left RUNNING.
 
 `ended_run` ends the active run with the status that fits how its block exited: FINISHED,
-FAILED (an exception, or a loss that became NaN/inf) or KILLED (Ctrl-C or SIGTERM).
+FAILED (an exception, or a loss that became NaN/inf) or KILLED (Ctrl-C, SIGTERM, SIGHUP,
+SLURM's warning: the stop signals of tracking.signals, which turns them into exceptions).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping
+from types import TracebackType
 
 import mlflow
 
 from cnn.training import DivergenceError
-from experiments.tracking import tags
+from experiments.tracking import signals, tags
 from experiments.tracking.offline import is_tracking_outage
 
 log = logging.getLogger(__name__)
 
 
-# SIGUSR2: SLURM's warning to a job of hydra/launcher=slurm that its time limit is near (or
-# that it is preempted), which submitit asks for with --signal=USR2@<signal_delay_s>.
-# submitit's own handler raises its error wherever the job is; inside an MLflow request
-# that error is taken for an unreachable server, and the job trains on until SLURM kills it.
-# SIGHUP: the terminal was closed; the run must end as for SIGTERM, not stay RUNNING.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)
-
-
-class _StopSignals:
-    """While installed, the first stop signal (Ctrl-C, SIGTERM, SIGHUP, SLURM's SIGUSR2)
-    raises KeyboardInterrupt; once the run is being ended (`ending`), later ones are only
-    remembered. A burst of Ctrl-C would otherwise interrupt `mlflow.end_run` itself and
-    leave the run RUNNING."""
-
-    def __init__(self) -> None:
-        self.ending = False
-        self.received: list[int] = []
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.ending:
-            self.received.append(signum)
-            log.warning("received %s while ending the run; it ends first", name)
-            return
-        self.ending = True
-        why = " from SLURM: time limit near, or preempted" if signum == signal.SIGUSR2 else ""
-        raise KeyboardInterrupt(f"received signal {name}{why}")
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be installed from the main thread
-        for signum in (signal.SIGINT, *STOP_SIGNALS):
-            current = signal.getsignal(signum)
-            # An ignored signal stays ignored: a shell's background job ignores SIGINT,
-            # nohup ignores SIGHUP.
-            if current is not signal.SIG_IGN:
-                self._previous[signum] = signal.signal(signum, self._handle)
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-
-@contextmanager
-def ended_run(run_id: str, also_end: tuple[str, ...] = ()) -> Iterator[None]:
+class ended_run:  # noqa: N801 (used as a function: `with ended_run(run_id):`)
     """End the active run `run_id` when the block exits, with the status that fits.
 
     Normal exit: FINISHED. DivergenceError: FAILED, tagged with the epoch, step and reason.
-    KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP inside this block): KILLED, and so are the
-    runs in `also_end` (a sweep's parent, since the whole sweep stops). Any other exception:
-    FAILED with the error's type and message as tags. Exceptions propagate. Stop signals
-    arriving while the run is being ended wait until it has ended; if the block had
-    finished normally, they then raise KeyboardInterrupt.
+    KeyboardInterrupt (Ctrl-C, or a stop signal while the block runs: tracking.signals):
+    KILLED, tagged with the signal. Any other exception: FAILED with the error's type and
+    message as tags. Exceptions propagate. Only this run is ended: a sweep's parent is
+    its sweep's to end (experiments.sweeps.tracking). Stop signals arriving while the run
+    is being ended wait until it has ended; if no stop was under way, they then raise
+    KeyboardInterrupt.
     """
-    client = mlflow.MlflowClient()
-    status = "FINISHED"
-    guard = _StopSignals()
-    guard.install()
-    try:
-        yield
-    except DivergenceError as e:
-        guard.ending = True
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._scope = signals.stop_scope()
+
+    def __enter__(self) -> ended_run:
+        self._client = mlflow.MlflowClient()
+        try:
+            self._scope.__enter__()
+        except BaseException as e:  # a signal as the handlers were being installed
+            self.__exit__(type(e), e, e.__traceback__)
+            raise
+        return self
+
+    @signals.defers_signals
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            with signals.ending():
+                _end_as(self._client, self.run_id, error)
+        except BaseException as late:
+            self._scope.__exit__(type(late), late, late.__traceback__)
+            raise
+        self._scope.__exit__(kind, error, tb)
+
+
+def _end_as(client: mlflow.MlflowClient, run_id: str, error: BaseException | None) -> None:
+    """Tag why the run stopped, if it did, and end it with the status that says so."""
+    if error is None:
+        status = "FINISHED"
+    elif isinstance(error, DivergenceError):
         status = "FAILED"
         _safe_tags(client, run_id, {
-            tags.FAILURE_REASON: e.reason,
-            tags.FAILURE_EPOCH: str(e.epoch),
-            tags.FAILURE_STEP: str(e.step),
+            tags.FAILURE_REASON: error.reason,
+            tags.FAILURE_EPOCH: str(error.epoch),
+            tags.FAILURE_STEP: str(error.step),
             tags.ERROR_TYPE: "DivergenceError",
         })
-        raise
-    except KeyboardInterrupt as e:
-        guard.ending = True
+    elif isinstance(error, KeyboardInterrupt):
         status = "KILLED"
-        _safe_tags(client, run_id, {tags.FAILURE_REASON: f"interrupted: {e or 'Ctrl-C'}"})
-        for other in also_end:
-            _safe_end(client, other, "KILLED")
-        raise
-    except BaseException as e:
-        guard.ending = True
+        _safe_tags(client, run_id, {tags.FAILURE_REASON: f"interrupted: {error or 'Ctrl-C'}"})
+    else:
         status = "FAILED"
-        text = "".join(traceback.format_exception_only(type(e), e)).strip()
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
         _safe_tags(client, run_id, {tags.FAILURE_REASON: text[:5000],
-                                    tags.ERROR_TYPE: type(e).__name__})
-        raise
-    finally:
-        guard.ending = True
-        try:
-            _end(client, run_id, status)
-        finally:
-            guard.restore()
-    if guard.received:  # a stop asked for while the finished run was being ended
-        raise KeyboardInterrupt(f"received signal {signal.Signals(guard.received[0]).name}")
+                                    tags.ERROR_TYPE: type(error).__name__})
+    _end(client, run_id, status)
 
 
 def _end(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
@@ -154,13 +116,6 @@ def _safe_tags(client: mlflow.MlflowClient, run_id: str, values: Mapping[str, st
             client.set_tag(run_id, key, value)
     except Exception:
         log.exception("could not tag run %s with its failure", run_id)
-
-
-def _safe_end(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
-    try:
-        client.set_terminated(run_id, status=status)
-    except Exception:
-        log.exception("could not end run %s as %s", run_id, status)
 
 
 def http_retries_bounded() -> None:
