@@ -89,9 +89,21 @@ def array_job_id(sweep_dir: Path, timeout: float = 60) -> str:
     raise AssertionError(f"no job was submitted within {timeout} s")
 
 
-def report_jobs(cluster, array_id: str) -> dict[int, str]:
-    """Print the array's SLURM jobs as the scheduler reports them; return {task: state}."""
-    jobs = [j for j in cluster.jobs([array_id]) if re.fullmatch(r"\d+_\d+", j.job_id)]
+# States a job passes through on its way to its end (COMPLETING: its processes are being
+# killed, which on a loaded machine outlasts the sweep's own end by seconds).
+UNSETTLED = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED")
+
+
+def report_jobs(cluster, array_id: str, timeout: float = 60) -> dict[int, str]:
+    """Print the array's SLURM jobs as the scheduler reports them, once each has reached
+    its end state (waiting up to `timeout` seconds); return {task: state}."""
+
+    def array_jobs():
+        return [j for j in cluster.jobs([array_id]) if re.fullmatch(r"\d+_\d+", j.job_id)]
+
+    cluster.wait_for(lambda: not any(j.state in UNSETTLED for j in array_jobs()), timeout,
+                     f"array job {array_id}'s jobs to reach their end states")
+    jobs = array_jobs()
     print(f"SLURM array job {array_id}:")
     for job in sorted(jobs, key=lambda j: int(j.job_id.split("_")[1])):
         print(f"  {job.job_id} (job id {job.slurm_id}) on {job.node or '-'}: {job.state}"
