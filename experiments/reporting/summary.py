@@ -33,11 +33,12 @@ from experiments.reporting import depth, search
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
+    extra_keys,
     not_converged,
     outcome_and_cause,
 )
 from experiments.reporting.figures import accuracy_vs_size_figure, curves_figure
-from experiments.tracking import tags
+from experiments.tracking import swept, tags
 
 
 def _last(values: list[float] | None) -> str:
@@ -45,11 +46,15 @@ def _last(values: list[float] | None) -> str:
 
 
 def summary_rows(runs: Sequence[RunSummary]) -> list[dict[str, str]]:
+    """One row per run; after its init, lr, n_train and seed, a column per other key the
+    sweep varies (trainer.batch_size, optim, ...), so that no two rows read the same."""
+    extra = extra_keys(runs, swept.FIGURE_KEYS)
     rows = []
-    for r in sorted(runs, key=lambda r: (r.init, r.lr, r.size, r.seed)):
+    for r in sorted(runs, key=lambda r: (r.init, r.lr, r.size,
+                                         *(r.swept.get(k, "") for k in extra), r.seed)):
         rows.append({
             "run": r.name, "init": r.init, "lr": f"{r.lr:g}", "n_train": r.n_train,
-            "seed": r.seed, "status": r.status,
+            "seed": r.seed, **{k: r.swept.get(k, "") for k in extra}, "status": r.status,
             "epochs": str(len(r.curves.get("train_loss", []))),
             "train_loss": _last(r.curves.get("train_loss")),
             "val_acc": _last(r.curves.get("val_acc")),

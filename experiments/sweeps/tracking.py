@@ -26,7 +26,7 @@ from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
 from experiments.sweeps.parent import end_orphaned_runs, write_parent_run
-from experiments.sweeps.plan import sweeper_kind
+from experiments.sweeps.plan import sweeper_kind, swept_keys
 from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
@@ -101,7 +101,9 @@ class SweepTracking(Callback):
         self.parent_run_id = parent.info.run_id
         for key, values in params.items():
             client.log_param(self.parent_run_id, f"sweep.{key}", str(values))
-        write_parent_run(sweep_dir, self.parent_run_id, sweep_name)
+        # The jobs name their runs by these (experiments.sweeps.job), the report its columns.
+        swept = swept_keys(overrides, params)
+        write_parent_run(sweep_dir, self.parent_run_id, sweep_name, swept)
         self._install_signal_handlers()
         atexit.register(self._end_if_still_running)
         log.info("sweep %s: parent MLflow run %s", sweep_name, self.parent_run_id)
