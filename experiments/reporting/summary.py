@@ -7,9 +7,12 @@ report/:
     accuracy_vs_size.png       final test accuracy against training-set size, one panel
                                per learning rate, one line per initialisation (mean and
                                spread over seeds when there are several)
-    summary.md, summary.csv    one row per run: its choices, status, final metrics and
-                               diagnosis; summary.md then lists the runs that did not
-                               converge, with what happened and their diagnosis
+    summary.md, summary.csv    one row per run: its choices (every key the sweep varies),
+                               status, final metrics and diagnosis; summary.md then lists
+                               the runs that did not converge, with what happened and
+                               their diagnosis, and the seed groups (below)
+    groups.csv                 runs that differ only in their seed, one row per group:
+                               n, mean, sd and 95% CI of test_acc and test_loss (groups)
     accuracy_vs_depth.png,     for a sweep over depths (conf/sweep/depth.yaml): see
     gradient_flow.png          experiments.reporting.depth; summary.md then has its table
     search_history.png/.csv,   for a search (conf/sweep/search.yaml, Optuna): see
@@ -23,13 +26,13 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 from PIL import Image
 
-from experiments.reporting import depth, search
+from experiments.reporting import depth, groups, search
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -94,6 +97,7 @@ class SweepReport:
     out_dir: Path
     summary: str
     runs: list[RunSummary]
+    groups: list[groups.Group] = field(default_factory=list)
 
 
 def write_report(parent_run_id: str, out_dir: str | Path,
@@ -134,8 +138,11 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     for r in runs:
         counts[r.status] += 1
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    seed_groups = groups.seed_groups(runs)
+    groups.write_groups_csv(seed_groups, out / "groups.csv")
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
                                     + markdown_table(rows) + "\n" + diagnosis_section(runs)
+                                    + "\n" + groups.groups_section(seed_groups)
                                     + depth_section)
     with open(out / "summary.csv", "w", newline="") as f:
         if rows:
@@ -150,4 +157,4 @@ def write_report(parent_run_id: str, out_dir: str | Path,
             with Image.open(out / name) as image:
                 client.log_image(parent_run_id, image.convert("RGB"),
                                  key=name.removesuffix(".png"), step=0)
-    return SweepReport(out, summary, runs)
+    return SweepReport(out, summary, runs, seed_groups)

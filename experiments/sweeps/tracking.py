@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import validate
 from experiments.datasets.base import data_config
+from experiments.reporting.groups import best_group_metrics
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
@@ -144,6 +145,12 @@ class SweepTracking(Callback):
         wall_time_s = time.time() - parent.info.start_time / 1000
         for key, value in parent_metrics(report.runs, wall_time_s).items():
             client.log_metric(self.parent_run_id, key, value, step=0)
+        # The best setting as its seeds' mean and interval, not its luckiest run.
+        best_metrics, best_label = best_group_metrics(report.groups)
+        for key, value in best_metrics.items():
+            client.log_metric(self.parent_run_id, key, value, step=0)
+        if best_label is not None:
+            client.set_tag(self.parent_run_id, tags.BEST_GROUP, best_label)
         uri = resolve_tracking_uri(config.tracking.uri)
         links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id,
                             [r.run_id for r in report.runs])
