@@ -70,3 +70,5 @@ def test_groups_csv_has_each_batch_sizes_mean_and_interval_over_its_seeds(sweep)
     assert metrics["best_group_test_acc_ci95"] == pytest.approx(float(rows[best]["test_acc_ci95"]))
     summary = (report / "summary.md").read_text()
     assert "## Seeds as replicates" in summary
+    # The two batch sizes compared, paired by seed.
+    assert "## Paired comparisons" in summary and "vs batch_size=" in summary

@@ -13,6 +13,8 @@ report/:
                                their diagnosis, and the seed groups (below)
     groups.csv                 runs that differ only in their seed, one row per group:
                                n, mean, sd and 95% CI of test_acc and test_loss (groups)
+                               summary.md then compares the best group with each other,
+                               paired by seed (compare)
     accuracy_vs_depth.png,     for a sweep over depths (conf/sweep/depth.yaml): see
     gradient_flow.png          experiments.reporting.depth; summary.md then has its table
     search_history.png/.csv,   for a search (conf/sweep/search.yaml, Optuna): see
@@ -32,7 +34,7 @@ from pathlib import Path
 import mlflow
 from PIL import Image
 
-from experiments.reporting import depth, groups, search
+from experiments.reporting import compare, depth, groups, search
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -143,6 +145,7 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
                                     + markdown_table(rows) + "\n" + diagnosis_section(runs)
                                     + "\n" + groups.groups_section(seed_groups)
+                                    + "\n" + compare.comparisons_section(seed_groups)
                                     + depth_section)
     with open(out / "summary.csv", "w", newline="") as f:
         if rows:
