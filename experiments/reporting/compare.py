@@ -11,8 +11,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
-
 from experiments.reporting.groups import Group, best_group, describe, half_width
 
 ALPHA = 0.05
@@ -67,6 +65,8 @@ def _unit(metric: str) -> str:
 
 def paired_comparison(a: Group, b: Group, metric: str = "test_acc") -> Comparison:
     """Whether b beats a on `metric` (higher test_acc, lower test_loss), paired by seed."""
+    from scipy import stats  # here, not at the top: see groups.half_width
+
     ours, theirs = a.by_seed(metric), b.by_seed(metric)
     seeds = sorted(set(ours) & set(theirs), key=lambda s: (len(s), s))
     n = len(seeds)

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scipy import stats
-
 from experiments.reporting.collect import RunSummary
 from experiments.tracking import swept
 
@@ -47,6 +45,11 @@ def describe(values: Sequence[float]) -> Stats:
 
 def half_width(sd: float, n: int) -> float:
     """The 95% interval's half-width for the mean of n values of standard deviation sd."""
+    # Imported here, not at the top: scipy loads its own OpenBLAS, and a sweep's jobs run
+    # in the process that imports this module (the basic launcher), where it would then
+    # be the BLAS that the runs' blas tag reports. The report comes after the jobs.
+    from scipy import stats
+
     return float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
 
 
