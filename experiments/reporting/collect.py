@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import mlflow
 
-from experiments.tracking import tags
+from experiments.tracking import swept, tags
 from experiments.tracking.history import metric_series
 
 CURVE_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
@@ -34,6 +34,7 @@ class RunSummary:
     params: dict[str, str] = field(default_factory=dict)  # every logged param ("model.depth")
     metric_keys: list[str] = field(default_factory=list)  # every metric it logged
     tags: dict[str, str] = field(default_factory=dict)  # every tag (overrides, job number)
+    swept: dict[str, str] = field(default_factory=dict)  # swept key -> value (tags.SWEPT)
 
     @property
     def size(self) -> float:
@@ -74,12 +75,21 @@ def collect_runs(parent_run_id: str) -> list[RunSummary]:
             params=dict(p),
             metric_keys=list(m),
             tags=dict(run.data.tags),
+            swept=swept.decode(run.data.tags.get(tags.SWEPT)),
         )
         for key in CURVE_METRICS:
             if key in m:
                 summary.curves[key] = metric_series(client, run.info.run_id, key)
         summaries.append(summary)
     return summaries
+
+
+def extra_keys(runs: Sequence[RunSummary], shown: Iterable[str] = ()) -> list[str]:
+    """The swept keys of these runs, in the sweep's order, but those in `shown` (which the
+    table or figure lays out on its own) and those with one value here."""
+    shown = set(shown)
+    keys = list(dict.fromkeys(k for r in runs for k in r.swept if k not in shown))
+    return [k for k in keys if len({r.swept.get(k) for r in runs}) > 1]
 
 
 def not_converged(runs: Sequence[RunSummary]) -> list[RunSummary]:

@@ -11,7 +11,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from experiments.reporting.collect import RunSummary, size_of
+from experiments.reporting.collect import RunSummary, extra_keys
+from experiments.tracking import swept
 
 
 def _ordered(values: Sequence) -> list:
@@ -20,11 +21,17 @@ def _ordered(values: Sequence) -> list:
 
 
 def curves_figure(runs: Sequence[RunSummary], metric: str, ylabel: str, log_y: bool) -> Figure:
-    """One panel per (initialisation, learning rate); one colour per training-set size."""
+    """One panel per (initialisation, learning rate); one colour per training-set size and
+    value of the other keys the sweep varies (batch size, optimiser, ...; the seed aside)."""
     inits = _ordered(r.init for r in runs)
     lrs = sorted(_ordered(r.lr for r in runs))
-    sizes = sorted(_ordered(r.n_train for r in runs), key=size_of)
-    colours = {s: f"C{i}" for i, s in enumerate(sizes)}
+    extra = extra_keys(runs, swept.FIGURE_KEYS)
+
+    def line_label(r: RunSummary) -> str:
+        return ", ".join([f"n={r.n_train}", *filter(None, [swept.label(r.swept, extra)])])
+
+    ordered = sorted(runs, key=lambda r: (r.size, *(r.swept.get(k, "") for k in extra)))
+    colours = {s: f"C{i % 10}" for i, s in enumerate(_ordered(map(line_label, ordered)))}
     fig = Figure(figsize=(3.6 * len(lrs) + 1, 2.8 * len(inits) + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(inits), len(lrs), sharex=True, sharey=True,
                                       squeeze=False))
@@ -39,10 +46,10 @@ def curves_figure(runs: Sequence[RunSummary], metric: str, ylabel: str, log_y: b
                 values = np.asarray(run.curves[metric], dtype=float)
                 values = np.where(np.isfinite(values), values, np.nan)
                 epochs = np.arange(1, len(values) + 1)
-                ax.plot(epochs, values, "-o", ms=2, lw=1, color=colours[run.n_train],
-                        label=f"n={run.n_train}")
+                colour = colours[line_label(run)]
+                ax.plot(epochs, values, "-o", ms=2, lw=1, color=colour, label=line_label(run))
                 if run.status != "FINISHED":  # where it stopped, and why (see the table)
-                    ax.plot(epochs[-1:], values[-1:], "x", ms=8, color=colours[run.n_train])
+                    ax.plot(epochs[-1:], values[-1:], "x", ms=8, color=colour)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if log_y:
                 ax.set_yscale("log")
@@ -51,28 +58,36 @@ def curves_figure(runs: Sequence[RunSummary], metric: str, ylabel: str, log_y: b
             if j == 0:
                 ax.set_ylabel(ylabel)
     handles, labels = [], []
-    for ax in axes.ravel():  # one legend entry per size, whichever panel has it
+    for ax in axes.ravel():  # one legend entry per line label, whichever panel has it
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
     if handles:
-        fig.legend(handles, labels, loc="outside right upper", title="training images")
+        fig.legend(handles, labels, loc="outside right upper",
+                   title="training images" + (", " + ", ".join(
+                       swept.short_names(extra).values()) if extra else ""))
     fig.suptitle(f"{ylabel} per epoch (x: run stopped early)")
     return fig
 
 
 def accuracy_vs_size_figure(runs: Sequence[RunSummary]) -> Figure:
-    """Final test accuracy against n_train: one panel per lr, one line per initialisation."""
-    inits = _ordered(r.init for r in runs)
+    """Final test accuracy against n_train: one panel per lr, one line per initialisation
+    and value of the other keys the sweep varies; seeds of one line are averaged."""
+    extra = extra_keys(runs, swept.FIGURE_KEYS)
+
+    def line_of(r: RunSummary) -> str:
+        return ", ".join([r.init, *filter(None, [swept.label(r.swept, extra)])])
+
+    lines = _ordered(map(line_of, runs))
     lrs = sorted(_ordered(r.lr for r in runs))
     fig = Figure(figsize=(3.8 * len(lrs) + 1, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(lrs), sharey=True, squeeze=False)).ravel()
     for ax, lr in zip(axes, lrs, strict=True):
-        for k, init in enumerate(inits):
+        for k, line in enumerate(lines):
             by_size: dict[float, list[float]] = defaultdict(list)
             for run in runs:
-                if run.init == init and run.lr == lr and run.test_acc is not None:
+                if line_of(run) == line and run.lr == lr and run.test_acc is not None:
                     by_size[run.size].append(run.test_acc)
             sizes = sorted(s for s in by_size if math.isfinite(s))
             if not sizes:
@@ -80,7 +95,7 @@ def accuracy_vs_size_figure(runs: Sequence[RunSummary]) -> Figure:
             means = [np.mean(by_size[s]) for s in sizes]
             spread = [np.std(by_size[s]) for s in sizes]
             ax.errorbar(sizes, means, yerr=spread if max(spread) > 0 else None, fmt="-o",
-                        ms=4, capsize=3, color=f"C{k}", label=init)
+                        ms=4, capsize=3, color=f"C{k % 10}", label=line)
         ax.set_xscale("log", base=2)
         sizes_here = sorted({r.size for r in runs if r.lr == lr and math.isfinite(r.size)})
         ax.set_xticks(sizes_here, [f"{s:g}" for s in sizes_here])  # the sizes, not powers of 2
@@ -93,7 +108,8 @@ def accuracy_vs_size_figure(runs: Sequence[RunSummary]) -> Figure:
     axes[0].set_ylim(0, 1)
     for ax in axes:  # the legend goes in the first panel that has lines
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(title="initialisation", fontsize=8)
+            ax.legend(title=", ".join(["initialisation",
+                                       *swept.short_names(extra).values()]), fontsize=8)
             break
     fig.suptitle("final test accuracy (dotted: chance); runs that failed have no point")
     return fig

@@ -7,9 +7,14 @@ report/:
     accuracy_vs_size.png       final test accuracy against training-set size, one panel
                                per learning rate, one line per initialisation (mean and
                                spread over seeds when there are several)
-    summary.md, summary.csv    one row per run: its choices, status, final metrics and
-                               diagnosis; summary.md then lists the runs that did not
-                               converge, with what happened and their diagnosis
+    summary.md, summary.csv    one row per run: its choices (every key the sweep varies),
+                               status, final metrics and diagnosis; summary.md then lists
+                               the runs that did not converge, with what happened and
+                               their diagnosis, and the seed groups (below)
+    groups.csv                 runs that differ only in their seed, one row per group:
+                               n, mean, sd and 95% CI of test_acc and test_loss (groups)
+                               summary.md then compares the best group with each other,
+                               paired by seed (compare)
     accuracy_vs_depth.png,     for a sweep over depths (conf/sweep/depth.yaml): see
     gradient_flow.png          experiments.reporting.depth; summary.md then has its table
     search_history.png/.csv,   for a search (conf/sweep/search.yaml, Optuna): see
@@ -23,21 +28,22 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 from PIL import Image
 
-from experiments.reporting import depth, search
+from experiments.reporting import compare, depth, groups, search
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
+    extra_keys,
     not_converged,
     outcome_and_cause,
 )
 from experiments.reporting.figures import accuracy_vs_size_figure, curves_figure
-from experiments.tracking import tags
+from experiments.tracking import swept, tags
 
 
 def _last(values: list[float] | None) -> str:
@@ -45,11 +51,15 @@ def _last(values: list[float] | None) -> str:
 
 
 def summary_rows(runs: Sequence[RunSummary]) -> list[dict[str, str]]:
+    """One row per run; after its init, lr, n_train and seed, a column per other key the
+    sweep varies (trainer.batch_size, optim, ...), so that no two rows read the same."""
+    extra = extra_keys(runs, swept.FIGURE_KEYS)
     rows = []
-    for r in sorted(runs, key=lambda r: (r.init, r.lr, r.size, r.seed)):
+    for r in sorted(runs, key=lambda r: (r.init, r.lr, r.size,
+                                         *(r.swept.get(k, "") for k in extra), r.seed)):
         rows.append({
             "run": r.name, "init": r.init, "lr": f"{r.lr:g}", "n_train": r.n_train,
-            "seed": r.seed, "status": r.status,
+            "seed": r.seed, **{k: r.swept.get(k, "") for k in extra}, "status": r.status,
             "epochs": str(len(r.curves.get("train_loss", []))),
             "train_loss": _last(r.curves.get("train_loss")),
             "val_acc": _last(r.curves.get("val_acc")),
@@ -89,6 +99,7 @@ class SweepReport:
     out_dir: Path
     summary: str
     runs: list[RunSummary]
+    groups: list[groups.Group] = field(default_factory=list)
 
 
 def write_report(parent_run_id: str, out_dir: str | Path,
@@ -129,8 +140,12 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     for r in runs:
         counts[r.status] += 1
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    seed_groups = groups.seed_groups(runs)
+    groups.write_groups_csv(seed_groups, out / "groups.csv")
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
                                     + markdown_table(rows) + "\n" + diagnosis_section(runs)
+                                    + "\n" + groups.groups_section(seed_groups)
+                                    + "\n" + compare.comparisons_section(seed_groups)
                                     + depth_section)
     with open(out / "summary.csv", "w", newline="") as f:
         if rows:
@@ -145,4 +160,4 @@ def write_report(parent_run_id: str, out_dir: str | Path,
             with Image.open(out / name) as image:
                 client.log_image(parent_run_id, image.convert("RGB"),
                                  key=name.removesuffix(".png"), step=0)
-    return SweepReport(out, summary, runs)
+    return SweepReport(out, summary, runs, seed_groups)

@@ -38,6 +38,7 @@ from experiments.runs.results import log_datasets, log_test_results
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.blas import this_machine
 from experiments.runtime.threads import chunk_threads
+from experiments.tracking import swept as swept_names
 from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.history import epoch_history
@@ -61,14 +62,25 @@ class Outcome:
     test_acc: float | None = None
 
 
-def default_run_name(cfg: Any) -> str:
+@dataclass
+class SweptValues:
+    """A sweep job's value of each key the sweep varies (`mine`, as its override gives it),
+    and every value of each key (`all`; [] when a search draws them)."""
+
+    mine: dict[str, str]
+    all: dict[str, list[str]]
+
+
+def default_run_name(cfg: Any, swept: SweptValues | None = None) -> str:
     """A readable name from the choices, e.g. seed-he-lr0.03-n2500-s0, or for families
-    with a depth and a norm resnet20-he-... and plain32-nonorm-he-..."""
+    with a depth and a norm resnet20-he-... and plain32-nonorm-he-...; in a sweep, followed
+    by each swept key the name does not show otherwise: seed-he-lr0.03-n1000-s0-batch_size=32."""
     n = "all" if cfg.data.n_train is None else cfg.data.n_train
     model = f"{cfg.model.name}{cfg.model.get('depth', '')}"
     if cfg.model.get("norm") == "none":
         model += "-nonorm"
-    return f"{model}-{cfg.init.name}-lr{cfg.optim.lr:g}-n{n}-s{cfg.trainer.seed}"
+    name = f"{model}-{cfg.init.name}-lr{cfg.optim.lr:g}-n{n}-s{cfg.trainer.seed}"
+    return name if swept is None else name + swept_names.name_suffix(swept.mine, swept.all)
 
 
 def train_and_log(
@@ -81,6 +93,7 @@ def train_and_log(
     log_file: Path | None = None,
     splits: Splits | None = None,
     resume: tuple[str, ckpt.Checkpoint] | None = None,
+    swept: SweptValues | None = None,
 ) -> Outcome:
     """Train the run `cfg` describes inside a new MLflow run, and log everything about it.
 
@@ -93,7 +106,8 @@ def train_and_log(
     diverged loss (cnn.training.DivergenceError), propagate after that. resume: (run id,
     checkpoint) to continue that run in place from the checkpoint's next epoch instead of
     starting a new run. Only this run is ended here, never the sweep's parent, which
-    its sweep ends (experiments.sweeps.tracking).
+    its sweep ends (experiments.sweeps.tracking). swept: a sweep job's values of the keys
+    the sweep varies, shown in its name and tagged (tags.SWEPT) for the report.
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
     validate(cfg)  # the one validation of this run: what builds it below is told so
@@ -113,8 +127,10 @@ def train_and_log(
     check_store_writable(mlflow.get_tracking_uri(),
                          mlflow.get_experiment(experiment_id).artifact_location)
     commit, dirty, diff = git_state()
-    name = run_name or cfg.tracking.run_name or default_run_name(cfg)
+    name = run_name or cfg.tracking.run_name or default_run_name(cfg, swept)
     all_tags = {**git_tags(commit, dirty), tags.SWEEP: "none", **(extra_tags or {})}
+    if swept is not None:
+        all_tags[tags.SWEPT] = swept_names.encode(swept.mine)
     if resume is None:
         active = mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=all_tags)
     else:  # the same run, RUNNING again; its params and config are already logged

@@ -30,13 +30,20 @@ class Machine:
 
 def blas_library() -> tuple[str, str]:
     """(library and version, kernel) of NumPy's BLAS, e.g. ("openblas 0.3.31", "Haswell")."""
-    import numpy  # noqa: F401  threadpoolctl sees only libraries already loaded
+    import numpy  # threadpoolctl sees only libraries already loaded
     from threadpoolctl import threadpool_info
 
     pools = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     if not pools:
         return "unknown", "unknown"
-    pool = pools[0]
+    # scipy.stats (the report's intervals, scikit-learn) loads an OpenBLAS of its own, and
+    # which one threadpoolctl lists first depends on the load order: NumPy's is the one
+    # its wheel ships beside it (numpy.libs/) or in its folder.
+    site = Path(numpy.__file__).resolve().parent
+    own = [pool for pool in pools
+           if Path(pool.get("filepath", "")).resolve().parent in (site, site.with_name(
+               "numpy.libs"), site / ".libs")]
+    pool = (own or pools)[0]
     library = f"{pool.get('internal_api', 'unknown')} {pool.get('version') or ''}".strip()
     return library, str(pool.get("architecture") or pool.get("threading_layer") or "unknown")
 

@@ -7,6 +7,7 @@ the sweep's name; a job that fails or diverges is recorded as FAILED and the swe
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cnn.training import DivergenceError
-from experiments.runs.tracked import train_and_log
+from experiments.runs.tracked import SweptValues, train_and_log
 from experiments.sweeps.parent import read_parent_run
 from experiments.sweeps.plan import sweeper_kind
 from experiments.tracking import tags
@@ -34,6 +35,7 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
     multirun = hydra.mode == RunMode.MULTIRUN
     parent = read_parent_run(hydra.sweep.dir) if multirun else None
     extra = {tags.OVERRIDES: " ".join(hydra.overrides.task)}
+    swept = None if parent is None else job_values(hydra.overrides.task, parent.get("swept", {}))
     if multirun:
         extra[tags.JOB_NUM] = str(hydra.job.num)
     failed = 0.0 if multirun and sweeper_kind(hydra) == "optuna" else None
@@ -50,6 +52,7 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
             cfg,
             extra_tags=extra,
             parent_run_id=None if parent is None else parent["run_id"],
+            swept=swept,
             hydra_dir=output_dir / hydra.output_subdir if hydra.output_subdir else None,
             log_file=output_dir / f"{hydra.job.name}.log",
         )
@@ -71,3 +74,16 @@ def run_job(cfg: DictConfig, hydra: Any) -> float | None:
             log.exception("this job failed; the sweep goes on")
         return failed
     return outcome.test_acc
+
+
+def job_values(overrides: Sequence[str], swept: Mapping[str, Sequence[str]]
+               ) -> SweptValues:
+    """This job's value of each key the sweep varies, as its override gives it, with all
+    the values of each (which decide what the run's name must show)."""
+    mine: dict[str, str] = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~")
+        if sep and key in swept:
+            mine[key] = value
+    return SweptValues(mine, {k: list(v) for k, v in swept.items()})

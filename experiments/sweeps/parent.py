@@ -18,15 +18,19 @@ from experiments.tracking.ui import sweep_links
 PARENT_RUN_FILE = "mlflow_parent_run.json"
 
 
-def write_parent_run(sweep_dir: Path, run_id: str, sweep: str) -> None:
-    """Record the parent run in the sweep folder, for the jobs."""
+def write_parent_run(sweep_dir: Path, run_id: str, sweep: str,
+                     swept: dict[str, list[str]] | None = None) -> None:
+    """Record the parent run in the sweep folder, for the jobs; `swept`: the keys the sweep
+    varies with their values (plan.swept_keys), which each job names its run by."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / PARENT_RUN_FILE).write_text(json.dumps({
-        "run_id": run_id, "sweep": sweep, "tracking_uri": mlflow.get_tracking_uri()}))
+        "run_id": run_id, "sweep": sweep, "tracking_uri": mlflow.get_tracking_uri(),
+        "swept": swept or {}}))
 
 
-def read_parent_run(sweep_dir: str | Path) -> dict[str, str] | None:
-    """The parent run a sweep's jobs belong to ({"run_id", "sweep"}), if one was opened."""
+def read_parent_run(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The parent run a sweep's jobs belong to ({"run_id", "sweep", "swept"}), if one was
+    opened."""
     path = Path(sweep_dir) / PARENT_RUN_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 

@@ -9,12 +9,13 @@ cost: a local MLflow server (SQLite takes one writer) and worker processes that 
 NumPy, Hydra and MLflow before their first job. Measured on 2 cores (README, *Sweeps in
 parallel*), 8 jobs of 10 epochs ran 1.13x faster on 2 workers, and 4 jobs of 5 epochs
 1.45x slower. `decline_reason` says when not to try.
+`swept_keys` says which keys a sweep varies, for its runs' names and its report.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from experiments.sweeps.launchers import cpu_count
@@ -85,6 +86,37 @@ def _jobs_and_sweeper(overrides: Sequence[str]) -> tuple[int, str]:
         else:
             counts.pop(o.key_or_group, None)  # a single value replaces a preset's list
     return math.prod(counts.values()), kind
+
+
+def swept_keys(overrides: Sequence[str], params: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The keys a sweep varies, each with its listed values ([] when a search draws them):
+    a preset's `hydra.sweeper.params` and lists on the command line, the latter winning, as
+    in count_jobs; a key given one value on the command line is not swept."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+
+    def values(override: Any) -> list[str]:
+        try:
+            return [str(v) for v in override.sweep_string_iterator()]
+        except Exception:  # an interval or a tagged distribution (Optuna): drawn, not listed
+            return []
+
+    swept: dict[str, list[str]] = {}
+    for key, value in params.items():
+        try:
+            parsed = parser.parse_overrides([f"{key}={value}"])[0]
+        except Exception:  # the sweeper's own syntax: still a key it varies
+            swept[key] = []
+            continue
+        if parsed.is_sweep_override():
+            swept[key] = values(parsed)
+    for o in parser.parse_overrides(list(overrides)):
+        if o.is_sweep_override():
+            swept[o.key_or_group] = values(o)
+        else:
+            swept.pop(o.key_or_group, None)
+    return swept
 
 
 def parallel_plan(overrides: Sequence[str], workers: int) -> tuple[list[str], str | None]:

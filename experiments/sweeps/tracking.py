@@ -22,11 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import validate
 from experiments.datasets.base import data_config
+from experiments.reporting.groups import best_group_metrics
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
 from experiments.sweeps.parent import end_orphaned_runs, stopped_how, write_parent_run
-from experiments.sweeps.plan import sweeper_kind
+from experiments.sweeps.plan import sweeper_kind, swept_keys
 from experiments.tracking import signals, tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
@@ -102,7 +103,9 @@ class SweepTracking(Callback):
         self.parent_run_id = parent.info.run_id
         for key, values in params.items():
             client.log_param(self.parent_run_id, f"sweep.{key}", str(values))
-        write_parent_run(sweep_dir, self.parent_run_id, sweep_name)
+        # The jobs name their runs by these (experiments.sweeps.job), the report its columns.
+        swept = swept_keys(overrides, params)
+        write_parent_run(sweep_dir, self.parent_run_id, sweep_name, swept)
         log.info("sweep %s: parent MLflow run %s", sweep_name, self.parent_run_id)
         self._prepare_job_processes(config, sweep_dir)
 
@@ -143,6 +146,12 @@ class SweepTracking(Callback):
         wall_time_s = time.time() - parent.info.start_time / 1000
         for key, value in parent_metrics(report.runs, wall_time_s).items():
             client.log_metric(self.parent_run_id, key, value, step=0)
+        # The best setting as its seeds' mean and interval, not its luckiest run.
+        best_metrics, best_label = best_group_metrics(report.groups)
+        for key, value in best_metrics.items():
+            client.log_metric(self.parent_run_id, key, value, step=0)
+        if best_label is not None:
+            client.set_tag(self.parent_run_id, tags.BEST_GROUP, best_label)
         uri = resolve_tracking_uri(config.tracking.uri)
         links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id,
                             [r.run_id for r in report.runs])

@@ -7,6 +7,7 @@ happens while the tracking server is away.
     metadata   a run's datasets and tags logged so that a failed call never fails training
     git        the code's commit and uncommitted changes
     params     a nested config as flat MLflow params
+    swept      the keys a sweep varies, as run names, tables and legends show them
     lifecycle  a run always ends FINISHED, FAILED or KILLED
     signals    the one place a stop signal (Ctrl-C, SIGTERM, SIGHUP, SLURM's) becomes a stop
     offline    training goes on while the tracking server is unreachable

@@ -32,6 +32,8 @@ LR_FIND_SUGGESTION = "lr_find_suggestion"  # the range test's suggested rate (al
 LR_FIND_STOPPED = "lr_find_stopped_early"  # "true" when the test's loss diverged before its end
 SWEEPER = "sweeper"  # on a sweep's parent run: "grid" or "optuna" (a search)
 JOB_NUM = "sweep_job"  # on a sweep's child run: its job (trial) number, from 0
+SWEPT = "swept"  # on a sweep's child run: JSON {key: value} of the keys the sweep varies
+BEST_GROUP = "best_group"  # on a sweep's parent run: its seed group of best mean test_acc
 PARENT = "mlflow.parentRunId"  # set by MLflow (start_run(parent_run_id=...))
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows
 # On an experiment: which of its modes MLflow 3's UI opens it in. Untagged, the UI may open
