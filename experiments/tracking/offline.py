@@ -7,6 +7,7 @@ end of training, what is still unsent is written next to the run's checkpoint, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import mlflow
 import requests
 
+from experiments.tracking import signals
 from experiments.tracking.history import BATCH, log_metrics_batched
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,15 @@ class OfflineBuffer:
         self.flush()
 
     def guard(self, call, *args) -> bool:
-        """Run a tracking call; an outage is noted (and False returned), other errors raise."""
+        """Run a tracking call; an outage is noted (and False returned), other errors raise.
+
+        Into a database store (SQLite, PostgreSQL) the call is a transaction in this
+        process: a stop signal waits until it is over (signals.ending), since one raised
+        inside it can leave SQLite locked for the writes that end the run. A server's
+        request is not deferred: while it is away, a stop must not wait for the retries."""
         try:
-            call(*args)
+            with signals.ending() if _database_store() else contextlib.nullcontext():
+                call(*args)
         except Exception as e:
             if not is_tracking_outage(e):
                 raise
@@ -143,3 +151,8 @@ def send_offline_metrics(run_id: str, path: Path) -> int:
     log_metrics_batched(mlflow.MlflowClient(), run_id, metrics)
     os.replace(path, str(path) + ".sent")
     return len(metrics)
+
+
+def _database_store() -> bool:
+    """Whether the active tracking URI is a database this process writes itself."""
+    return not mlflow.get_tracking_uri().startswith(("http://", "https://", "databricks"))
