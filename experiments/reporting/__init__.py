@@ -5,4 +5,5 @@ tables and diagnoses (summary), its seeds as replicates with their means and con
 intervals (groups) and its groups compared paired by seed (compare), the summary the
 sweep ends on (overview); the depth study's figures (depth), a search's history and best
 configuration (search), and the learning curve of a sweep over sizes, fitted with
-bootstrap intervals (learning_curve) and shown (learning_curve_report)."""
+bootstrap intervals (learning_curve) and shown (learning_curve_report); results tables
+with intervals and provenance rebuilt from logged sweeps (results)."""
