@@ -35,6 +35,8 @@ class RunSummary:
     metric_keys: list[str] = field(default_factory=list)  # every metric it logged
     tags: dict[str, str] = field(default_factory=dict)  # every tag (overrides, job number)
     swept: dict[str, str] = field(default_factory=dict)  # swept key -> value (tags.SWEPT)
+    start_time: int = 0  # ms since the epoch, as MLflow keeps them
+    end_time: int = 0
 
     @property
     def size(self) -> float:
@@ -76,6 +78,8 @@ def collect_runs(parent_run_id: str) -> list[RunSummary]:
             metric_keys=list(m),
             tags=dict(run.data.tags),
             swept=swept.decode(run.data.tags.get(tags.SWEPT)),
+            start_time=run.info.start_time or 0,
+            end_time=run.info.end_time or run.info.start_time or 0,
         )
         for key in CURVE_METRICS:
             if key in m:
