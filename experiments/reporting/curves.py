@@ -136,14 +136,15 @@ class Drawer:
 
 
 def _plain_log_ticks(ax: Axes) -> None:
-    """A log y axis labelled 0.2, 0.5, 1, 2 rather than 2x10^-1: the decades, and 2 and 5
-    times them while the axis spans less than two decades."""
+    """A log y axis labelled 0.2, 0.5, 1, 2 rather than 2x10^-1: the decades; 2 and 5
+    times them while the axis spans less than two decades, every tick under a factor 4."""
     ax.set_yscale("log")
 
     def minor(value: float, _pos: int) -> str:
         low, high = ax.get_ylim()
         lead = round(value / 10 ** math.floor(math.log10(value)))
-        return f"{value:g}" if high / low < 100 and lead in (2, 5) else ""
+        shown = high / low < 4 or (high / low < 100 and lead in (2, 5))
+        return f"{value:g}" if shown else ""
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))

@@ -58,9 +58,11 @@ def accuracy_by_group_figure(groups: Sequence[Group]) -> Figure:
         if s.n:
             ax.errorbar([s.mean], [row], xerr=[s.ci95] if s.n > 1 else None, fmt="D", ms=6,
                         capsize=4, color="C0")
-        failed = len(g.runs) - s.n
-        count = f"{s.n} seed{'s' * (s.n != 1)}" + (f", {failed} without test_acc"
-                                                   if failed else "")
+        missing = len(g.runs) - s.n
+        if s.n == 0:
+            count = f"{missing} run{'s' * (missing != 1)}, none with a test accuracy"
+        else:
+            count = f"{s.n} seed{'s' * (s.n != 1)}" + (f", {missing} failed" if missing else "")
         labels.append(f"{g.label}  ({count})")
     ax.set_yticks(range(len(groups)), labels, fontsize=8)
     ax.set_ylim(len(groups) - 0.5, -0.5)  # the sweep's first group at the top
