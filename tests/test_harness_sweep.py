@@ -53,9 +53,11 @@ def test_parent_groups_the_children(sweep):
     assert sweep.parent.data.tags["sweeper"] == "grid"
     assert [c.data.tags["sweep_job"] for c in sweep.children] == ["0", "1"]
     report = artifact_paths(sweep.client, sweep.parent.info.run_id, "report")
+    # One training-set size: accuracy per group instead of against size.
     assert {"report/learning_curves_loss.png", "report/learning_curves_acc.png",
-            "report/accuracy_vs_size.png", "report/summary.md",
+            "report/accuracy_by_group.png", "report/summary.md",
             "report/summary.csv"} <= set(report)
+    assert "report/accuracy_vs_size.png" not in report
 
 
 def test_children_log_params_tags_and_datasets(sweep):
@@ -149,7 +151,8 @@ def test_report_cli(sweep):
     for child in sweep.children:
         assert child.info.run_name in table
     assert {p.name for p in out.glob("*.png")} == {
-        "learning_curves_loss.png", "learning_curves_acc.png", "accuracy_vs_size.png"}
+        "learning_curves_loss.png", "learning_curves_acc.png", "accuracy_by_group.png"}
+    assert "No accuracy_vs_size.png: the sweep has one training-set size (n_train=200)" in table
 
 
 def test_rerun_reproduces_the_metric_series_and_says_what_machine_differs(sweep):

@@ -102,7 +102,7 @@ def test_the_parent_run_holds_the_sweeps_metrics_and_figures(sweep):
     assert metrics["best_test_acc"] == max(r.data.metrics["test_acc"] for r in sweep.children)
     assert 0 < metrics["sweep_wall_time_s"] < 600
     images = [a.path for a in sweep.client.list_artifacts(sweep.parent.info.run_id, "images")]
-    for key in ("learning_curves_loss", "learning_curves_acc", "accuracy_vs_size"):
+    for key in ("learning_curves_loss", "learning_curves_acc", "accuracy_by_group"):
         assert any(p.startswith(f"images/{key}+step+0+") for p in images), images
 
 

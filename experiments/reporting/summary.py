@@ -1,12 +1,17 @@
 """A sweep's comparison report, written into a folder and logged to its parent run under
 report/:
-    learning_curves_loss.png   training loss per epoch; one panel per (initialisation,
-                               learning rate), one colour per training-set size
+    learning_curves_loss.png   training (solid) and validation (dashed) loss per epoch;
+                               one panel per (initialisation, learning rate), one colour
+                               per seed group (mean of its seeds, min-max band), an x
+                               where a run stopped; a log axis the converged runs set
     learning_curves_acc.png    the same for validation accuracy (training accuracy if the
                                sweep had no validation split)
+    accuracy_by_group.png      final test accuracy per seed group: its seeds, their mean
+                               and 95% CI (experiments.reporting.figures)
     accuracy_vs_size.png       final test accuracy against training-set size, one panel
                                per learning rate, one line per initialisation (mean and
-                               spread over seeds when there are several)
+                               95% CI over seeds); only when the sweep has two sizes or
+                               more, which summary.md says
     summary.md, summary.csv    one row per run: its choices (every key the sweep varies),
                                status, final metrics and diagnosis; summary.md then lists
                                the runs that did not converge, with what happened and
@@ -47,7 +52,7 @@ from experiments.reporting.collect import (
     not_converged,
     outcome_and_cause,
 )
-from experiments.reporting.figures import accuracy_vs_size_figure, curves_figure
+from experiments.reporting.figures import sweep_figures
 from experiments.tracking import swept, tags
 
 
@@ -119,14 +124,7 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(parent_run_id)
-    has_val = any("val_acc" in r.curves for r in runs)
-    figures = {
-        "learning_curves_loss.png": curves_figure(runs, "train_loss", "training loss", True),
-        "learning_curves_acc.png": curves_figure(
-            runs, "val_acc" if has_val else "train_acc",
-            "validation accuracy" if has_val else "training accuracy", False),
-        "accuracy_vs_size.png": accuracy_vs_size_figure(runs),
-    }
+    figures, figures_note = sweep_figures(runs)
     depth_section = ""
     if depth.is_depth_study(runs):
         study = depth.collect_depth_runs(runs)
@@ -155,6 +153,7 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     seed_groups = groups.seed_groups(runs)
     groups.write_groups_csv(seed_groups, out / "groups.csv")
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
+                                    + (f"{figures_note}\n" if figures_note else "")
                                     + markdown_table(rows) + "\n" + diagnosis_section(runs)
                                     + "\n" + groups.groups_section(seed_groups)
                                     + "\n" + compare.comparisons_section(seed_groups)
