@@ -95,3 +95,17 @@ class StopAsTheRunEnds:
 
         mlflow.end_run = end_then_interrupt
         mlflow.MlflowClient.set_terminated = interrupted_ending
+
+
+class SignalAfterEpoch:
+    """Send this process a real SIGINT, as Ctrl-C does, at the end of `epoch`; with
+    `only_seed`, only in the run whose `seed` (pass `${trainer.seed}`) is that one."""
+
+    def __init__(self, epoch: int, seed: int | None = None,
+                 only_seed: int | None = None) -> None:
+        self.epoch, self.seed, self.only_seed = int(epoch), seed, only_seed
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.epoch and (self.only_seed is None
+                                    or int(self.seed) == int(self.only_seed)):
+            signal.raise_signal(signal.SIGINT)

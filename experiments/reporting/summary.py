@@ -7,7 +7,8 @@ report/:
     accuracy_vs_size.png       final test accuracy against training-set size, one panel
                                per learning rate, one line per initialisation (mean and
                                spread over seeds when there are several)
-    summary.md, summary.csv    one row per run: its choices (every key the sweep varies),
+    summary.md, summary.csv    one row per run (per trial of a search over replicates, its
+                               seeds' mean): its choices (every key the sweep varies),
                                status, final metrics and diagnosis; summary.md then lists
                                the runs that did not converge, with what happened and
                                their diagnosis, and the seed groups (below)
@@ -41,6 +42,7 @@ from experiments.reporting.collect import (
     extra_keys,
     not_converged,
     outcome_and_cause,
+    trained_runs,
 )
 from experiments.reporting.figures import accuracy_vs_size_figure, curves_figure
 from experiments.tracking import swept, tags
@@ -52,15 +54,19 @@ def _last(values: list[float] | None) -> str:
 
 def summary_rows(runs: Sequence[RunSummary]) -> list[dict[str, str]]:
     """One row per run; after its init, lr, n_train and seed, a column per other key the
-    sweep varies (trainer.batch_size, optim, ...), so that no two rows read the same."""
+    sweep varies (trainer.batch_size, optim, ...), so that no two rows read the same. A
+    search trial over replicates is one row: its seeds, their number n, and test_acc their
+    mean."""
     extra = extra_keys(runs, swept.FIGURE_KEYS)
+    trials = any(r.is_trial for r in runs)  # a search over replicates: n, its seed runs
     rows = []
     for r in sorted(runs, key=lambda r: (r.init, r.lr, r.size,
                                          *(r.swept.get(k, "") for k in extra), r.seed)):
         rows.append({
             "run": r.name, "init": r.init, "lr": f"{r.lr:g}", "n_train": r.n_train,
             "seed": r.seed, **{k: r.swept.get(k, "") for k in extra}, "status": r.status,
-            "epochs": str(len(r.curves.get("train_loss", []))),
+            **({"n": str(len(r.replicates))} if trials else {}),
+            "epochs": "" if r.is_trial else str(len(r.curves.get("train_loss", []))),
             "train_loss": _last(r.curves.get("train_loss")),
             "val_acc": _last(r.curves.get("val_acc")),
             "test_acc": "" if r.test_acc is None else f"{r.test_acc:.4f}",
@@ -113,13 +119,17 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(parent_run_id)
-    has_val = any("val_acc" in r.curves for r in runs)
+    # A search's trials over replicates are the sweep's runs, as the mean of their seeds;
+    # the figures and seed groups are of the seed runs that trained.
+    trained = trained_runs(runs)
+    has_val = any("val_acc" in r.curves for r in trained)
     figures = {
-        "learning_curves_loss.png": curves_figure(runs, "train_loss", "training loss", True),
+        "learning_curves_loss.png": curves_figure(trained, "train_loss", "training loss",
+                                                  True),
         "learning_curves_acc.png": curves_figure(
-            runs, "val_acc" if has_val else "train_acc",
+            trained, "val_acc" if has_val else "train_acc",
             "validation accuracy" if has_val else "training accuracy", False),
-        "accuracy_vs_size.png": accuracy_vs_size_figure(runs),
+        "accuracy_vs_size.png": accuracy_vs_size_figure(trained),
     }
     depth_section = ""
     if depth.is_depth_study(runs):
@@ -140,7 +150,10 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     for r in runs:
         counts[r.status] += 1
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    seed_groups = groups.seed_groups(runs)
+    if any(r.is_trial for r in runs):
+        summary += (f" (search trials, each the mean of its seeds: {len(trained)} seed runs "
+                    "below them)")
+    seed_groups = groups.seed_groups(trained)
     groups.write_groups_csv(seed_groups, out / "groups.csv")
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
                                     + markdown_table(rows) + "\n" + diagnosis_section(runs)
