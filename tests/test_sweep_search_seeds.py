@@ -196,6 +196,33 @@ def test_a_search_over_two_seeds_nests_seed_runs_and_optimises_their_mean(harnes
 @pytest.mark.data
 @pytest.mark.mlflow
 @pytest.mark.slow
+def test_a_diverged_seed_counts_as_zero_in_its_trial_s_mean(harness_cli):
+    sweep_dir = harness_cli.folder / "mr"
+    done = harness_cli.run(
+        "experiments.train", *TINY, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep_dir}",
+        "+hydra.callbacks.returns._target_=hydra_probes.RecordReturns",
+        "+callbacks.fault._target_=faults.DivergeAfterEpoch", "+callbacks.fault.epoch=1",
+        "+callbacks.fault.seed=${trainer.seed}", "+callbacks.fault.only_seed=4", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client = harness_cli.client()
+    below = _by_parent(client.search_runs(
+        [client.get_experiment_by_name("cifar10-cnn").experiment_id]))
+    [parent] = below[None]
+    [trial] = below[parent.info.run_id]
+    seeds = {r.data.params["trainer.seed"]: r for r in below[trial.info.run_id]}
+    assert {k: r.info.status for k, r in seeds.items()} == {"3": "FINISHED", "4": "FAILED"}
+    assert seeds["4"].data.tags[tags.ERROR_TYPE] == "DivergenceError"
+    assert trial.info.status == "FINISHED"
+    mean = seeds["3"].data.metrics["test_acc"] / 2
+    assert trial.data.metrics["test_acc_mean"] == pytest.approx(mean, abs=1e-12)
+    assert trial.data.metrics["seeds_diverged"] == 1
+    [told] = [json.loads(line) for line in (sweep_dir / "returns.jsonl").read_text().splitlines()]
+    assert told["value"] == pytest.approx(mean, abs=1e-12)
+
+
+@pytest.mark.data
+@pytest.mark.mlflow
+@pytest.mark.slow
 def test_a_stop_during_a_seed_run_ends_it_its_trial_and_the_sweep_killed(harness_cli):
     # SIGINT at the end of the second seed's first epoch (of two), in trial 0.
     done = harness_cli.run(
