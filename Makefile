@@ -86,6 +86,10 @@ server: $(STAMP) ## Start a tracking server on PORT for other machines: BACKEND=
 report: $(STAMP) ## Rebuild the latest sweep's comparison report; ARGS="--parent <run id>"
 	$(PY) -m experiments.report $(ARGS)
 
+.PHONY: results
+results: $(STAMP) ## Results table with CIs and provenance from sweeps: ARGS="--parent <id> [--parent <id>] [--target 0.8]"
+	$(PY) -m experiments.results $(ARGS)
+
 .PHONY: ui
 ui: $(STAMP) ## Start the MLflow UI on the same store at 127.0.0.1:PORT (default 5000); prints the experiment's and the latest sweep's links there
 	exec $(PY) -m experiments.ui --port $(PORT) $(ARGS)

@@ -72,3 +72,36 @@ def test_groups_csv_has_each_batch_sizes_mean_and_interval_over_its_seeds(sweep)
     assert "## Seeds as replicates" in summary
     # The two batch sizes compared, paired by seed.
     assert "## Paired comparisons" in summary and "vs batch_size=" in summary
+
+
+def test_the_results_table_is_rebuilt_from_the_runs_with_intervals_and_provenance(
+        sweep, module_harness_cli):
+    parent, children, _ = sweep
+    done = module_harness_cli.run("experiments.results", "--parent", parent.info.run_id,
+                                "--target", "0.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if "batch_size=" in line]
+    assert len(rows) == 2
+    for row in rows:
+        batch = "32" if "batch_size=32" in row else "64"
+        mine = sorted((c for c in children if c.data.params["trainer.batch_size"] == batch),
+                      key=lambda c: c.data.params["trainer.seed"])
+        accs = [c.data.metrics["test_acc"] for c in mine]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == " / ".join(f"{a * 100:.2f}" for a in accs)
+        mean, ci = statistics.fmean(accs), ci95(accs)
+        assert cells[3] == f"{mean * 100:.2f} ± {ci * 100:.2f}"
+        p = stats.ttest_1samp(accs, 0.1).pvalue
+        assert f"p={p:.2g}" in cells[4]
+        assert cells[5] == parent.info.run_id[:8]
+        assert cells[6] == mine[0].data.tags["git_commit"][:7] + (
+            "+dirty" if mine[0].data.tags["git_dirty"] == "true" else "")
+        assert cells[8] == mine[0].data.tags["cpu"] and cells[9] == mine[0].data.tags["blas_kernel"]
+    # The two batch sizes are one sweep: nothing to compare across sweeps.
+    assert "paired" not in done.stdout and "better" not in done.stdout
+
+
+def test_a_missing_sweep_is_one_line(sweep, module_harness_cli):
+    done = module_harness_cli.run("experiments.results", "--parent", "0" * 32)
+    assert done.returncode != 0
+    assert "no such sweep" in done.stderr and "Traceback" not in done.stderr

@@ -45,6 +45,8 @@ class RunSummary:
     # A search trial's seed runs (tags.TRIAL_SEEDS); its test_acc is their mean
     # (test_acc_mean) and its seed the seeds, "0 1 2".
     replicates: list[RunSummary] = field(default_factory=list)
+    start_time: int = 0  # ms since the epoch, as MLflow keeps them
+    end_time: int = 0
 
     @property
     def size(self) -> float:
@@ -109,6 +111,8 @@ def _summary(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> RunSummar
         tags=dict(t),
         swept=swept.decode(t.get(tags.SWEPT)),
         metrics=dict(m),
+        start_time=run.info.start_time or 0,
+        end_time=run.info.end_time or run.info.start_time or 0,
     )
     for key in CURVE_METRICS:
         if key in m:

@@ -60,10 +60,11 @@ class Group:
 
     values: dict[str, str]
     runs: list[RunSummary] = field(default_factory=list)
+    name: str = ""  # a label of its own (a recipe's), instead of its values'
 
     @property
     def label(self) -> str:
-        return swept.label(self.values, list(self.values)) or "all runs"
+        return self.name or swept.label(self.values, list(self.values)) or "all runs"
 
     def by_seed(self, metric: str) -> dict[str, float]:
         """The metric of each seed's run that logged a finite one."""

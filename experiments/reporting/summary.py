@@ -20,6 +20,9 @@ report/:
     gradient_flow.png          experiments.reporting.depth; summary.md then has its table
     search_history.png/.csv,   for a search (conf/sweep/search.yaml, Optuna): see
     best_config.txt            experiments.reporting.search; summary.md then has its best
+    learning_curve.png/.csv    for a sweep over data.n_train: test error against size,
+                               fitted as a + b·n^-c with bootstrap CIs, extrapolated to
+                               50,000 images (experiments.reporting.learning_curve)
 `make sweep` writes it at the end of the sweep (experiments.sweeps.tracking), and
 `python -m experiments.report` at any time.
 """
@@ -36,6 +39,8 @@ import mlflow
 from PIL import Image
 
 from experiments.reporting import compare, depth, groups, search
+from experiments.reporting import learning_curve as lc
+from experiments.reporting import learning_curve_report as lc_report
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -106,6 +111,7 @@ class SweepReport:
     summary: str
     runs: list[RunSummary]
     groups: list[groups.Group] = field(default_factory=list)
+    curves: list[lc.LearningCurve] = field(default_factory=list)
 
 
 def write_report(parent_run_id: str, out_dir: str | Path,
@@ -143,6 +149,12 @@ def write_report(parent_run_id: str, out_dir: str | Path,
             runs, out, parent_tags.get(tags.SWEEP, "search"))
         figures.update(search_figures)
         depth_section += "\n" + section
+    curves = lc.learning_curves(trained) if lc.sweeps_size(trained) else []
+    if curves:
+        figures["learning_curve.png"] = lc_report.learning_curve_figure(curves)
+        lc_report.write_curves_csv(curves, out / "learning_curve.csv")
+    if lc.sweeps_size(trained):
+        depth_section += "\n" + lc_report.curves_section(curves)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
     rows = summary_rows(runs)
@@ -173,4 +185,4 @@ def write_report(parent_run_id: str, out_dir: str | Path,
             with Image.open(out / name) as image:
                 client.log_image(parent_run_id, image.convert("RGB"),
                                  key=name.removesuffix(".png"), step=0)
-    return SweepReport(out, summary, runs, seed_groups)
+    return SweepReport(out, summary, runs, seed_groups, curves)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config import ConfigError, validate
 from experiments.datasets.base import data_config
 from experiments.reporting.groups import best_group_metrics
+from experiments.reporting.learning_curve_report import curve_metrics
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
@@ -153,6 +154,8 @@ class SweepTracking(Callback):
             client.log_metric(self.parent_run_id, key, value, step=0)
         if best_label is not None:
             client.set_tag(self.parent_run_id, tags.BEST_GROUP, best_label)
+        for key, value in curve_metrics(report.curves).items():
+            client.log_metric(self.parent_run_id, key, value, step=0)
         uri = resolve_tracking_uri(config.tracking.uri)
         links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id,
                             [r.run_id for r in report.runs])
