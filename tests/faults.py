@@ -95,3 +95,34 @@ class StopAsTheRunEnds:
 
         mlflow.end_run = end_then_interrupt
         mlflow.MlflowClient.set_terminated = interrupted_ending
+
+
+class _InOneSeed:
+    """At the end of `epoch`; with `only_seed`, only in the run whose `seed` (pass
+    `${trainer.seed}`) is that one: one seed of a search trial's (experiments.sweeps.trial)."""
+
+    def __init__(self, epoch: int, seed: int | None = None,
+                 only_seed: int | None = None) -> None:
+        self.epoch, self.seed, self.only_seed = int(epoch), seed, only_seed
+
+    def _now(self, epoch: int) -> bool:
+        return epoch == self.epoch and (self.only_seed is None
+                                        or int(self.seed) == int(self.only_seed))
+
+
+class SignalAfterEpoch(_InOneSeed):
+    """Send this process a real SIGINT, as Ctrl-C does (see _InOneSeed for when)."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self._now(epoch):
+            signal.raise_signal(signal.SIGINT)
+
+
+class DivergeAfterEpoch(_InOneSeed):
+    """Raise DivergenceError, as a loss that became NaN does (see _InOneSeed for when)."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self._now(epoch):
+            from cnn.training import DivergenceError
+
+            raise DivergenceError(epoch, 0, float("nan"))

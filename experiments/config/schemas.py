@@ -233,6 +233,15 @@ class LRFindConfig:
 
 
 @dataclass
+class SearchConfig:
+    """A search (sweep=search, hydra/sweeper=optuna) over replicates (experiments.sweeps.trial)."""
+
+    # Seeds each trial trains, trainer.seed + 0 .. seeds - 1, the same in every trial; the
+    # trial's objective is their mean test accuracy. 1: one run per trial, as before.
+    seeds: int = 1
+
+
+@dataclass
 class TrainConfig:
     """The whole config of one training run, as `python -m experiments.train` sees it."""
 
@@ -244,6 +253,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     # Extra training callbacks, by name: {"stop": {"_target_": "my.module.Class", ...}},
     # instantiated with Hydra and given every batch's and epoch's events (cnn.training).
     callbacks: dict[str, Any] = field(default_factory=dict)

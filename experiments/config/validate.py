@@ -75,6 +75,9 @@ def validate(cfg: Any) -> None:
         problems += data.problems()
     _check_trainer(cfg.trainer, check)
     _check_lr_find(cfg.lr_find, check)
+    check(cfg.search.seeds >= 1,
+          f"search.seeds must be >= 1 (the seeds each search trial trains), got "
+          f"{cfg.search.seeds}")
     for key, spec in cfg.callbacks.items():
         check(isinstance(spec, Mapping) and "_target_" in spec,
               f"callbacks.{key} needs a _target_ (the callback's class), got {spec}")

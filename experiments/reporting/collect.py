@@ -1,4 +1,10 @@
-"""The runs of a sweep, read back from MLflow as the report needs them."""
+"""The runs of a sweep, read back from MLflow as the report needs them.
+
+The runs of a sweep are its parent's children. A search over replicates (search.seeds > 1,
+experiments.sweeps.trial) has one child per trial, whose test accuracy is the mean over
+its seeds (the objective), and the seed runs below each trial: the trial's `replicates`,
+which `trained_runs` puts in its place where the report needs runs that trained.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +41,21 @@ class RunSummary:
     metric_keys: list[str] = field(default_factory=list)  # every metric it logged
     tags: dict[str, str] = field(default_factory=dict)  # every tag (overrides, job number)
     swept: dict[str, str] = field(default_factory=dict)  # swept key -> value (tags.SWEPT)
+    metrics: dict[str, float] = field(default_factory=dict)  # every metric's last value
+    # A search trial's seed runs (tags.TRIAL_SEEDS); its test_acc is their mean
+    # (test_acc_mean) and its seed the seeds, "0 1 2".
+    replicates: list[RunSummary] = field(default_factory=list)
     start_time: int = 0  # ms since the epoch, as MLflow keeps them
     end_time: int = 0
 
     @property
     def size(self) -> float:
         return size_of(self.n_train)
+
+    @property
+    def is_trial(self) -> bool:
+        """Whether this is a search trial over replicates, its seeds the runs below it."""
+        return tags.TRIAL_SEEDS in self.tags
 
 
 def size_of(n_train: str) -> float:
@@ -49,43 +64,60 @@ def size_of(n_train: str) -> float:
 
 
 def collect_runs(parent_run_id: str) -> list[RunSummary]:
-    """The child runs of a sweep's parent run, with their per-epoch metric series."""
+    """The child runs of a sweep's parent run, with their per-epoch metric series; a
+    search trial's with its seed runs as its replicates."""
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_run_id)
-    runs = client.search_runs(
+    summaries = [_summary(client, run) for run in _children(client, parent)]
+    for trial in summaries:
+        if trial.is_trial:
+            trial.replicates = [_summary(client, run) for run in _children(
+                client, client.get_run(trial.run_id))]
+    return summaries
+
+
+def trained_runs(runs: Sequence[RunSummary]) -> list[RunSummary]:
+    """The runs that trained: each search trial's seed runs in its place, the others."""
+    return [r for run in runs for r in (run.replicates if run.is_trial else [run])]
+
+
+def _children(client: mlflow.MlflowClient, parent: mlflow.entities.Run) -> list:
+    return client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}'",
+        filter_string=f"tags.`{tags.PARENT}` = '{parent.info.run_id}'",
         order_by=["attributes.start_time ASC"],
         max_results=5000,
     )
-    summaries = []
-    for run in runs:
-        p, m = run.data.params, run.data.metrics
-        summary = RunSummary(
-            run_id=run.info.run_id,
-            name=run.info.run_name or run.info.run_id,
-            status=run.info.status,
-            init=p.get("init.name", "?"),
-            lr=float(p.get("optim.lr", "nan")),
-            n_train=p.get("data.n_train", "all"),
-            seed=p.get("trainer.seed", "0"),
-            test_acc=m.get("test_acc"),
-            test_loss=m.get("test_loss"),
-            failure=run.data.tags.get(tags.FAILURE_REASON, ""),
-            health=run.data.tags.get(tags.HEALTH, ""),
-            health_cause=run.data.tags.get(tags.HEALTH_CAUSE, ""),
-            params=dict(p),
-            metric_keys=list(m),
-            tags=dict(run.data.tags),
-            swept=swept.decode(run.data.tags.get(tags.SWEPT)),
-            start_time=run.info.start_time or 0,
-            end_time=run.info.end_time or run.info.start_time or 0,
-        )
-        for key in CURVE_METRICS:
-            if key in m:
-                summary.curves[key] = metric_series(client, run.info.run_id, key)
-        summaries.append(summary)
-    return summaries
+
+
+def _summary(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> RunSummary:
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    trial = tags.TRIAL_SEEDS in t
+    summary = RunSummary(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id,
+        status=run.info.status,
+        init=p.get("init.name", "?"),
+        lr=float(p.get("optim.lr", "nan")),
+        n_train=p.get("data.n_train", "all"),
+        seed=t[tags.TRIAL_SEEDS] if trial else p.get("trainer.seed", "0"),
+        test_acc=m.get("test_acc_mean" if trial else "test_acc"),
+        test_loss=m.get("test_loss"),
+        failure=t.get(tags.FAILURE_REASON, ""),
+        health=t.get(tags.HEALTH, ""),
+        health_cause=t.get(tags.HEALTH_CAUSE, ""),
+        params=dict(p),
+        metric_keys=list(m),
+        tags=dict(t),
+        swept=swept.decode(t.get(tags.SWEPT)),
+        metrics=dict(m),
+        start_time=run.info.start_time or 0,
+        end_time=run.info.end_time or run.info.start_time or 0,
+    )
+    for key in CURVE_METRICS:
+        if key in m:
+            summary.curves[key] = metric_series(client, run.info.run_id, key)
+    return summary
 
 
 def extra_keys(runs: Sequence[RunSummary], shown: Iterable[str] = ()) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from experiments.reporting.collect import RunSummary, collect_runs
+from experiments.reporting.collect import RunSummary, collect_runs, trained_runs
 from experiments.reporting.compare import ALPHA, paired_comparison
 from experiments.reporting.groups import Group, best_group, mean_and_ci, seed_groups
 from experiments.tracking import swept, tags
@@ -61,7 +61,8 @@ def result_rows(parent_ids: Sequence[str]) -> list[ResultRow]:
     """A row per seed group of each sweep, in the sweeps' order."""
     rows = []
     for parent in parent_ids:
-        runs = [r for r in collect_runs(parent) if r.status == "FINISHED"]
+        # A search's trials over replicates by their seed runs, which trained.
+        runs = [r for r in trained_runs(collect_runs(parent)) if r.status == "FINISHED"]
         for group in seed_groups(runs):
             starts = [r.start_time for r in group.runs]
             minutes = [(r.end_time - r.start_time) / 60_000 for r in group.runs]

@@ -8,6 +8,10 @@ rate, weight decay and batch size): its history and its best configuration.
 
 A trial is a child run of the sweep's parent, numbered by its job (tags.JOB_NUM); a trial
 that failed (a diverged loss) has no test accuracy and leaves the best so far unchanged.
+With search.seeds > 1 a trial's test accuracy is the mean over its seeds, the objective
+the search maximised (a diverged seed counted 0, experiments.sweeps.trial), and the table
+adds its n seeds, their standard deviation and the 95% interval's half-width; its seed
+runs are not trials.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ class Trial:
     def accuracy(self) -> float:
         return math.nan if self.run.test_acc is None else self.run.test_acc
 
+    @property
+    def seeds(self) -> int:
+        """The seeds its accuracy is the mean of (1 for a trial that is one run)."""
+        return int(self.run.metrics.get("seeds", 1)) if self.run.is_trial else 1
+
+    def spread(self, key: str) -> float:
+        """test_acc_sd or test_acc_ci95 over its seeds; NaN for a trial of one seed."""
+        return self.run.metrics.get(key, math.nan) if self.run.is_trial else math.nan
+
 
 def trials(runs: Sequence[RunSummary]) -> list[Trial]:
     """The search's trials in the order they ran, with the running best test accuracy."""
@@ -63,10 +76,11 @@ def rerun_command(trial: Trial, sweep: str) -> str:
     """`python -m experiments.train ...` training the trial's configuration once.
 
     The preset keeps its fixed choices (model, data size, epochs); hydra.mode=RUN makes it
-    one run instead of a search. The trial's overrides (tags.OVERRIDES) give the rest.
+    one run instead of a search. The trial's overrides (tags.OVERRIDES) give the rest,
+    but search.seeds: the command trains one seed (trainer.seed), not all of a trial's.
     """
     overrides = [o for o in trial.run.tags.get(tags.OVERRIDES, "").split()
-                 if not o.startswith(("sweep=", "hydra.mode="))]
+                 if not o.startswith(("sweep=", "hydra.mode=", "search.seeds="))]
     words = ["python", "-m", "experiments.train", f"sweep={sweep}", "hydra.mode=RUN",
              *overrides]
     return " ".join(shlex.quote(w) for w in words)
@@ -80,7 +94,13 @@ def history_figure(history: Sequence[Trial]) -> Figure:
     numbers = np.array([t.number for t in history])
     accuracy = np.array([t.accuracy for t in history])
     ok = np.isfinite(accuracy)
-    ax.plot(numbers[ok], accuracy[ok], "o", color="C0", label="trial's test accuracy")
+    ci = np.array([t.spread("test_acc_ci95") for t in history])
+    if np.isfinite(ci[ok]).any():  # trials over seeds: their mean and its 95% interval
+        ax.errorbar(numbers[ok], accuracy[ok], yerr=np.nan_to_num(ci[ok]), fmt="o",
+                    color="C0", capsize=3,
+                    label=f"trial's mean test accuracy ({history[0].seeds} seeds, 95% CI)")
+    else:
+        ax.plot(numbers[ok], accuracy[ok], "o", color="C0", label="trial's test accuracy")
     if (~ok).any():
         ax.plot(numbers[~ok], np.zeros((~ok).sum()), "x", color="C3", ms=8,
                 label="failed trial (diverged)")
@@ -91,7 +111,8 @@ def history_figure(history: Sequence[Trial]) -> Figure:
     if best is not None:
         ax.annotate(f"best {best.accuracy:.3f}", (best.number, best.accuracy),
                     textcoords="offset points", xytext=(6, 6), fontsize=9)
-        top = min(1.0, 1.2 * best.accuracy)  # room for the label under the title
+        # Room for the label under the title, and for the intervals' upper ends.
+        top = min(1.0, 1.2 * max(best.accuracy, *(accuracy[ok] + np.nan_to_num(ci[ok]))))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("test accuracy")
@@ -109,22 +130,34 @@ def write_search_report(runs: Sequence[RunSummary], out: Path, sweep: str) -> tu
     history = trials(runs)
     with open(out / "search_history.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "run", "status", "test_acc", "best_so_far", *SEARCHED])
+        writer.writerow(["trial", "run", "status", "test_acc", "n_seeds", "test_acc_sd",
+                         "test_acc_ci95", "best_so_far", *SEARCHED])
         for t in history:
-            writer.writerow([t.number, t.run.name, t.run.status, _number(t.accuracy),
-                             _number(t.best_so_far), *(t.run.params.get(k, "") for k in SEARCHED)])
+            writer.writerow([t.number, t.run.name, t.run.status, _number(t.accuracy), t.seeds,
+                             _number(t.spread("test_acc_sd")),
+                             _number(t.spread("test_acc_ci95")), _number(t.best_so_far),
+                             *(t.run.params.get(k, "") for k in SEARCHED)])
     best = best_trial(history)
+    over = [t for t in history if t.run.is_trial]
     lines = ["## Search", "", f"{len(history)} trials."]
+    if over:
+        lines[-1] += (f" Each trial's test accuracy is the mean over its {over[0].seeds} "
+                      f"seeds ({over[0].run.seed}, the same in every trial; a diverged "
+                      "seed counts 0), which the search maximised.")
     if best is None:
         (out / "best_config.txt").write_text("no trial finished with a test accuracy\n")
         lines.append("No trial finished with a test accuracy.")
     else:
         command = rerun_command(best, sweep)
         values = ", ".join(f"{k}={best.run.params.get(k, '?')}" for k in SEARCHED)
+        accuracy = f"test accuracy {best.accuracy:.4f}"
+        if best.run.is_trial:
+            accuracy = (f"mean test accuracy {best.accuracy:.4f} ± "
+                        f"{best.spread('test_acc_ci95'):.4f} (95% CI, seeds {best.run.seed})")
         (out / "best_config.txt").write_text(
             f"# best trial {best.number} (run {best.run.name}, {best.run.run_id}): "
-            f"test accuracy {best.accuracy:.4f}\n# {values}\n{command}\n")
-        lines += [f"Best: trial {best.number}, test accuracy {best.accuracy:.4f} ({values}).",
+            f"{accuracy}\n# {values}\n{command}\n")
+        lines += [f"Best: trial {best.number}, {accuracy} ({values}).",
                   "", "Train it again:", "", "```", command, "```"]
     return {"search_history.png": history_figure(history)}, "\n".join([*lines, ""])
 

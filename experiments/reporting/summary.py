@@ -12,7 +12,8 @@ report/:
                                per learning rate, one line per initialisation (mean and
                                95% CI over seeds); only when the sweep has two sizes or
                                more, which summary.md says
-    summary.md, summary.csv    one row per run: its choices (every key the sweep varies),
+    summary.md, summary.csv    one row per run (per trial of a search over replicates, its
+                               seeds' mean): its choices (every key the sweep varies),
                                status, final metrics and diagnosis; summary.md then lists
                                the runs that did not converge, with what happened and
                                their diagnosis, and the seed groups (below)
@@ -51,6 +52,7 @@ from experiments.reporting.collect import (
     extra_keys,
     not_converged,
     outcome_and_cause,
+    trained_runs,
 )
 from experiments.reporting.figures import sweep_figures
 from experiments.tracking import swept, tags
@@ -62,15 +64,19 @@ def _last(values: list[float] | None) -> str:
 
 def summary_rows(runs: Sequence[RunSummary]) -> list[dict[str, str]]:
     """One row per run; after its init, lr, n_train and seed, a column per other key the
-    sweep varies (trainer.batch_size, optim, ...), so that no two rows read the same."""
+    sweep varies (trainer.batch_size, optim, ...), so that no two rows read the same. A
+    search trial over replicates is one row: its seeds, their number n, and test_acc their
+    mean."""
     extra = extra_keys(runs, swept.FIGURE_KEYS)
+    trials = any(r.is_trial for r in runs)  # a search over replicates: n, its seed runs
     rows = []
     for r in sorted(runs, key=lambda r: (r.init, r.lr, r.size,
                                          *(r.swept.get(k, "") for k in extra), r.seed)):
         rows.append({
             "run": r.name, "init": r.init, "lr": f"{r.lr:g}", "n_train": r.n_train,
             "seed": r.seed, **{k: r.swept.get(k, "") for k in extra}, "status": r.status,
-            "epochs": str(len(r.curves.get("train_loss", []))),
+            **({"n": str(len(r.replicates))} if trials else {}),
+            "epochs": "" if r.is_trial else str(len(r.curves.get("train_loss", []))),
             "train_loss": _last(r.curves.get("train_loss")),
             "val_acc": _last(r.curves.get("val_acc")),
             "test_acc": "" if r.test_acc is None else f"{r.test_acc:.4f}",
@@ -124,7 +130,10 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(parent_run_id)
-    figures, figures_note = sweep_figures(runs)
+    # A search's trials over replicates are the sweep's runs, as the mean of their seeds;
+    # the figures and seed groups are of the seed runs that trained.
+    trained = trained_runs(runs)
+    figures, figures_note = sweep_figures(trained)
     depth_section = ""
     if depth.is_depth_study(runs):
         study = depth.collect_depth_runs(runs)
@@ -137,11 +146,11 @@ def write_report(parent_run_id: str, out_dir: str | Path,
             runs, out, parent_tags.get(tags.SWEEP, "search"))
         figures.update(search_figures)
         depth_section += "\n" + section
-    curves = lc.learning_curves(runs) if lc.sweeps_size(runs) else []
+    curves = lc.learning_curves(trained) if lc.sweeps_size(trained) else []
     if curves:
         figures["learning_curve.png"] = lc_report.learning_curve_figure(curves)
         lc_report.write_curves_csv(curves, out / "learning_curve.csv")
-    if lc.sweeps_size(runs):
+    if lc.sweeps_size(trained):
         depth_section += "\n" + lc_report.curves_section(curves)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
@@ -150,7 +159,10 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     for r in runs:
         counts[r.status] += 1
     summary = f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    seed_groups = groups.seed_groups(runs)
+    if any(r.is_trial for r in runs):
+        summary += (f" (search trials, each the mean of its seeds: {len(trained)} seed runs "
+                    "below them)")
+    seed_groups = groups.seed_groups(trained)
     groups.write_groups_csv(seed_groups, out / "groups.csv")
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
                                     + (f"{figures_note}\n" if figures_note else "")

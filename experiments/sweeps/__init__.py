@@ -1,6 +1,7 @@
 """Sweeps: many runs under one parent MLflow run.
 
     job        one job of `python -m experiments.train`, in a sweep or alone
+    trial      a search trial over replicates (search.seeds): a trial run, its seed runs below
     tracking   the Hydra callback that opens and ends the parent run and writes the report
     parent     the parent run: found by its jobs, its children, orphans ended
     launchers  what jobs in other processes need: BLAS threads, the environment

@@ -39,13 +39,22 @@ def end_orphaned_runs(client: Any, parent_run_id: str, reason: str) -> list[str]
     """End every child of the sweep still RUNNING as KILLED, tagged with `reason`.
 
     Called from the sweep's process once no job can still be running: a worker that was
-    killed (SIGKILL, out of memory) cannot end its own run. Returns their names.
+    killed (SIGKILL, out of memory) cannot end its own run. The seed runs of a search's
+    trials are the sweep's too. Returns their names, seed runs first.
     """
     parent = client.get_run(parent_run_id)
+    experiment = [parent.info.experiment_id]
+    running = "attributes.status = 'RUNNING'"
     runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}' "
-                      "and attributes.status = 'RUNNING'")
+        experiment, filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}' and {running}",
+        max_results=5000)
+    # A search trial over replicates (experiments.sweeps.trial) has its seed runs below it.
+    trials = {r.info.run_id for r in client.search_runs(
+        experiment, filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}' "
+                                  f"and tags.`{tags.TRIAL_SEEDS}` LIKE '%'", max_results=5000)}
+    if trials:
+        seed_runs = client.search_runs(experiment, filter_string=running, max_results=5000)
+        runs = [r for r in seed_runs if r.data.tags.get(tags.PARENT) in trials] + runs
     names = []
     for run in runs:
         client.set_tag(run.info.run_id, tags.FAILURE_REASON, reason)

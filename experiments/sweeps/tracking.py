@@ -20,7 +20,7 @@ import mlflow
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import validate
+from experiments.config import ConfigError, validate
 from experiments.datasets.base import data_config
 from experiments.reporting.groups import best_group_metrics
 from experiments.reporting.learning_curve_report import curve_metrics
@@ -29,6 +29,7 @@ from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
 from experiments.sweeps.parent import end_orphaned_runs, stopped_how, write_parent_run
 from experiments.sweeps.plan import sweeper_kind, swept_keys
+from experiments.sweeps.trial import seeds_problem
 from experiments.tracking import signals, tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.server import TrackingServer, is_up
@@ -258,6 +259,12 @@ def _check_config_and_data(config: DictConfig) -> None:
     Values swept over are checked by each job, before its own run."""
     job_config = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
     validate(job_config)
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    swept = swept_keys(list(config.hydra.overrides.task),
+                       {} if params is None else OmegaConf.to_container(params, resolve=True))
+    problem = seeds_problem(job_config.search.seeds, sweeper_kind(config.hydra), list(swept))
+    if problem is not None:
+        raise ConfigError(problem)
     data_config(job_config.data).prepare()
 
 

@@ -31,11 +31,13 @@ class ended_run:  # noqa: N801 (used as a function: `with ended_run(run_id):`)
     message as tags. Exceptions propagate. Only this run is ended: a sweep's parent is
     its sweep's to end (experiments.sweeps.tracking). Stop signals arriving while the run
     is being ended wait until it has ended; if no stop was under way, they then raise
-    KeyboardInterrupt.
+    KeyboardInterrupt. active=False: `run_id` is not the active run but one made with
+    MlflowClient.create_run (a search trial's, whose seed runs are active in turn).
     """
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, active: bool = True) -> None:
         self.run_id = run_id
+        self.active = active
         self._scope = signals.stop_scope()
 
     def __enter__(self) -> ended_run:
@@ -52,14 +54,15 @@ class ended_run:  # noqa: N801 (used as a function: `with ended_run(run_id):`)
                  tb: TracebackType | None) -> None:
         try:
             with signals.ending():
-                _end_as(self._client, self.run_id, error)
+                _end_as(self._client, self.run_id, error, self.active)
         except BaseException as late:
             self._scope.__exit__(type(late), late, late.__traceback__)
             raise
         self._scope.__exit__(kind, error, tb)
 
 
-def _end_as(client: mlflow.MlflowClient, run_id: str, error: BaseException | None) -> None:
+def _end_as(client: mlflow.MlflowClient, run_id: str, error: BaseException | None,
+            active: bool = True) -> None:
     """Tag why the run stopped, if it did, and end it with the status that says so."""
     if error is None:
         status = "FINISHED"
@@ -79,14 +82,17 @@ def _end_as(client: mlflow.MlflowClient, run_id: str, error: BaseException | Non
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
         _safe_tags(client, run_id, {tags.FAILURE_REASON: text[:5000],
                                     tags.ERROR_TYPE: type(error).__name__})
-    _end(client, run_id, status)
+    _end(client, run_id, status, active)
 
 
-def _end(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
+def _end(client: mlflow.MlflowClient, run_id: str, status: str, active: bool) -> None:
     if status == "FINISHED":  # a resumed run no longer failed: drop its old reason
         _drop_failure_tags(client, run_id)
     try:
-        mlflow.end_run(status=status)
+        if active:
+            mlflow.end_run(status=status)
+        else:
+            client.set_terminated(run_id, status=status)
     except Exception as e:
         if not is_tracking_outage(e):
             raise

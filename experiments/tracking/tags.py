@@ -32,6 +32,9 @@ LR_FIND_SUGGESTION = "lr_find_suggestion"  # the range test's suggested rate (al
 LR_FIND_STOPPED = "lr_find_stopped_early"  # "true" when the test's loss diverged before its end
 SWEEPER = "sweeper"  # on a sweep's parent run: "grid" or "optuna" (a search)
 JOB_NUM = "sweep_job"  # on a sweep's child run: its job (trial) number, from 0
+# On a trial run of a search over replicates (search.seeds > 1): its seeds, "0 1 2"; its
+# seed runs are its children (experiments.sweeps.trial).
+TRIAL_SEEDS = "trial_seeds"
 SWEPT = "swept"  # on a sweep's child run: JSON {key: value} of the keys the sweep varies
 BEST_GROUP = "best_group"  # on a sweep's parent run: its seed group of best mean test_acc
 PARENT = "mlflow.parentRunId"  # set by MLflow (start_run(parent_run_id=...))
