@@ -30,6 +30,7 @@ from experiments.sweeps.parent import end_orphaned_runs, stopped_how, write_pare
 from experiments.sweeps.plan import sweeper_kind, swept_keys
 from experiments.tracking import signals, tags
 from experiments.tracking.git import git_state, git_tags
+from experiments.tracking.lifecycle import owner_tags
 from experiments.tracking.server import TrackingServer, is_up
 from experiments.tracking.store import SWEEP_SERVER_ENV, resolve_tracking_uri, use_store
 from experiments.tracking.ui import DEFAULT_UI_PORT, sweep_links, ui_address
@@ -90,6 +91,7 @@ class SweepTracking(Callback):
             mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id,
             run_name=f"sweep-{sweep_name}-{datetime.now():%Y%m%d-%H%M%S}",
             tags={
+                **owner_tags(),  # a sweep killed outright leaves it for tracking.reap
                 tags.SWEEP: sweep_name,
                 **git_tags(commit, dirty),
                 tags.OVERRIDES: " ".join(overrides),
