@@ -4,11 +4,13 @@ The store is MLflow's own default, made explicit: SQLite `mlflow.db` in the work
 directory, artifacts under `./mlruns`, unless `--tracking-uri`, the config's
 `tracking.uri` or `MLFLOW_TRACKING_URI` says otherwise. It is set explicitly because MLflow
 falls back to its legacy file store when it finds an old `./mlruns` folder, and this
-project never uses that.
+project never uses that. A new SQLite store is created under a file lock, so that two
+commands started at once in an empty folder do not both create its tables.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -63,7 +65,30 @@ def connect(configured: str | None = None) -> str:
     if len(served) == 2 and uri == served[1]:
         wait_for(uri)  # one request once the server is up
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _open_sqlite_store(uri)
     return uri
+
+
+def _open_sqlite_store(uri: str) -> None:
+    """Open the SQLite store (MLflow keeps it for the process) holding a lock beside it.
+
+    MLflow creates a new store's tables and runs its migrations when it first opens it;
+    two processes doing so at once on one new file collided ("Online migration expected
+    to match one row"), and one command died. The lock (`<store>.lock`, an flock, freed by
+    the kernel if its holder dies) lets one create it while the other waits, then finds
+    it made. A folder that does not exist is left for MLflow (and check_store_writable)
+    to report."""
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if not db.parent.is_dir():
+        return
+    try:
+        lock = open(f"{db}.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:  # a read-only folder: nothing can be created there anyway
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
 def use_store(configured: str | None, experiment: str) -> str:
