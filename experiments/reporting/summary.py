@@ -102,6 +102,10 @@ class SweepReport:
     groups: list[groups.Group] = field(default_factory=list)
 
 
+class EmptySweepError(LookupError):
+    """The sweep has no run to report on (each job was refused or failed before its run)."""
+
+
 def write_report(parent_run_id: str, out_dir: str | Path,
                  log_to_parent: bool = True) -> SweepReport:
     """Write the figures and tables for a sweep into out_dir.
@@ -113,6 +117,9 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(parent_run_id)
+    if not runs:
+        raise EmptySweepError(f"sweep {parent_run_id} has no runs to report on: each job was "
+                              "refused or failed before its run started (see the jobs' logs)")
     has_val = any("val_acc" in r.curves for r in runs)
     figures = {
         "learning_curves_loss.png": curves_figure(runs, "train_loss", "training loss", True),
