@@ -3,8 +3,9 @@ before the lock in tracking.store, both ran MLflow's migrations on the new file 
 died with alembic's "Online migration expected to match one row" (issue 27, point 8; 3 of
 3 tries with two `experiments.reap`, as with two trainings).
 
-`experiments.reap` stands for every command: each opens its store through
-tracking.store.connect, and reap trains nothing, so the race is all there is to it."""
+`experiments.reap` stands for the commands that write: it opens its store through
+tracking.store.open_store, as training does (use_store), and trains nothing, so the race
+is all there is to it."""
 
 import subprocess
 

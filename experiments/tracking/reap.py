@@ -23,7 +23,7 @@ import mlflow
 from mlflow.entities import ViewType
 
 from experiments.tracking import tags
-from experiments.tracking.store import connect
+from experiments.tracking.store import connect, open_store
 
 
 @dataclass
@@ -82,7 +82,7 @@ def reap(tracking_uri: str | None = None, older_than_h: float | None = None,
 
     Returns the runs marked (or, with dry_run, to be marked), and the RUNNING runs left
     that carry no host or pid tag, which nothing here could check."""
-    connect(tracking_uri)
+    open_store(connect(tracking_uri))
     client = mlflow.MlflowClient()
     host, now_ms = socket.gethostname(), int(time.time() * 1000)
     experiments = {e.experiment_id: e.name for e in client.search_experiments(ViewType.ALL)}

@@ -65,13 +65,12 @@ def connect(configured: str | None = None) -> str:
     if len(served) == 2 and uri == served[1]:
         wait_for(uri)  # one request once the server is up
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        _open_sqlite_store(uri)
     return uri
 
 
-def _open_sqlite_store(uri: str) -> None:
-    """Open the SQLite store (MLflow keeps it for the process) holding a lock beside it.
+def open_store(uri: str) -> None:
+    """Open a SQLite store (MLflow keeps it for the process) holding a lock beside it, for
+    the commands that write to it; other stores are left to open on first use.
 
     MLflow creates a new store's tables and runs its migrations when it first opens it;
     two processes doing so at once on one new file collided ("Online migration expected
@@ -79,6 +78,8 @@ def _open_sqlite_store(uri: str) -> None:
     the kernel if its holder dies) lets one create it while the other waits, then finds
     it made. A folder that does not exist is left for MLflow (and check_store_writable)
     to report."""
+    if not uri.startswith("sqlite:///"):
+        return
     db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
     if not db.parent.is_dir():
         return
@@ -97,7 +98,7 @@ def use_store(configured: str | None, experiment: str) -> str:
     The experiment is tagged as a model-training one, so that MLflow's UI opens it on its
     runs; experiments created before the tag existed get it the next time they are used.
     """
-    connect(configured)
+    open_store(connect(configured))
     found = mlflow.set_experiment(experiment)
     if found.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_TRAINING:
         mlflow.MlflowClient().set_experiment_tag(
