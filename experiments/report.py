@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.reporting.summary import write_report
+from experiments.reporting.summary import EmptySweepError, write_report
 from experiments.sweeps.parent import NoSweepError, latest_sweep
 from experiments.tracking.arguments import add_tracking_uri_argument
 from experiments.tracking.store import connect
@@ -36,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except NoSweepError as e:
         sys.exit(str(e))
     out = Path(args.out or Path("reports") / parent)
-    report = write_report(parent, out, log_to_parent=not args.no_log)
+    try:
+        report = write_report(parent, out, log_to_parent=not args.no_log)
+    except EmptySweepError as e:
+        sys.exit(str(e))
     print(f"sweep {parent}: {report.summary}")
     print((out / "summary.md").read_text())
     print(f"figures and tables in {out}/")

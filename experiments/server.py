@@ -10,8 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
-from experiments.tracking.server import LOOPBACK, TrackingServer
+from experiments.tracking.server import (
+    LOOPBACK,
+    TrackingServer,
+    exposure_warning,
+    reachable_uri,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +38,11 @@ def main(argv: list[str] | None = None) -> None:
                             port=args.port, workers=args.workers,
                             serve_artifacts=args.serve_artifacts,
                             allowed_hosts=args.allowed_hosts)
-    print(f"MLFLOW_TRACKING_URI={server.start()}", flush=True)
+    server.start()
+    warning = exposure_warning(args.host, server.port)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+    print(f"MLFLOW_TRACKING_URI={reachable_uri(args.host, server.port)}", flush=True)
     server.serve_until_interrupted()
 
 

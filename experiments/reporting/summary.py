@@ -119,6 +119,10 @@ class SweepReport:
     curves: list[lc.LearningCurve] = field(default_factory=list)
 
 
+class EmptySweepError(LookupError):
+    """The sweep has no run to report on (each job was refused or failed before its run)."""
+
+
 def write_report(parent_run_id: str, out_dir: str | Path,
                  log_to_parent: bool = True) -> SweepReport:
     """Write the figures and tables for a sweep into out_dir.
@@ -130,6 +134,9 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(parent_run_id)
+    if not runs:
+        raise EmptySweepError(f"sweep {parent_run_id} has no runs to report on: each job was "
+                              "refused or failed before its run started (see the jobs' logs)")
     # A search's trials over replicates are the sweep's runs, as the mean of their seeds;
     # the figures and seed groups are of the seed runs that trained.
     trained = trained_runs(runs)

@@ -82,13 +82,13 @@ def find_and_log(cfg: DictConfig) -> tuple[RangeTest, str]:
     commit, dirty, _ = git_state()
     n = "all" if cfg.data.n_train is None else cfg.data.n_train
     name = f"lr-find-{cfg.model.name}-{cfg.init.name}-n{n}-s{cfg.trainer.seed}"
-    active = mlflow.start_run(run_name=name, tags={**git_tags(commit, dirty),
-                                                   tags.SWEEP: "none", tags.LR_FIND: "true"})
-    with ended_run(active.info.run_id):
+    with ended_run.starting(run_name=name, tags={**git_tags(commit, dirty),
+                                                 tags.SWEEP: "none", tags.LR_FIND: "true"}
+                            ) as ended:
         mlflow.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
         result = range_test(cfg, splits)
         log_range_test(result, name)
         log.info("range test: %d steps%s, suggested rate %.4g (%s)", len(result.lrs),
                  " (stopped early: the loss diverged)" if result.stopped_early else "",
                  result.suggestion, result.rule)
-    return result, active.info.run_id
+    return result, ended.run_id

@@ -9,8 +9,6 @@ FINISHED, FAILED or KILLED whatever happens.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,16 +130,14 @@ def train_and_log(
     if swept is not None:
         all_tags[tags.SWEPT] = swept_names.encode(swept.mine)
     if resume is None:
-        active = mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=all_tags)
+        ended = ended_run.starting(run_name=name, parent_run_id=parent_run_id, tags=all_tags)
     else:  # the same run, RUNNING again; its params and config are already logged
-        active = mlflow.start_run(run_id=resume[0])
-        name = active.info.run_name or name
-        mlflow.set_tag(tags.RESUMED_FROM, str(resume[1].epoch))
-    # Who trains it, so that tracking.reap can tell a crashed run from a live one.
-    log_safely("the host and pid tags", mlflow.set_tags,
-               {tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())})
-    outcome = Outcome(run_id=active.info.run_id)
-    with ended_run(outcome.run_id):
+        ended = ended_run.starting(run_id=resume[0],
+                                   tags={tags.RESUMED_FROM: str(resume[1].epoch)})
+    # Entering it starts the run, with the stop signals already handled (tracking.lifecycle).
+    with ended:
+        outcome = Outcome(run_id=ended.run_id)
+        name = ended.active.info.run_name or name
         try:
             if found is not None:
                 log_range_test(found, name)

@@ -1,9 +1,12 @@
 """A sweep's parent run: how its jobs find it, how its children are listed, how the
-runs a dead worker left RUNNING are ended, and what a sweep that stopped early ends as."""
+runs a dead worker left RUNNING are ended, which jobs made no run, and what a sweep that
+stopped early ends as."""
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,8 @@ import mlflow
 
 from experiments.tracking import tags
 from experiments.tracking.ui import sweep_links
+
+log = logging.getLogger(__name__)
 
 # Written into the sweep folder when the sweep starts; each job of the sweep reads it to
 # find its parent run. A file rather than an environment variable: it belongs to one
@@ -62,6 +67,38 @@ def end_orphaned_runs(client: Any, parent_run_id: str, reason: str) -> list[str]
         client.set_terminated(run.info.run_id, status="KILLED")
         names.append(run.info.run_name)
     return names
+
+
+def jobs_without_run(client: Any, parent_run_id: str, sweep_dir: str | Path
+                     ) -> tuple[list[str], int]:
+    """The jobs of the sweep that made no run (refused, or failed before their run
+    started), by number, and how many runs the jobs made. A job is known by the folder
+    Hydra gives it in the sweep folder (numbered, holding its .hydra/), a run by its
+    job-number tag."""
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}'",
+                              max_results=50000)
+    made = {r.data.tags.get(tags.JOB_NUM) for r in runs}
+    folders = [p.name for p in Path(sweep_dir).iterdir()
+               if p.name.isdigit() and (p / ".hydra").is_dir()]
+    return sorted((n for n in folders if n not in made), key=int), len(runs)
+
+
+def report_jobs_without_run(client: Any, parent_run_id: str,
+                             sweep_dir: Path) -> None:
+    """Say which jobs made no run; with none made at all, the sweep fails (SystemExit)."""
+    missing, made = jobs_without_run(client, parent_run_id, sweep_dir)
+    if not missing:
+        return
+    message = (f"sweep: {len(missing)} job(s) made no run (refused, or failed before their "
+               f"run started; see their logs in {sweep_dir}/<job>/): job(s) "
+               + ", ".join(missing))
+    log.error("%s", message)
+    print(message, file=sys.stderr, flush=True)
+    client.set_tag(parent_run_id, tags.NO_RUN_JOBS, ", ".join(missing))
+    if made == 0:
+        raise SystemExit(f"no job of the sweep made a run; see their logs in {sweep_dir}/<job>/")
 
 
 def stopped_how(error: BaseException) -> tuple[str, str, str]:

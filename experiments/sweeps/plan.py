@@ -9,7 +9,8 @@ cost: a local MLflow server (SQLite takes one writer) and worker processes that 
 NumPy, Hydra and MLflow before their first job. Measured on 2 cores (README, *Sweeps in
 parallel*), 8 jobs of 10 epochs ran 1.13x faster on 2 workers, and 4 jobs of 5 epochs
 1.45x slower. `decline_reason` says when not to try.
-`swept_keys` says which keys a sweep varies, for its runs' names and its report.
+`swept_keys` says which keys a sweep varies, for its runs' names and its report;
+`invalid_jobs` which of a grid's jobs its config refuses, before the sweep starts.
 """
 
 from __future__ import annotations
@@ -117,6 +118,53 @@ def swept_keys(overrides: Sequence[str], params: Mapping[str, Any]) -> dict[str,
         else:
             swept.pop(o.key_or_group, None)
     return swept
+
+
+def grid_jobs(overrides: Sequence[str], params: Mapping[str, Any]) -> list[list[str]]:
+    """Each job's overrides in a grid sweep, in Hydra's order: its basic sweeper's own
+    product of the preset's `hydra.sweeper.params` and the command line's lists."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = [f"{key}={value}" for key, value in params.items()] + list(overrides)
+    parsed = OverridesParser.create().parse_overrides(given)
+    return [list(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
+
+
+def invalid_jobs(config_name: str, jobs: Sequence[Sequence[str]]) -> list[str]:
+    """For each job whose config cannot be composed or is refused by validation (the
+    checks a job makes before its run), a line naming the job, its overrides and why.
+    Needs Hydra initialised, as it is in a running app."""
+    from hydra import compose
+
+    from experiments.config import validate
+
+    shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
+    refused = []
+    for num, job in enumerate(jobs):
+        try:
+            validate(compose(config_name, overrides=list(job)))
+        except Exception as e:
+            own = " ".join(o for o in job if o not in shared)  # what sets it apart
+            refused.append(f"job {num} ({own}): {type(e).__name__}: {e}")
+    return refused
+
+
+def check_grid_jobs(config: Any) -> None:
+    """ValueError listing every job of a grid sweep that is invalid (`config`: the sweep's
+    composed config, with its `hydra` node); a search's trials are drawn, each checks its
+    own."""
+    from omegaconf import OmegaConf
+
+    if sweeper_kind(config.hydra) != "grid":
+        return
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    jobs = grid_jobs(list(config.hydra.overrides.task),
+                     {} if params is None else OmegaConf.to_container(params))
+    refused = invalid_jobs(config.hydra.job.config_name, jobs)
+    if refused:
+        raise ValueError(f"{len(refused)} of its {len(jobs)} jobs are invalid:\n  "
+                         + "\n  ".join(refused))
 
 
 def parallel_plan(overrides: Sequence[str], workers: int) -> tuple[list[str], str | None]:

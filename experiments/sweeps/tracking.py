@@ -27,11 +27,17 @@ from experiments.reporting.learning_curve_report import curve_metrics
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
-from experiments.sweeps.parent import end_orphaned_runs, stopped_how, write_parent_run
-from experiments.sweeps.plan import sweeper_kind, swept_keys
+from experiments.sweeps.parent import (
+    end_orphaned_runs,
+    report_jobs_without_run,
+    stopped_how,
+    write_parent_run,
+)
+from experiments.sweeps.plan import check_grid_jobs, sweeper_kind, swept_keys
 from experiments.sweeps.trial import seeds_problem
 from experiments.tracking import signals, tags
 from experiments.tracking.git import git_state, git_tags
+from experiments.tracking.lifecycle import owner_tags
 from experiments.tracking.server import TrackingServer, is_up
 from experiments.tracking.store import SWEEP_SERVER_ENV, resolve_tracking_uri, use_store
 from experiments.tracking.ui import DEFAULT_UI_PORT, sweep_links, ui_address
@@ -92,6 +98,7 @@ class SweepTracking(Callback):
             mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id,
             run_name=f"sweep-{sweep_name}-{datetime.now():%Y%m%d-%H%M%S}",
             tags={
+                **owner_tags(),  # a sweep killed outright leaves it for tracking.reap
                 tags.SWEEP: sweep_name,
                 **git_tags(commit, dirty),
                 tags.OVERRIDES: " ".join(overrides),
@@ -123,6 +130,7 @@ class SweepTracking(Callback):
             client = mlflow.MlflowClient()
             self._end_orphans(client, parent_run_id,
                               "its job process ended without ending the run")
+            report_jobs_without_run(client, parent_run_id, Path(config.hydra.sweep.dir))
             try:
                 out_dir = Path(config.hydra.sweep.dir) / "report"
                 report = write_report(parent_run_id, out_dir, log_to_parent=True)
@@ -256,7 +264,7 @@ class SweepTracking(Callback):
 def _check_config_and_data(config: DictConfig) -> None:
     """Before the parent run exists: the config's own problems, and the data, downloaded
     here once when allowed and missing (the jobs, perhaps in parallel, then find it).
-    Values swept over are checked by each job, before its own run."""
+    Each job of a grid is checked too (plan.invalid_jobs); a search's trials check theirs."""
     job_config = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
     validate(job_config)
     params = OmegaConf.select(config, "hydra.sweeper.params")
@@ -265,6 +273,7 @@ def _check_config_and_data(config: DictConfig) -> None:
     problem = seeds_problem(job_config.search.seeds, sweeper_kind(config.hydra), list(swept))
     if problem is not None:
         raise ConfigError(problem)
+    check_grid_jobs(config)
     data_config(job_config.data).prepare()
 
 

@@ -3,21 +3,25 @@
 `ended_run` ends the active run with the status that fits how its block exited: FINISHED,
 FAILED (an exception, or a loss that became NaN/inf) or KILLED (Ctrl-C, SIGTERM, SIGHUP,
 SLURM's warning: the stop signals of tracking.signals, which turns them into exceptions).
+`ended_run.starting(...)` also starts the run, so that no signal finds it made but unowned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import mlflow
 
 from cnn.training import DivergenceError
 from experiments.tracking import signals, tags
-from experiments.tracking.offline import is_tracking_outage
+from experiments.tracking.offline import is_database_store, is_tracking_outage
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +39,65 @@ class ended_run:  # noqa: N801 (used as a function: `with ended_run(run_id):`)
     MlflowClient.create_run (a search trial's, whose seed runs are active in turn).
     """
 
-    def __init__(self, run_id: str, active: bool = True) -> None:
+    def __init__(self, run_id: str | None = None,
+                 start: Mapping[str, Any] | None = None, active: bool = True) -> None:
         self.run_id = run_id
-        self.active = active
+        self.active: mlflow.ActiveRun | None = None
+        self._start = start
+        self._is_active = active
         self._scope = signals.stop_scope()
+
+    @classmethod
+    def starting(cls, **start_run: Any) -> ended_run:
+        """Start the run (mlflow.start_run(**start_run)) as the block is entered, with the
+        stop signals already handled: a signal at any point of its start ends it KILLED.
+        It is created tagged with this host and process (owner_tags), so that
+        tracking.reap can tell it from a live one even if it got no further."""
+        return cls(start=start_run)
 
     def __enter__(self) -> ended_run:
         self._client = mlflow.MlflowClient()
         try:
             self._scope.__enter__()
-        except BaseException as e:  # a signal as the handlers were being installed
-            self.__exit__(type(e), e, e.__traceback__)
+            if self._start is not None:
+                self._start_run()
+        except BaseException as e:  # a signal as the handlers were installed, or the start failed
+            if self.run_id is not None or mlflow.active_run() is not None:
+                self.run_id = self.run_id or mlflow.active_run().info.run_id
+                self.__exit__(type(e), e, e.__traceback__)
+            else:  # no run was made: nothing to end
+                self._scope.__exit__(type(e), e, e.__traceback__)
             raise
         return self
+
+    def _start_run(self) -> None:
+        kwargs = dict(self._start or {})
+        kwargs["tags"] = {**(kwargs.get("tags") or {}), **owner_tags()}
+        # Into a database store, signals wait while the run's rows are written: one that
+        # lands between the row and MLflow's record of its active run would leave the run
+        # RUNNING with nobody to end it (or ended FINISHED by MLflow's exit hook). After
+        # this block, a waiting signal raises here, and the run ends KILLED. A server's
+        # request is not deferred (a stop must not wait for its retries): its run carries
+        # the owner tags from its creation, for tracking.reap.
+        with signals.ending() if is_database_store() else contextlib.nullcontext():
+            self.active = mlflow.start_run(**kwargs)
+            self.run_id = self.active.info.run_id
 
     @signals.defers_signals
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
             with signals.ending():
-                _end_as(self._client, self.run_id, error, self.active)
+                _end_as(self._client, self.run_id, error, self._is_active)
         except BaseException as late:
             self._scope.__exit__(type(late), late, late.__traceback__)
             raise
         self._scope.__exit__(kind, error, tb)
+
+
+def owner_tags() -> dict[str, str]:
+    """Who trains a run, so that tracking.reap can tell a crashed run from a live one."""
+    return {tags.HOST: socket.gethostname(), tags.PID: str(os.getpid())}
 
 
 def _end_as(client: mlflow.MlflowClient, run_id: str, error: BaseException | None,

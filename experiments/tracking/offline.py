@@ -78,7 +78,7 @@ class OfflineBuffer:
         inside it can leave SQLite locked for the writes that end the run. A server's
         request is not deferred: while it is away, a stop must not wait for the retries."""
         try:
-            with signals.ending() if _database_store() else contextlib.nullcontext():
+            with signals.ending() if is_database_store() else contextlib.nullcontext():
                 call(*args)
         except Exception as e:
             if not is_tracking_outage(e):
@@ -153,6 +153,6 @@ def send_offline_metrics(run_id: str, path: Path) -> int:
     return len(metrics)
 
 
-def _database_store() -> bool:
+def is_database_store() -> bool:
     """Whether the active tracking URI is a database this process writes itself."""
     return not mlflow.get_tracking_uri().startswith(("http://", "https://", "databricks"))

@@ -49,6 +49,43 @@ def free_port(host: str = LOOPBACK) -> int:
         return s.getsockname()[1]
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """What to tell whoever serves on `host` when that is not the loopback address: MLflow's
+    server has no authentication, so everyone who can reach the port can read, change and
+    delete every run. None on the loopback."""
+    if host in (LOOPBACK, "localhost", "::1"):
+        return None
+    where = "every network interface of this machine" if host in WILDCARD_HOSTS else host
+    return (f"WARNING: the MLflow server listens on {where}, port {port}, with no "
+            "authentication: anyone who can reach it can read, change and delete every run "
+            "and artifact. Serve only on a trusted network, or behind a proxy that checks "
+            "who connects.")
+
+
+def reachable_uri(host: str, port: int) -> str:
+    """The URI other machines use for a server bound to `host`: for the wildcard address
+    (0.0.0.0, which no client can connect to) this machine's name, or else its address."""
+    if host in WILDCARD_HOSTS:
+        host = _machine_name()
+    return f"http://{host}:{port}"
+
+
+def _machine_name() -> str:
+    # getfqdn() may resolve to "localhost" (from /etc/hosts), which no other machine can use.
+    for name in (socket.getfqdn(), socket.gethostname()):
+        if name and not name.startswith("localhost"):
+            return name
+    try:  # the address of the interface that routes outwards (a UDP connect sends nothing)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+    except OSError:
+        return socket.gethostname()
+
+
 def is_up(uri: str, timeout: float = 2.0) -> bool:
     """Whether an MLflow server answers at `uri` (http://host:port)."""
     try:

@@ -4,11 +4,13 @@ The store is MLflow's own default, made explicit: SQLite `mlflow.db` in the work
 directory, artifacts under `./mlruns`, unless `--tracking-uri`, the config's
 `tracking.uri` or `MLFLOW_TRACKING_URI` says otherwise. It is set explicitly because MLflow
 falls back to its legacy file store when it finds an old `./mlruns` folder, and this
-project never uses that.
+project never uses that. A new SQLite store is created under a file lock, so that two
+commands started at once in an empty folder do not both create its tables.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -66,13 +68,37 @@ def connect(configured: str | None = None) -> str:
     return uri
 
 
+def open_store(uri: str) -> None:
+    """Open a SQLite store (MLflow keeps it for the process) holding a lock beside it, for
+    the commands that write to it; other stores are left to open on first use.
+
+    MLflow creates a new store's tables and runs its migrations when it first opens it;
+    two processes doing so at once on one new file collided ("Online migration expected
+    to match one row"), and one command died. The lock (`<store>.lock`, an flock, freed by
+    the kernel if its holder dies) lets one create it while the other waits, then finds
+    it made. A folder that does not exist is left for MLflow (and check_store_writable)
+    to report."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if not db.parent.is_dir():
+        return
+    try:
+        lock = open(f"{db}.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:  # a read-only folder: nothing can be created there anyway
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
 def use_store(configured: str | None, experiment: str) -> str:
     """Point MLflow at the store and experiment (created if missing); return its id.
 
     The experiment is tagged as a model-training one, so that MLflow's UI opens it on its
     runs; experiments created before the tag existed get it the next time they are used.
     """
-    connect(configured)
+    open_store(connect(configured))
     found = mlflow.set_experiment(experiment)
     if found.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_TRAINING:
         mlflow.MlflowClient().set_experiment_tag(

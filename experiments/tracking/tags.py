@@ -10,6 +10,7 @@ SWEEP = "sweep"  # the sweep preset's name, "custom", or "none" outside a sweep
 SWEEP_DIR = "sweep_dir"  # on a sweep's parent run: the multirun folder
 SWEEP_JOBS = "jobs"  # on a sweep's parent run: "N runs: ..." once the sweep ended
 KILLED_RUNS = "killed_runs"  # on a sweep's parent run: runs a dead worker left RUNNING
+NO_RUN_JOBS = "jobs_without_run"  # on a sweep's parent run: jobs that failed before a run
 RERUN_OF = "rerun_of"
 RESUMED_FROM = "resumed_from_epoch"
 FAILURE_REASON = "failure_reason"
