@@ -38,6 +38,7 @@ from experiments.reporting import compare, depth, groups, search
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
+    diagnosis,
     extra_keys,
     not_converged,
     outcome_and_cause,
@@ -77,9 +78,9 @@ def diagnosis_section(runs: Sequence[RunSummary]) -> str:
     if not stuck:
         return "\n".join([*lines, "Every run converged.", ""])
     for r in sorted(stuck, key=lambda r: (r.init, r.lr, r.size, r.seed)):
-        outcome, cause = outcome_and_cause(r)
+        outcome, _ = outcome_and_cause(r)
         lines.append(f"- **{r.name}** ({r.status}): {outcome}. "
-                     f"Diagnosis before training: {r.health or '?'}, {cause}.")
+                     f"Diagnosis before training: {diagnosis(r)}.")
     return "\n".join([*lines, ""])
 
 
