@@ -66,6 +66,15 @@ def connect(configured: str | None = None) -> str:
     return uri
 
 
+def run_exists(run_id: str) -> bool:
+    """Whether the connected store holds a run with this id (deleted ones too)."""
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
+
+
 def use_store(configured: str | None, experiment: str) -> str:
     """Point MLflow at the store and experiment (created if missing); return its id.
 
