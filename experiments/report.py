@@ -18,7 +18,7 @@ from pathlib import Path
 from experiments.reporting.summary import write_report
 from experiments.sweeps.parent import NoSweepError, latest_sweep
 from experiments.tracking.arguments import add_tracking_uri_argument
-from experiments.tracking.store import connect, run_exists
+from experiments.tracking.store import StoreError, connect, run_exists
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -30,7 +30,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="default: reports/<parent run id>")
     parser.add_argument("--no-log", action="store_true", help="do not log to the parent run")
     args = parser.parse_args(argv)
-    uri = connect(args.tracking_uri)
+    try:
+        uri = connect(args.tracking_uri)
+    except StoreError as e:
+        sys.exit(f"error: {e}")
     try:
         parent = args.parent or latest_sweep(args.experiment)
     except NoSweepError as e:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from experiments.runs.rerun import RerunError, format_comparison, rerun
 from experiments.tracking.arguments import add_tracking_uri_argument
+from experiments.tracking.store import StoreError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         new_id, comparisons = rerun(args.run_id, args.tracking_uri)
-    except RerunError as e:
+    except (RerunError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"\nrerun of {args.run_id}: new run {new_id}")
