@@ -56,6 +56,8 @@ def test_a_clean_run_rerun_from_changed_code_points_at_the_new_runs_patch(monkey
 
 def test_a_deleted_source_run_reruns_with_a_notice(store, monkeypatch, caplog):
     cfg = compose_config(["data=digits", "data.n_train=20", "trainer.epochs=1"])
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("rerun-notices")  # not an experiment id another test's store left
     with mlflow.start_run() as source:
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
     mlflow.MlflowClient().delete_run(source.info.run_id)
@@ -67,6 +69,7 @@ def test_a_deleted_source_run_reruns_with_a_notice(store, monkeypatch, caplog):
         return Outcome(run_id=run.info.run_id)
 
     monkeypatch.setattr(rerun, "train_and_log", train_and_log)
+    monkeypatch.setattr(rerun.log, "disabled", False)  # an earlier logging config may have
     with caplog.at_level(logging.WARNING):
         new_id, _ = rerun.rerun(source.info.run_id)
     assert trained == [new_id]

@@ -15,6 +15,7 @@ import pytest
 
 from cnn import checkpoint as ckpt
 from experiments.config import compose_config
+from experiments.runs import checkpoints
 from experiments.runs.checkpoints import ResumeError, checkpoint_path
 from experiments.runs.resume import resume
 from experiments.runs.tracked import train_and_log
@@ -97,6 +98,7 @@ def test_both_copies_bad_leaves_the_run_as_it_was_naming_both(killed, damage, tm
 def test_a_bad_local_copy_gives_way_to_the_artifact(killed, monkeypatch, caplog):
     folder, run_id, good = killed
     monkeypatch.chdir(folder)
+    monkeypatch.setattr(checkpoints.log, "disabled", False)  # an earlier logging config may have
     local, _ = _copies(folder, run_id)
     (folder / "good.npz").write_bytes(good)
     _damaged(folder / "good.npz", local, "nan")
