@@ -159,9 +159,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
 
 def _integer(arrays: Mapping[str, np.ndarray], key: str, path: Path, hint: str) -> int:
     value = arrays[key]
-    if value.shape != () or value.dtype.kind not in "iu":
-        raise CheckpointError(f"checkpoint {path}: {key!r} should be one integer, found "
-                              f"dtype {value.dtype} and shape {value.shape}; {hint}")
+    if value.shape != () or value.dtype.kind not in "iu" or value < 0:
+        raise CheckpointError(f"checkpoint {path}: {key!r} should be one integer >= 0, found "
+                              f"{value.tolist()!r:.60} ({value.dtype}, shape {value.shape}); "
+                              f"{hint}")
     return int(value)
 
 
@@ -177,6 +178,36 @@ def _generator_states(raw: np.ndarray, path: Path, hint: str) -> dict[str, dict]
     return rng
 
 
+def check_fits(
+    checkpoint: Checkpoint,
+    net: Sequential,
+    optimizer: Optimizer,
+    generators: Mapping[str, np.random.Generator],
+    source: str = "checkpoint",
+    average: WeightAverage | None = None,
+) -> dict[str, np.ndarray]:
+    """Whether `checkpoint` can be restored into this net, optimiser and generators (and
+    `average`), changing none of them: CheckpointError saying what differs, else the
+    weights to load. Every generator of the run must be in the checkpoint and vice versa,
+    each state valid, the arrays must fit the network and be finite."""
+    streams = _generators_with_layers(net, generators)
+    _check_streams(checkpoint.rng, streams, source)
+    try:
+        weights = net.check_state_dict(checkpoint.net, source=source)
+        if average is not None and checkpoint.average:
+            net.check_state_dict({k: v for k, v in checkpoint.average.items()
+                                  if k != "updates"}, source=f"{source} (weight average)")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
+    _check_optimizer_state(checkpoint.optim, net.params, source)
+    for part, arrays in (("weights", checkpoint.net), ("optimiser state", checkpoint.optim),
+                         ("weight average", checkpoint.average)):
+        bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:  # training on from these diverges at once, or has already
+            raise CheckpointError(f"{source}: its {part} {', '.join(bad[:3])} are not finite")
+    return weights
+
+
 def restore(
     checkpoint: Checkpoint,
     net: Sequential,
@@ -187,24 +218,8 @@ def restore(
 ) -> None:
     """Put the saved state into a freshly built net, optimiser and generators (in place),
     and into `average` when given (a checkpoint without one restarts it from the weights).
-
-    Every generator of the run must be in the checkpoint and vice versa, and the arrays
-    must fit the network; otherwise CheckpointError says what differs. All of it is
-    checked before anything is written, so a refused checkpoint changes nothing.
-    """
-    streams = _generators_with_layers(net, generators)
-    _check_streams(checkpoint.rng, streams, source)
-    try:
-        weights = net.check_state_dict(checkpoint.net, source=source)
-    except ValueError as e:
-        raise CheckpointError(str(e)) from e
-    _check_optimizer_state(checkpoint.optim, net.params, source)
-    if average is not None and checkpoint.average:
-        try:
-            net.check_state_dict({k: v for k, v in checkpoint.average.items()
-                                  if k != "updates"}, source=f"{source} (weight average)")
-        except ValueError as e:
-            raise CheckpointError(str(e)) from e
+    All of it is checked first (check_fits), so a refused checkpoint changes nothing."""
+    weights = check_fits(checkpoint, net, optimizer, generators, source, average)
     net.load_state_dict(weights, source=source)
     if average is not None:
         if checkpoint.average:
@@ -212,7 +227,7 @@ def restore(
         else:
             average.shadow, average.updates = net.state_dict(), 0
     optimizer.load_state_dict(checkpoint.optim)
-    for name, g in streams.items():
+    for name, g in _generators_with_layers(net, generators).items():
         g.bit_generator.state = checkpoint.rng[name]
 
 

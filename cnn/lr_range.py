@@ -57,8 +57,9 @@ class RangeTest:
 
 def exponential_rates(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
     """(steps,) rates growing geometrically from min_lr to max_lr, both included."""
-    if not 0 < min_lr < max_lr:
-        raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
+    if not 0 < min_lr < max_lr < float("inf"):
+        raise ValueError(f"need 0 < min_lr < max_lr, both finite, got min_lr={min_lr}, "
+                         f"max_lr={max_lr}")
     if steps < 2:
         raise ValueError(f"steps must be at least 2, got {steps}")
     return np.geomspace(min_lr, max_lr, steps)

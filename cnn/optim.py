@@ -58,6 +58,7 @@ class SGD(Optimizer):
         self, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
     ) -> None:
         super().__init__(lr, weight_decay)
+        _check_momentum(momentum)
         if nesterov and momentum <= 0:
             raise ValueError("Nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
@@ -93,6 +94,7 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
+        _check_eps(eps)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, state: dict) -> None:
@@ -142,6 +144,10 @@ class RMSprop(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
+        if not 0 <= alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        _check_eps(eps)
+        _check_momentum(momentum)
         self.alpha, self.eps, self.momentum = alpha, eps, momentum
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, state: dict) -> None:
@@ -157,6 +163,18 @@ class RMSprop(Optimizer):
             buf += step
             step = buf
         p -= self.lr * step
+
+
+def _check_momentum(momentum: float) -> None:
+    # Written as a range so that NaN, which fails every comparison, is refused too; at 1
+    # or above the velocity never decays.
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+
+
+def _check_eps(eps: float) -> None:
+    if not 0 < eps < float("inf"):
+        raise ValueError(f"eps must be > 0 and finite, got {eps}")
 
 
 def make_optimizer(name: str, **kwargs) -> Optimizer:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cnn
@@ -57,13 +59,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     from experiments.tracking.store import connect
 
     connect(args.tracking_uri)
-    try:
-        reports = predict_uri(args.model_uri, args.images, args.top_k)
-    except (ModelLoadError, CorruptDatasetError, ValueError) as e:
-        print(f"predict: {e}", file=sys.stderr)
-        return 1
+    with stop_signals() as received:
+        try:
+            reports = predict_uri(args.model_uri, args.images, args.top_k)
+        except (ModelLoadError, CorruptDatasetError, ValueError) as e:
+            if not received:
+                print(f"predict: {e}", file=sys.stderr)
+                return 1
+        except KeyboardInterrupt:
+            if not received:  # raised by hand, not by a signal
+                raise
+    if received:
+        die_of(received[0])
     print("\n".join(reports))
     return 0
+
+
+@contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """While open, the first of SIGINT, SIGTERM and SIGHUP raises KeyboardInterrupt, so
+    that the model's temporary folder is removed on the way out; later ones only wait,
+    so as not to cut that short. Yields the signals received: one raised inside a
+    finaliser is printed by Python as ignored, and predicting goes on, but it is still
+    there to say the command was stopped. Signals ignored on entry (nohup) stay so."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, handle) for s in stops
+                if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def die_of(signum: int) -> None:
+    """End the process by `signum`, as it would have without a handler, so that a shell
+    sees it stopped (status 128 + signum) and stops its script too."""
+    print(f"predict: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    sys.exit(128 + signum)  # if the signal was blocked
 
 
 if __name__ == "__main__":

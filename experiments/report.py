@@ -18,7 +18,7 @@ from pathlib import Path
 from experiments.reporting.summary import EmptySweepError, write_report
 from experiments.sweeps.parent import NoSweepError, latest_sweep
 from experiments.tracking.arguments import add_tracking_uri_argument
-from experiments.tracking.store import connect
+from experiments.tracking.store import StoreError, connect, run_exists
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -30,11 +30,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="default: reports/<parent run id>")
     parser.add_argument("--no-log", action="store_true", help="do not log to the parent run")
     args = parser.parse_args(argv)
-    connect(args.tracking_uri)
+    try:
+        uri = connect(args.tracking_uri)
+    except StoreError as e:
+        sys.exit(f"error: {e}")
     try:
         parent = args.parent or latest_sweep(args.experiment)
     except NoSweepError as e:
         sys.exit(str(e))
+    if args.parent and not run_exists(parent):
+        sys.exit(f"error: no run {parent} in {uri} (--parent takes a sweep's "
+                 "parent run id)")
     out = Path(args.out or Path("reports") / parent)
     try:
         report = write_report(parent, out, log_to_parent=not args.no_log)

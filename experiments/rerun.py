@@ -14,8 +14,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from experiments.runs.rerun import format_comparison, rerun
+from experiments.runs.rerun import RerunError, format_comparison, rerun
 from experiments.tracking.arguments import add_tracking_uri_argument
+from experiments.tracking.store import StoreError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -25,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_tracking_uri_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    new_id, comparisons = rerun(args.run_id, args.tracking_uri)
+    try:
+        new_id, comparisons = rerun(args.run_id, args.tracking_uri)
+    except (RerunError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"\nrerun of {args.run_id}: new run {new_id}")
     print(format_comparison(comparisons, args.run_id, new_id))
     if not all(c.identical for c in comparisons):

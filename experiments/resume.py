@@ -19,6 +19,7 @@ from experiments.runs.checkpoints import ResumeError
 from experiments.runs.resume import resume
 from experiments.tracking.arguments import add_tracking_uri_argument
 from experiments.tracking.lifecycle import http_retries_bounded
+from experiments.tracking.store import StoreError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     http_retries_bounded()
     try:
         outcome = resume(args.run_id, args.tracking_uri, force=args.force)
-    except (ResumeError, CheckpointError) as e:
+    except (ResumeError, CheckpointError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"run {outcome.run_id} resumed and finished: test_acc {outcome.test_acc:.4f}")

@@ -71,3 +71,21 @@ def test_training_refuses_an_unwritable_artifact_folder(harness_cli):
     assert client.search_runs([elsewhere.experiment_id]) == []  # no run was started
     [kept] = client.search_runs([client.get_experiment_by_name("cifar10-cnn").experiment_id])
     assert kept.info.status == "FINISHED" and "test_acc" in kept.data.metrics
+
+
+def test_a_corrupt_store_file_is_named_and_an_empty_one_said(tmp_path, caplog, monkeypatch):
+    # issue 27: a corrupt mlflow.db gave 80 lines of SQLAlchemy naming no file, and a
+    # zero-byte one was silently made a new store.
+    import logging
+
+    from experiments.tracking.store import StoreError, connect
+
+    monkeypatch.setattr(store.log, "disabled", False)  # an earlier logging config may have
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=f"{db} is not an SQLite database"):
+        connect(f"sqlite:///{db}")
+    db.write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        connect(f"sqlite:///{db}")
+    assert any(f"{db} is empty (0 bytes)" in r.getMessage() for r in caplog.records)

@@ -115,10 +115,21 @@ def test_unknown_option_lists_the_available_ones():
     (["schedule=onecycle", "schedule.momentum_range=[0.95,0.85]"], "low <= high"),
     (["optim=adam", "schedule=onecycle", "schedule.momentum_range=[0.85,0.95]"],
      "needs an optimiser with momentum"),
+    # issue 27: values that reached a run, or numpy's error naming no key
+    (["optim.momentum=nan"], r"optim \(sgd\): momentum must be in \[0, 1\), got nan"),
+    (["optim=adam", "optim.eps=0"], r"optim \(adam\): eps must be > 0"),
+    (["model=custom", "model.layers=[{type: batchnorm, eps: -1.0}]"],
+     r"model.layers: custom layers\[0\] \(batchnorm\): batch norm eps must be > 0"),
+    (["model=custom", "model.layers=[{type: batchnorm, momentum: 2.0}]"],
+     r"model.layers: custom layers\[0\] \(batchnorm\): batch norm momentum must be in"),
+    (["lr_find.max_lr=inf"], "lr_find.max_lr=inf must be finite"),
+    (["trainer.seed=-1"], "trainer.seed must be >= 0, got -1"),
+    (["data.split_seed=-2"], "data.split_seed must be >= 0"),
 ])
 def test_validate_names_the_bad_value(overrides, message):
     cfg = compose_config(overrides)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    pattern = message if "\\" in message else message.replace("(", r"\(")
+    with pytest.raises(ConfigError, match=pattern):
         validate(cfg)
 
 

@@ -121,7 +121,7 @@ def test_bad_range_test_settings_are_named():
         validate(compose_config(["lr_find.max_lr=1e-6", "lr_find.rule=valley",
                                  "lr_find.steps=1"]))
     message = str(e.value)
-    assert "lr_find.max_lr=1e-06 must be above lr_find.min_lr=1e-05" in message
+    assert "lr_find.max_lr=1e-06 must be finite and above lr_find.min_lr=1e-05" in message
     assert "lr_find.rule='valley': choose one of min_div_10, steepest" in message
     assert "lr_find.steps must be at least 2, got 1" in message
 

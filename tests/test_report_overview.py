@@ -76,3 +76,14 @@ def test_parent_metrics_count_the_runs_by_status():
 def test_parent_metrics_of_a_sweep_where_no_run_finished():
     metrics = parent_metrics([DIVERGED, KILLED], 3.0)
     assert "best_test_acc" not in metrics and metrics["runs_finished"] == 0
+
+
+def test_a_run_without_health_checks_says_they_were_off():
+    # issue 27: it read "Diagnosis: ?, no cause found.", as if the checks had found nothing.
+    unchecked = run("unchecked", "FINISHED", 0.05, health="", cause="")
+    unchecked.params["trainer.health_checks"] = "False"
+    text = overview([*GOOD, unchecked])
+    assert ("  - unchecked (FINISHED): test accuracy 0.050. Diagnosis: none, the health "
+            "checks were off (trainer.health_checks=false).") in text
+    # Checks that ran and left no tag still read as unknown.
+    assert "Diagnosis: ?, no cause found." in overview([*GOOD, run("x", "FINISHED", 0.05, "", "")])

@@ -59,6 +59,14 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: 'data' should have shape (N, {_ROW_LENGTH}) with N > 0, found "
             f"{data.shape}. {redo}"
         )
+    # Whatever the pickle did to build it, the pixels must be bytes of this file: an array
+    # over a repeated byte or memory of its own would train on images nobody stored.
+    size = path.stat().st_size
+    if data.nbytes > size or data.strides != (_ROW_LENGTH, 1):
+        raise CorruptDatasetError(
+            f"{path}: 'data' claims {len(data):,} images ({data.nbytes:,} bytes, strides "
+            f"{data.strides}), which the file's {size:,} bytes do not hold. {redo}"
+        )
     try:
         labels = np.asarray(_get(batch, "labels", path))
     except (TypeError, ValueError) as e:

@@ -5,13 +5,21 @@ mistaken file could run code. The CIFAR-10 files only need NumPy's array
 reconstruction, so every other global is refused before it is imported. The one
 exception is `_codecs.encode`, which Python 3 uses to store bytes at protocol 2
 (see `_latin1_encode`): a batch re-saved with `pickle.dump(obj, f, protocol=2)` needs it.
+
+Allowed names are not all harmless with any argument: `numpy.ndarray(shape, dtype,
+buffer, offset, strides)` with zero strides makes an array of any size from one byte,
+and without a buffer allocates one. A direct call must be backed by the bytes the file
+holds (see `_BackedNdarray`).
 """
 
 import importlib
+import math
 import os
 import pickle
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from cnn.data.errors import UnsafePickleError
 
@@ -57,6 +65,45 @@ def _latin1_encode(source: str):
     return encode
 
 
+class _BackedNdarray:
+    """Stands in for `numpy.ndarray` in a pickle: called, it builds an array only over a
+    buffer holding every byte of it, with the strides of a contiguous array; passed to
+    `_reconstruct` (as every array NumPy pickles is), it is NumPy's ndarray again."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self, shape: Any, dtype: Any = float, buffer: Any = None, offset: int = 0,
+                 strides: Any = None, order: Any = None) -> np.ndarray:
+        try:
+            shape = (int(shape),) if isinstance(shape, int) else tuple(int(n) for n in shape)
+            dtype, offset = np.dtype(dtype), int(offset)
+        except (TypeError, ValueError) as e:
+            raise UnsafePickleError(f"{self.source}: an ndarray with shape {shape!r:.80} and "
+                                    f"dtype {dtype!r:.80} cannot be read ({e})") from e
+        needed = math.prod(shape) * dtype.itemsize
+        held = 0 if buffer is None else memoryview(buffer).nbytes - max(offset, 0)
+        if needed > held:
+            raise UnsafePickleError(
+                f"{self.source}: an ndarray of shape {shape} ({dtype}) needs {needed:,} bytes "
+                f"but the file gives it {max(held, 0):,}; a genuine CIFAR-10 file stores every "
+                "byte of its arrays. Delete it and extract or download the dataset again.")
+        array = np.ndarray(shape, dtype, buffer, offset, None, order)
+        if strides is not None and tuple(strides) != array.strides:
+            raise UnsafePickleError(
+                f"{self.source}: an ndarray of shape {shape} with strides {tuple(strides)} "
+                f"(contiguous ones are {array.strides}) may repeat its bytes; a genuine "
+                "CIFAR-10 file has none. Delete it and extract or download the dataset again.")
+        return array
+
+
+def _reconstruct_with(real: Any) -> Any:
+    def reconstruct(subtype: Any, *args: Any) -> Any:
+        return real(np.ndarray if isinstance(subtype, _BackedNdarray) else subtype, *args)
+
+    return reconstruct
+
+
 def _import_numpy_global(module: str, name: str) -> Any:
     # Prefer the NumPy 2 spelling: importing `numpy.core` there warns that it is deprecated,
     # and NumPy 1.x may lack `numpy._core`, hence the fallback.
@@ -86,8 +133,11 @@ class SafeUnpickler(pickle.Unpickler):
         self.source = str(source)
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("numpy", "ndarray"):
+            return _BackedNdarray(self.source)
         if (module, name) in ALLOWED_GLOBALS:
-            return _import_numpy_global(module, name)
+            found = _import_numpy_global(module, name)
+            return _reconstruct_with(found) if name == "_reconstruct" else found
         if (module, name) == _CODECS_ENCODE:
             return _latin1_encode(self.source)
         raise UnsafePickleError(

@@ -13,6 +13,16 @@ from cnn.layers.channels import column_sums, per_channel
 from cnn.parallel import over_batch
 
 
+def check_batchnorm(momentum: float, eps: float) -> None:
+    """ValueError unless 0 <= momentum <= 1 and eps > 0, finite: a negative eps takes the
+    square root of a negative variance, a momentum above 1 overshoots the running
+    statistics. Written as ranges, so that NaN is refused too."""
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"batch norm momentum must be in [0, 1], got {momentum}")
+    if not 0.0 < eps < float("inf"):
+        raise ValueError(f"batch norm eps must be > 0 and finite, got {eps}")
+
+
 class BatchNorm1D(Layer):
     """(N, C) -> (N, C): y = gamma * (x - mean) / sqrt(var + eps) + beta.
 
@@ -34,6 +44,7 @@ class BatchNorm1D(Layer):
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
+        check_batchnorm(momentum, eps)
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
         self.params["gamma"] = np.ones(num_features, dtype=dtype)
         self.params["beta"] = np.zeros(num_features, dtype=dtype)

@@ -1,7 +1,8 @@
 """The architectures the experiments compare, built by name with typed knobs.
 
 Each family registers itself where it is defined (cnn/models/registry.py says
-how): seed and vgg (classic.py), resnet and plain (resnet.py), custom (custom.py).
+how): seed and vgg (classic.py), resnet and plain (resnet.py), custom (custom.py);
+memory.py estimates a network's memory from its knobs.
 Every module of this package is imported here, so a family in a new module is
 registered with nothing else to edit.
 """
@@ -17,6 +18,7 @@ from cnn.models.registry import (
     architecture_knobs,
     build_model,
     check_model,
+    model_memory_problem,
     reinitialize,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "architecture_knobs",
     "build_model",
     "check_model",
+    "model_memory_problem",
     "reinitialize",
     "seed_cnn",
     "vgg_cnn",

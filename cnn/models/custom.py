@@ -41,8 +41,10 @@ from cnn.layers import (
     ReLU,
     ResidualBlock,
 )
+from cnn.layers.batchnorm import check_batchnorm
 from cnn.layers.im2col import output_size
 from cnn.layers.residual import ACTIVATIONS, NORMS
+from cnn.models.memory import Footprint
 from cnn.models.registry import KnobError, architecture, check_choice, fits_type
 
 REQUIRED = "required"  # a key's default when it must be given
@@ -126,6 +128,8 @@ def output_shape(kind: str, o: dict[str, Any], shape: Shape) -> Shape:
         return (o["out"],)
     if kind == "dropout" and not 0.0 <= o["p"] < 1.0:  # Dropout's own rule
         raise ValueError(f"dropout probability must be in [0, 1), got {o['p']}")
+    if kind == "batchnorm":
+        check_batchnorm(o["momentum"], o["eps"])
     return shape
 
 
@@ -185,7 +189,45 @@ def check_custom(input_shape: tuple[int, ...], *, layers: list[dict]) -> None:
         shape = out_shape
 
 
-@architecture("custom", check=check_custom)
+def _layer_cost(kind: str, o: dict[str, Any], shape: Shape, out: Shape) -> tuple[int, int]:
+    """(parameters, values kept per image) of one spec's layers, from its shapes alone."""
+    n_in, n_out = prod(shape), prod(out)
+    if kind == "conv":  # the padded input and im2col's columns are held as well
+        k, c, p = o["kernel"], shape[2], _padding(o)
+        padded = (shape[0] + 2 * p) * (shape[1] + 2 * p) * c
+        return k * k * c * o["out"] + o["out"], padded + out[0] * out[1] * k * k * c + n_out
+    if kind == "residual":  # two 3x3 convolutions, a 1x1 projection, their norms
+        c_in, c_out, pixels = shape[2], out[2], out[0] * out[1]
+        params = 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out + 6 * c_out
+        return params, pixels * 9 * (c_in + c_out) + 8 * n_out + n_in
+    if kind == "dense":
+        return n_in * o["out"] + o["out"], n_out
+    if kind == "batchnorm":
+        return 4 * shape[-1], 2 * n_out
+    return 0, n_out
+
+
+def custom_footprint(input_shape: tuple[int, ...], *, layers: list[dict]) -> Footprint:
+    """The memory of the layers check_custom has passed, allocating nothing; the
+    classifier is counted for 10 classes unless the list ends with a dense layer."""
+    shape: Shape = tuple(input_shape)
+    params = activations = 0
+    largest, most = "the input", prod(shape)
+    specs = [read_spec(index, spec) for index, spec in enumerate(layers)]
+    if not specs or specs[-1][0] != "dense":
+        specs.append(("dense", {"out": 10, "bias": True}))
+    for index, (kind, options) in enumerate(specs):
+        out_shape = output_shape(kind, options, shape)
+        p, a = _layer_cost(kind, options, shape, out_shape)
+        params, activations = params + p, activations + a
+        if 2 * p + a > most:
+            where = "the classifier" if index == len(layers) else f"custom layers[{index}]"
+            largest, most = f"{where} ({kind}, {p:,} parameters)", 2 * p + a
+        shape = out_shape
+    return Footprint(params, activations, "layers", largest)
+
+
+@architecture("custom", check=check_custom, footprint=custom_footprint)
 def custom(
     input_shape: tuple[int, int, int],
     num_classes: int,

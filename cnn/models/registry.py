@@ -16,7 +16,9 @@ A family with rules about its knobs' values states them in a check registered wi
 it, `@architecture("resnet", check=check_resnet)`: `check(input_shape, **knobs)` raises
 KnobError naming the knob. `check_model` runs it (and the type checks) without
 building anything, so a config is checked before a network exists; `build_model`
-runs it first too.
+runs it first too. A family whose knobs can ask for more memory than a machine holds
+registers a footprint as well (cnn/models/memory.py), which `model_memory_problem` and
+`build_model` compare with the machine's memory before allocating.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 
 from cnn.initializers import get_initializer
 from cnn.layers import Dropout, Layer, WeightedLayer
+from cnn.models.memory import Estimator, memory_problem, physical_memory
 from cnn.network import Sequential
 from cnn.registry import Registry
 
@@ -65,18 +68,24 @@ class KnobError(ValueError):
 
 Check = Callable[..., None]
 _CHECKS: dict[str, Check] = {}
+_FOOTPRINTS: dict[str, Estimator] = {}
 
 
-def architecture(name: str, check: Check | None = None) -> Callable[[F], F]:
+def architecture(
+    name: str, check: Check | None = None, footprint: Estimator | None = None
+) -> Callable[[F], F]:
     """Register a family under `name` (a decorator); checks the family's signature.
 
     `check(input_shape, **knobs)`, if given, raises KnobError for values the family
-    cannot build (see check_model)."""
+    cannot build (see check_model); `footprint(input_shape, **knobs)` estimates its
+    memory (cnn/models/memory.py) for knobs that passed the check."""
 
     def register(fn: F) -> F:
         _knob_parameters(fn)
         if check is not None:
             _CHECKS[name] = check
+        if footprint is not None:
+            _FOOTPRINTS[name] = footprint
         return ARCHITECTURES.register(name)(fn)
 
     return register
@@ -132,6 +141,28 @@ def check_model(name: str, input_shape: Sequence[int] = (32, 32, 3), **knobs: An
     if name in _CHECKS:
         defaults = {k: p.default for k, p in params.items()}
         _CHECKS[name](tuple(input_shape), **{**defaults, **knobs})
+
+
+def model_memory_problem(
+    name: str,
+    input_shape: Sequence[int],
+    knobs: Mapping[str, Any],
+    *,
+    batch_size: int = 1,
+    itemsize: int = 4,
+    available: int | None = None,
+) -> tuple[str, str] | None:
+    """(knob, sentence) if training this network in batches of `batch_size` would need more
+    than `available` bytes (default: the machine's memory), else None; estimated from the
+    knobs, which check_model has passed, allocating nothing. Families without a
+    footprint are not estimated."""
+    if name not in _FOOTPRINTS:
+        return None
+    defaults = {k: p.default for k, p in _knob_parameters(_family(name)).items()}
+    footprint = _FOOTPRINTS[name](tuple(input_shape), **{**defaults, **knobs})
+    problem = memory_problem(footprint, batch_size=batch_size, itemsize=itemsize,
+                             available=physical_memory() if available is None else available)
+    return None if problem is None else (footprint.knob, problem)
 
 
 # -- helpers the families share ---------------------------------------------------------------
@@ -191,6 +222,11 @@ def build_model(
     """
     family = _family(name)
     check_model(name, input_shape, **knobs)
+    # One image's worth at least must fit, or the first allocation fails with NumPy's
+    # error, which names no knob (a config is checked with its batch size before this).
+    too_big = model_memory_problem(name, input_shape, knobs, itemsize=np.dtype(dtype).itemsize)
+    if too_big is not None:
+        raise KnobError(too_big[0], f"model {name!r}: {too_big[1]}")
     draw = get_initializer(init, **(init_knobs or {}))
     shape = tuple(input_shape)
     built = family(shape, num_classes, draw, np.random.default_rng(seed), **knobs)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnn.initializers import get_initializer
 from cnn.lr_range import RULES
-from cnn.models import ARCHITECTURES, KnobError, check_model
+from cnn.models import ARCHITECTURES, KnobError, check_model, model_memory_problem
 from cnn.optim import make_optimizer
 from cnn.schedules import make_schedule
 from experiments.config.schemas import (
@@ -70,7 +70,7 @@ def validate(cfg: Any) -> None:
     if not problems:
         data = data_config(cfg.data)
         _check_init(cfg.init, check)
-        _check_model(cfg.model, (data.image_side, data.image_side, 3), check)
+        _check_model(cfg, data.image_shape, check)
         _check_optim_and_schedule(cfg, check)
         problems += data.problems()
     _check_trainer(cfg.trainer, check)
@@ -86,9 +86,11 @@ def validate(cfg: Any) -> None:
 
 
 def _check_lr_find(lr_find: Any, check) -> None:
-    check(lr_find.min_lr > 0, f"lr_find.min_lr must be > 0, got {lr_find.min_lr}")
-    check(lr_find.max_lr > lr_find.min_lr,
-          f"lr_find.max_lr={lr_find.max_lr} must be above lr_find.min_lr={lr_find.min_lr}")
+    check(0 < lr_find.min_lr < math.inf, f"lr_find.min_lr must be > 0 and finite, got "
+                                         f"{lr_find.min_lr}")
+    check(lr_find.min_lr < lr_find.max_lr < math.inf,
+          f"lr_find.max_lr={lr_find.max_lr} must be finite and above "
+          f"lr_find.min_lr={lr_find.min_lr}")
     check(lr_find.steps >= 2, f"lr_find.steps must be at least 2, got {lr_find.steps}")
     check(lr_find.rule in RULES,
           f"lr_find.rule={lr_find.rule!r}: choose one of {', '.join(RULES)}")
@@ -106,17 +108,28 @@ def _check_init(init: Any, check) -> None:
         check(False, f"init ({init.name}): {e}")
 
 
-def _check_model(model: Any, input_shape: tuple[int, int, int], check) -> None:
+def _check_model(cfg: Any, input_shape: tuple[int, int, int], check) -> None:
     """The family's knobs against its signature and its own rules, on the data's image
-    shape, building nothing; the family names the knob it refuses."""
+    shape, building nothing; the family names the knob it refuses. Then its memory in
+    the run's batches, estimated from the knobs, against the machine's."""
+    model = cfg.model
     knobs = group_args(model)
+
+    def where(knob: str) -> str:
+        # A list of layer specs is too long to repeat; the family's message says which one.
+        return f"model.{knob}" if knob == "layers" else f"model.{knob}={knobs.get(knob)}"
+
     try:
         check_model(model.name, input_shape, **knobs)
     except KnobError as e:
-        value = knobs.get(e.knob)
-        # A list of layer specs is too long to repeat; the family's message says which one.
-        where = f"model.{e.knob}" if e.knob == "layers" else f"model.{e.knob}={value}"
-        check(False, f"{where}: {e}")
+        check(False, f"{where(e.knob)}: {e}")
+        return
+    dtype = cfg.trainer.dtype if cfg.trainer.dtype in ("float32", "float64") else "float32"
+    too_big = model_memory_problem(model.name, input_shape, knobs,
+                                   batch_size=max(cfg.trainer.batch_size, 1),  # checked below
+                                   itemsize=np.dtype(dtype).itemsize)
+    if too_big is not None:
+        check(False, f"{where(too_big[0])}: {too_big[1]}")
 
 
 def _check_optim_and_schedule(cfg: Any, check) -> None:
@@ -143,6 +156,8 @@ def _check_optim_and_schedule(cfg: Any, check) -> None:
 
 
 def _check_trainer(trainer: Any, check) -> None:
+    # NumPy's generators take seeds in [0, 2**128); its own error names no key.
+    check(0 <= trainer.seed < 2**128, f"trainer.seed must be >= 0, got {trainer.seed}")
     check(trainer.epochs >= 1, f"trainer.epochs must be >= 1, got {trainer.epochs}")
     check(trainer.batch_size >= 1, f"trainer.batch_size must be >= 1, got {trainer.batch_size}")
     check(trainer.eval_batch_size >= 1,

@@ -51,16 +51,27 @@ class DataConfig:
     # known only once the data is read.
     num_classes: ClassVar[int | None] = None
 
+    # Not a key: the channels of the images the network gets (every dataset so far
+    # gives RGB, grey images converted).
+    channels: ClassVar[int] = 3
+
     @property
     def image_side(self) -> int:
         """The height and width of the images the network gets."""
         raise NotImplementedError(f"data={self.name} does not say its image size")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the images the network gets, as the model sees them."""
+        return (self.image_side, self.image_side, self.channels)
 
     def problems(self) -> list[str]:
         """What is wrong with these values, each naming its key (checked before any run)."""
         found = []
         if self.n_train is not None and self.n_train < 1:
             found.append(f"data.n_train must be >= 1 or null (all), got {self.n_train}")
+        if self.split_seed is not None and self.split_seed < 0:
+            found.append(f"data.split_seed must be >= 0 or null, got {self.split_seed}")
         if self.n_val < 0:
             found.append(f"data.n_val must be >= 0, got {self.n_val}")
         if self.classes is not None and len(self.classes) == 1:

@@ -32,6 +32,9 @@ def to_array(image: Image.Image, shape: Sequence[int]) -> np.ndarray:
     16-bit greyscale (Pillow modes "I;16*") becomes 8-bit as round(v * 255 / 65535). 32-bit
     integer images (mode "I") are read the same way, as 16-bit samples clipped to 0..65535:
     that is what Pillow decodes 16-bit files to in some versions and after some operations.
+    Floating-point images (mode "F", e.g. a 32-bit TIFF) are taken as 0..1 when every value
+    lies there, as most tools write them, else as 0..255; Pillow's own conversion would
+    read 0..1 as black. NaN or infinite values are a ValueError.
     """
     from PIL import Image, ImageOps
 
@@ -50,6 +53,12 @@ def to_array(image: Image.Image, shape: Sequence[int]) -> np.ndarray:
             image = Image.fromarray(np.stack([grey, alpha], axis=-1))  # mode "LA"
         else:
             image = Image.fromarray(grey)  # mode "L"
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("the floating-point image has NaN or infinite values")
+        scale = 255.0 if values.size and 0.0 <= values.min() and values.max() <= 1.0 else 1.0
+        image = Image.fromarray(np.rint(np.clip(values * scale, 0, 255)).astype(np.uint8))
     if "A" in image.getbands() or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

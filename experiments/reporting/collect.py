@@ -145,3 +145,11 @@ def outcome_and_cause(r: RunSummary) -> tuple[str, str]:
                             else "no test accuracy")
     cause = r.health_cause if r.health_cause not in ("", "-") else "no cause found"
     return outcome, cause
+
+
+def diagnosis(r: RunSummary) -> str:
+    """The run's diagnosis before training and its cause, e.g. "fail, vanishing gradients";
+    a run that had the checks turned off says so rather than that they found nothing."""
+    if not r.health and r.params.get("trainer.health_checks") == "False":
+        return "none, the health checks were off (trainer.health_checks=false)"
+    return f"{r.health or '?'}, {outcome_and_cause(r)[1]}"

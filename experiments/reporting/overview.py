@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.reporting.collect import RunSummary, not_converged, outcome_and_cause
+from experiments.reporting.collect import (
+    RunSummary,
+    diagnosis,
+    not_converged,
+    outcome_and_cause,
+)
 from experiments.tracking.ui import link_lines
 
 SHOWN = 3  # best and worst runs listed; all of them when there are at most 2 * SHOWN
@@ -76,9 +81,8 @@ def not_converged_lines(runs: Sequence[RunSummary],
     lines = [f"Did not converge ({len(stuck)} of {len(runs)}), with the diagnosis before "
              "training:"]
     for r in stuck[:limit]:
-        outcome, cause = outcome_and_cause(r)
-        lines.append(f"  - {r.name} ({r.status}): {outcome}. "
-                     f"Diagnosis: {r.health or '?'}, {cause}.")
+        outcome, _ = outcome_and_cause(r)
+        lines.append(f"  - {r.name} ({r.status}): {outcome}. Diagnosis: {diagnosis(r)}.")
     if len(stuck) > limit:
         lines.append(f"  ... {len(stuck) - limit} more in summary.md")
     return lines

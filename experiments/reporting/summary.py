@@ -49,6 +49,7 @@ from experiments.reporting import learning_curve_report as lc_report
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
+    diagnosis,
     extra_keys,
     not_converged,
     outcome_and_cause,
@@ -93,9 +94,9 @@ def diagnosis_section(runs: Sequence[RunSummary]) -> str:
     if not stuck:
         return "\n".join([*lines, "Every run converged.", ""])
     for r in sorted(stuck, key=lambda r: (r.init, r.lr, r.size, r.seed)):
-        outcome, cause = outcome_and_cause(r)
+        outcome, _ = outcome_and_cause(r)
         lines.append(f"- **{r.name}** ({r.status}): {outcome}. "
-                     f"Diagnosis before training: {r.health or '?'}, {cause}.")
+                     f"Diagnosis before training: {diagnosis(r)}.")
     return "\n".join([*lines, ""])
 
 

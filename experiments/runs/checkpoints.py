@@ -9,6 +9,7 @@ else the artifact.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +48,45 @@ def checkpointer(run: Any, run_id: str, buffer: OfflineBuffer) -> list[ckpt.Chec
                               average=run.average)]
 
 
-def find_checkpoint(run_id: str, folder: Path) -> ckpt.Checkpoint:
-    """The run's latest checkpoint: the local copy if present and sound, else the artifact
-    (downloaded into `folder`)."""
+Check = Callable[[ckpt.Checkpoint, str], None]
+
+
+def find_checkpoint(run_id: str, folder: Path, check: Check | None = None) -> ckpt.Checkpoint:
+    """The run's latest usable checkpoint: the local copy if it reads and passes `check`
+    (which raises CheckpointError, given the checkpoint and the copy's name), else the
+    artifact, downloaded into `folder`. ResumeError naming both copies and what is wrong
+    with each when neither is usable."""
     local = checkpoint_path(run_id)
+    artifact = f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}/last.npz"
     problems = []
     if local.is_file():
         try:
-            return ckpt.load(local)
+            return _usable(ckpt.load(local), str(local), check)
         except ckpt.CheckpointError as e:
-            problems.append(str(e))
-            log.warning("%s; trying the run's artifact instead", e)
+            problems.append(f"the local copy: {e}")
+            log.warning("%s; trying the run's artifact instead (%s)", e, artifact)
+    else:
+        problems.append(f"no local copy {local}")
     try:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/last.npz", dst_path=str(folder))
     except Exception as e:
-        problems.append(f"no artifact {CHECKPOINT_ARTIFACT}/last.npz ({type(e).__name__})")
+        problems.append(f"no artifact {artifact} ({type(e).__name__})")
         raise ResumeError(
             f"run {run_id} has no usable checkpoint: {'; '.join(problems)}. It saves one "
             f"per epoch only with trainer.checkpoint_every > 0 and after its first epoch; "
             f"train it again with `make rerun RUN_ID={run_id}`") from e
     try:
-        return ckpt.load(path)
+        return _usable(ckpt.load(path), artifact, check)
     except ckpt.CheckpointError as e:
         # `path` is a temporary download, gone once resuming stops: name the artifact.
-        artifact = f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}/last.npz"
-        raise ckpt.CheckpointError(str(e).replace(str(path), artifact)) from e
+        problems.append(f"the artifact: {str(e).replace(str(path), artifact)}")
+        raise ResumeError(
+            f"run {run_id} has no usable checkpoint, and is left as it was: "
+            f"{'; '.join(problems)}. Train it again with `make rerun RUN_ID={run_id}`") from e
+
+
+def _usable(state: ckpt.Checkpoint, source: str, check: Check | None) -> ckpt.Checkpoint:
+    if check is not None:
+        check(state, source)
+    return state

@@ -56,9 +56,10 @@ def machine_warnings(run_tags: dict[str, str]) -> list[str]:
             for key, name in names.items() if key in run_tags and run_tags[key] != now[key]]
 
 
-def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str) -> list[str]:
+def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str,
+                        new_run: bool = False) -> list[str]:
     """What differs between the logged run and now: code commit, local changes, data,
-    BLAS and CPU."""
+    BLAS and CPU. `new_run`: the code now trains a new run, which logs its own changes."""
     commit, _, diff = git_state()
     warnings = []
     old_commit = run_tags.get(tags.GIT_COMMIT, "unknown")
@@ -66,9 +67,13 @@ def provenance_warnings(run_id: str, run_tags: dict[str, str], data_digest: str)
         warnings.append(f"code differs: the run used commit {old_commit}, this is {commit}")
     old_dirty = run_tags.get(tags.GIT_DIRTY) == tags.flag(True)
     differ = uncommitted_differences(logged_diff(run_id) if old_dirty else "", diff)
-    if differ:
+    if differ and old_dirty:
         warnings.append("uncommitted changes differ from the run's (its git_diff.patch) in "
                         + ", ".join(differ))
+    elif differ:  # the run has no patch to see: the changes are this code's
+        warnings.append("the run had no uncommitted changes; this code has some, in "
+                        + ", ".join(differ)
+                        + (" (the new run's git_diff.patch holds them)" if new_run else ""))
     old_digest = run_tags.get(tags.DATA_DIGEST)
     if old_digest != data_digest:
         warnings.append(f"data differs: the run used digest {old_digest}, now {data_digest}")

@@ -71,11 +71,22 @@ def format_comparison(comparisons: Sequence[SeriesComparison], old_id: str, new_
                      for r in rows)
 
 
+class RerunError(RuntimeError):
+    """The run cannot be rerun; the message says why, in one line."""
+
+
 def rerun(run_id: str, tracking_uri: str | None = None) -> tuple[str, list[SeriesComparison]]:
-    """Run `run_id` again in the same store; return the new run id and the comparison."""
+    """Run `run_id` again in the same store; return the new run id and the comparison.
+    RerunError if there is no such run."""
     connect(tracking_uri)
     client = mlflow.MlflowClient()
-    old = client.get_run(run_id)
+    try:
+        old = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as e:
+        raise RerunError(f"no run {run_id} in {mlflow.get_tracking_uri()}") from e
+    if old.info.lifecycle_stage == "deleted":
+        log.warning("run %s is deleted (in the store's trash); rerunning it all the same, as "
+                    "a new run that is not deleted", run_id)
     cfg = load_logged_config(run_id)
     # Log next to the original. Usually the logged config already leads there; it is
     # changed only if not, so that the two runs' params stay comparable.
@@ -84,7 +95,7 @@ def rerun(run_id: str, tracking_uri: str | None = None) -> tuple[str, list[Serie
     cfg.tracking.experiment = client.get_experiment(old.info.experiment_id).name
 
     splits = load_splits(cfg, make_generators(cfg.trainer.seed))
-    for warning in provenance_warnings(run_id, old.data.tags, splits.digest()):
+    for warning in provenance_warnings(run_id, old.data.tags, splits.digest(), new_run=True):
         log.warning("%s: the metrics may not match", warning)
 
     with tempfile.TemporaryDirectory() as tmp:

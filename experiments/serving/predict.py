@@ -80,8 +80,27 @@ def predict_uri(model_uri: str, paths: Sequence[Path], k: int) -> list[str]:
     Raises ModelLoadError if the model cannot be loaded, CorruptDatasetError or ValueError
     for an image it cannot classify.
     """
+    check_model_folder(model_uri)  # before MLflow copies a local folder to a temporary one
     with tempfile.TemporaryDirectory(prefix="predict-model-") as folder:
         return predict_files(load_model(model_uri, folder), paths, k)
+
+
+def check_model_folder(model_uri: str) -> None:
+    """ModelLoadError if `model_uri` is a local path (or file:// URI) that is not a model
+    folder, one holding an MLmodel file; other URIs are MLflow's to check."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(model_uri)
+    if parsed.scheme not in ("", "file") or not model_uri.strip():  # load_model: empty
+        return
+    path = Path(unquote(parsed.path) if parsed.scheme else model_uri).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"cannot load the model {model_uri!r}: no such folder {path} "
+                             "(give runs:/<run id>/model, models:/<model id> or a model folder)")
+    if not (path / "MLmodel").is_file():
+        what = "a folder" if path.is_dir() else "a file"
+        raise ModelLoadError(f"cannot load the model {model_uri!r}: {path} is {what} with no "
+                             "MLmodel file, not a logged model's folder")
 
 
 def load_model(model_uri: str, folder: str) -> Any:

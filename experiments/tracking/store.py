@@ -11,6 +11,7 @@ commands started at once in an empty folder do not both create its tables.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ import mlflow
 
 from experiments.tracking import tags
 from experiments.tracking.server import wait_for
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DB = "mlflow.db"
 
@@ -64,6 +67,7 @@ def connect(configured: str | None = None) -> str:
     served = os.environ.get(SWEEP_SERVER_ENV, "").split(" ", 1)
     if len(served) == 2 and uri == served[1]:
         wait_for(uri)  # one request once the server is up
+    check_sqlite_file(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -90,6 +94,43 @@ def open_store(uri: str) -> None:
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+class StoreError(ValueError):
+    """The store's file cannot be a store; the message names it and what to do."""
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(uri: str) -> None:
+    """StoreError if a sqlite:/// URI names a file that is not an SQLite database (MLflow
+    would fail deep in SQLAlchemy, naming no file); a warning if the file is empty, which
+    SQLite takes for a new database, so MLflow creates a fresh store in it."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return  # a new store, or a problem SQLite names itself
+    if not head:
+        log.warning("%s is empty (0 bytes): MLflow creates a new, empty store in it; if it "
+                    "held runs, they are not in it any more", path)
+    elif head != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not an SQLite database (corrupt, or another kind of "
+                         "file): move it aside, or give another store with --tracking-uri or "
+                         "MLFLOW_TRACKING_URI")
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether the connected store holds a run with this id (deleted ones too)."""
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
 
 
 def use_store(configured: str | None, experiment: str) -> str:
