@@ -26,7 +26,12 @@ from experiments.reporting.groups import best_group_metrics
 from experiments.reporting.overview import parent_metrics, sweep_overview
 from experiments.reporting.summary import SweepReport, write_report
 from experiments.sweeps import launchers
-from experiments.sweeps.parent import end_orphaned_runs, stopped_how, write_parent_run
+from experiments.sweeps.parent import (
+    end_orphaned_runs,
+    save_runs_view,
+    stopped_how,
+    write_parent_run,
+)
 from experiments.sweeps.plan import sweeper_kind, swept_keys
 from experiments.tracking import signals, tags
 from experiments.tracking.git import git_state, git_tags
@@ -153,8 +158,9 @@ class SweepTracking(Callback):
         if best_label is not None:
             client.set_tag(self.parent_run_id, tags.BEST_GROUP, best_label)
         uri = resolve_tracking_uri(config.tracking.uri)
-        links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id,
-                            [r.run_id for r in report.runs])
+        save_runs_view(client, self.parent_run_id,
+                       [(g.label, [r.run_id for r in g.runs]) for g in report.groups])
+        links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id)
         served = uri.startswith(("http://", "https://"))
         # The UI may already run on another port (or 5000 be taken): make ui prints them.
         hint = "the tracking server's" if served else (
