@@ -48,7 +48,8 @@ def test_lanczos_finds_the_top_eigenvalue_of_a_known_matrix():
     a = q @ np.diag(eigenvalues) @ q.T
     found = lanczos_top(lambda v: [a @ v[0]], [rng.standard_normal(40)], 30, 1e-10)
     assert found.value == pytest.approx(9.0, rel=1e-8)
-    rises = zip(found.history, found.history[1:], strict=False)  # Ritz values rise to it, to rounding
+    # Ritz values rise to it, to rounding.
+    rises = zip(found.history, found.history[1:], strict=False)
     assert all(b >= a - 1e-12 * abs(a) for a, b in rises)
     assert found.products < 30  # the residual told it when to stop
 
