@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 
 from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report
+from cnn.diagnostics.sharpness import SharpnessMonitor
 from cnn.diagnostics.statistics import NetworkStats, layer_statistics
 from cnn.diagnostics.verdict import Status, Verdict
 from experiments.config.validate import group_args
@@ -166,3 +167,27 @@ def _log_layer_stats(stats: NetworkStats, epoch: int, buffer: OfflineBuffer | No
         buffer.log_metrics(metrics, epoch)
     else:
         mlflow.log_metrics(metrics, step=epoch)
+
+
+def sharpness_monitor(run: Run, buffer: OfflineBuffer | None = None,
+                      start_epoch: int = 1) -> list[SharpnessMonitor]:
+    """The sharpness every trainer.sharpness_every epochs (cnn.diagnostics.sharpness) on
+    the first trainer.sharpness_images training images, in training batches of the run's
+    size; a fresh run's untrained network is measured too, at step 0."""
+    trainer = run.cfg.trainer
+    if not trainer.sharpness_every:
+        return []
+    n = trainer.sharpness_images
+    monitor = SharpnessMonitor(run.net, run.loss_fn, run.transform(run.splits.x_train[:n]),
+                               run.splits.y_train[:n], run.optimizer, trainer.sharpness_every,
+                               trainer.batch_size, seed=trainer.seed)
+    if start_epoch == 1:
+        initial = monitor.measure()
+        if buffer is not None:
+            buffer.log_metrics(initial, 0)
+        else:
+            mlflow.log_metrics(initial, step=0)
+        log.info("sharpness at the start: %.4g (threshold %s)", initial["sharpness"],
+                 f"{initial['sharpness_threshold']:.4g}" if "sharpness_threshold" in initial
+                 else "none for this optimiser")
+    return [monitor]
