@@ -202,6 +202,13 @@ class TrainerConfig:
     interpolation_margin: float = 0.2
     interpolation_images: int = 1000
     interpolation_bn: str = "blend"
+    # The sharpness, the top eigenvalue of the training loss's Hessian (cnn.diagnostics.
+    # sharpness), every this many epochs and before training, on the first
+    # sharpness_images training images (unaugmented, in training batches): the metrics
+    # sharpness and sharpness_threshold (SGD's stability threshold, 2/lr with no momentum,
+    # at the epoch's rate); 0: off. About 10-40 gradients over those images each time.
+    sharpness_every: int = 0
+    sharpness_images: int = 1000
 
 
 @dataclass

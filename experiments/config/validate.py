@@ -179,6 +179,10 @@ def _check_trainer(trainer: Any, check) -> None:
           f"trainer.interpolation_images must be >= 1, got {trainer.interpolation_images}")
     check(trainer.interpolation_bn in ("blend", "recompute"),
           f"trainer.interpolation_bn={trainer.interpolation_bn!r}: choose blend or recompute")
+    check(trainer.sharpness_every >= 0,
+          f"trainer.sharpness_every must be >= 0 (0: off), got {trainer.sharpness_every}")
+    check(trainer.sharpness_images >= 1,
+          f"trainer.sharpness_images must be >= 1, got {trainer.sharpness_images}")
 
 
 def _check_schema_matches(cfg: Any, group: str, schemas: Mapping[str, type], check) -> None:
