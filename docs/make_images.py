@@ -6,8 +6,8 @@
 From the store's latest sweep it takes the parent run's learning-curve grid
 (report/learning_curves_loss.png) and the gradient-flow heat map of its best run
 (figures/gradient_flow.png), then starts MLflow's UI on the store (python -m
-experiments.ui, what `make ui` runs) and has a headless chromium photograph the sweep's
-runs table. Each picture is stored as an 8-bit palette PNG, so that each stays under
+experiments.ui, what `make ui` runs) and has a headless chromium photograph the view of
+the sweep's curves that its link opens. Each picture is stored as an 8-bit palette PNG, so that each stays under
 150 KB.
 """
 
@@ -30,7 +30,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 MAX_BYTES = 150_000
 # Which of the latest sweep's links `make ui` prints the picture shows.
-WHICH_LINK = "the sweep"
+WHICH_LINK = "its runs' curves"
 
 
 def latest_sweep(client, experiment_id: str):
@@ -66,7 +66,7 @@ def free_port() -> int:
 
 
 def photograph_ui(tracking_uri: str, out: Path) -> None:
-    """Start the UI on the store, photograph the experiment's runs table, stop the UI."""
+    """Start the UI on the store, photograph its view of the sweep's curves, stop the UI."""
     chromium = shutil.which("chromium")
     if chromium is None:
         sys.exit("chromium is not installed (apt-get install chromium)")
