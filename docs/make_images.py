@@ -85,7 +85,7 @@ def photograph_ui(tracking_uri: str, out: Path) -> None:
         time.sleep(2)
         with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
             subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                            "--window-size=1400,1000", "--virtual-time-budget=25000",
+                            "--window-size=1600,1000", "--virtual-time-budget=90000",
                             f"--screenshot={out}", link],
                            check=True, capture_output=True, timeout=180)
     finally:
