@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 
 import mlflow
 
+from cnn.diagnostics.trajectory import TrainingDiagnosis
+from experiments.reporting.training_diagnosis import (
+    diagnose_logged,
+    diagnosed_keys,
+    logged_series,
+)
 from experiments.tracking import swept, tags
 from experiments.tracking.history import metric_series
 
@@ -37,10 +43,19 @@ class RunSummary:
     swept: dict[str, str] = field(default_factory=dict)  # swept key -> value (tags.SWEPT)
     start_time: int = 0  # ms since the epoch, as MLflow keeps them
     end_time: int = 0
+    # {metric: {step: value}} of what its training diagnosis reads (training_diagnosis)
+    series: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def size(self) -> float:
         return size_of(self.n_train)
+
+    @property
+    def training(self) -> TrainingDiagnosis:
+        """What happened during training, from its logged series (its curves, as epochs
+        1, 2, ..., where they are all there is)."""
+        curves = {key: dict(enumerate(values, start=1)) for key, values in self.curves.items()}
+        return diagnose_logged({**curves, **self.series}, self.status, self.tags, self.params)
 
 
 def size_of(n_train: str) -> float:
@@ -84,6 +99,7 @@ def collect_runs(parent_run_id: str) -> list[RunSummary]:
         for key in CURVE_METRICS:
             if key in m:
                 summary.curves[key] = metric_series(client, run.info.run_id, key)
+        summary.series = logged_series(client, run.info.run_id, diagnosed_keys(m))
         summaries.append(summary)
     return summaries
 
@@ -97,19 +113,19 @@ def extra_keys(runs: Sequence[RunSummary], shown: Iterable[str] = ()) -> list[st
 
 
 def not_converged(runs: Sequence[RunSummary]) -> list[RunSummary]:
-    """Runs that failed, were killed, or reached less than half the sweep's best test accuracy.
-
-    Judged against the best run rather than chance, so it needs no class count.
-    """
-    finished = [r.test_acc for r in runs if r.status == "FINISHED" and r.test_acc is not None]
-    bar = 0.5 * max(finished, default=0.0)
-    return [r for r in runs
-            if r.status != "FINISHED" or r.test_acc is None or r.test_acc < bar]
+    """Runs that did not converge, by cnn.diagnostics.trajectory.CONVERGENCE_RULE: failed,
+    killed, or finished with a training loss above half of ln K."""
+    return [r for r in runs if not r.training.converged]
 
 
 def outcome_and_cause(r: RunSummary) -> tuple[str, str]:
-    """What happened to a run that did not converge, and its diagnosis before training."""
-    outcome = r.failure or (f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None
-                            else "no test accuracy")
+    """What happened to a run that did not converge, during training first (its training
+    diagnosis), and its diagnosis before training."""
+    training = r.training
+    if r.status == "FINISHED":
+        test = f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None else "no test accuracy"
+        outcome = f"{training.verdict}, {test}; during training: {training.line()}"
+    else:
+        outcome = f"during training: {training.line()}"
     cause = r.health_cause if r.health_cause not in ("", "-") else "no cause found"
     return outcome, cause
