@@ -93,9 +93,9 @@ class TrainingDiagnosis:
 
     def line(self) -> str:
         """Every finding in plain words, or what the loss did when there is none."""
-        if not self.findings:
-            return "no cause found during training" + (f" ({self.course})" * bool(self.course))
-        return "; ".join(f.text for f in self.findings)
+        if self.findings:
+            return "; ".join(f.text for f in self.findings)
+        return "no cause found during training" + (f" ({self.course})" if self.course else "")
 
 
 def _points(series: Series, key: str) -> list[tuple[int, float]]:
