@@ -38,7 +38,8 @@ def test_a_healthy_run_has_no_cause_and_converged():
     d = diagnose_training(healthy(), RunEnd())
     assert d.findings == ()
     assert d.converged
-    assert d.line() == "no cause found during training (training loss 2.1 → 0.486 over 10 epochs)"
+    assert d.line() == ("no cause found (training loss 2.1 → 0.486 over 10 epochs, falling by "
+                        "0.093 an epoch at the end)")
 
 
 def test_small_gradients_of_a_run_that_has_learned_are_no_symptom():
@@ -163,6 +164,17 @@ def test_a_plateau_at_chance_says_from_when():
     assert not d.converged
 
 
+def test_a_loss_that_never_left_ln_k_is_a_plateau_at_chance_whatever_the_accuracy():
+    series = healthy(20)
+    series["train_loss"] = epochs(*([2.30] * 18), 2.29, 2.29)
+    series["train_acc"] = epochs(*([0.11] * 17), 0.158, 0.164, 0.166)
+    d = diagnose_training(series, RunEnd())
+    assert causes(d) == [Cause.CHANCE_PLATEAU] and d.findings[0].epoch == 1
+    # Learning, with a loss that has left ln K behind: no plateau, however low its accuracy.
+    series["train_loss"] = epochs(*([2.30] * 17), 2.15, 2.1, 2.05)
+    assert Cause.CHANCE_PLATEAU not in causes(diagnose_training(series, RunEnd()))
+
+
 def test_a_slow_learner_is_not_at_chance_but_did_not_converge():
     series = healthy(20)
     series["train_loss"] = epochs(*(2.25 - 0.033 * e for e in range(20)))  # 2.25 -> 1.62
@@ -171,8 +183,8 @@ def test_a_slow_learner_is_not_at_chance_but_did_not_converge():
     assert d.findings == ()
     assert not d.converged
     assert d.verdict == "final training loss 1.62 above ½·ln 10 = 1.15"
-    assert d.line() == ("no cause found during training (training loss 2.25 → 1.62 over "
-                        "20 epochs)")
+    assert d.line() == ("no cause found (training loss 2.25 → 1.62 over 20 epochs, falling by "
+                        "0.033 an epoch at the end)")
 
 
 def test_chance_follows_the_class_count():

@@ -1,11 +1,10 @@
 """What happened during training, read from a run's logged metric series.
 
 The checks before training (`health`) say what might go wrong; this says what did, from
-the per-epoch series a run logs: `train_loss`, `train_acc`, `val_loss` (step = epoch), the
-per-layer `<layer>.dead_frac` and `<layer>.grad_norm` of `LayerMonitor` (step 0 = the
-untrained network), and `sharpness` with `sharpness_threshold` when they were measured.
-Series are plain dicts {metric: {step: value}}, so that logged runs and synthetic ones
-are diagnosed alike. The causes, each with when it began:
+plain dicts {metric: {step: value}} of the series a run logs: `train_loss`, `train_acc`,
+`val_loss` (step = epoch), `LayerMonitor`'s `<layer>.dead_frac` and `<layer>.grad_norm`
+(step 0: untrained), and `sharpness`, `sharpness_threshold` when measured. The causes,
+each with when it began:
 
 - divergence: the loss stopped being finite (the step, and the sharpness against its
   stability threshold 2/η, or 2(1+β)/η with momentum, if it was measured);
@@ -14,8 +13,9 @@ are diagnosed alike. The causes, each with when it began:
   or below its start's share of the largest layer's, while the loss was still high;
 - overfitting: validation loss rose by `overfit_rise` over its minimum while training
   loss, already below chance level, kept falling;
-- a plateau at chance: the last `plateau_epochs` epochs (all, if fewer) at chance
-  accuracy with a loss near ln K (from (1 - chance_loss_margin)·ln K to 2·ln K).
+- a plateau at chance: the last `plateau_epochs` epochs (all, if fewer) with a loss near
+  ln K ((1 - chance_loss_margin)·ln K to 2·ln K) and chance accuracy, or a loss within
+  `uniform_loss_margin`·ln K of ln K (a near-uniform guess, whatever the accuracy).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class Rules:
     plateau_epochs: int = 3
     chance_acc_margin: float = 0.05  # accuracy at most 1/K + this is chance
     chance_loss_margin: float = 0.10  # a loss above (1 - this)·ln K is near chance
+    uniform_loss_margin: float = 0.05  # one within this·ln K of it is at chance
     converged_loss: float = 0.5  # of ln K: see CONVERGENCE_RULE
 
 
@@ -70,7 +71,7 @@ class RunEnd:
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding:  # one cause, when it began, and what was seen in plain words
     cause: Cause
     epoch: int  # when it began; 0 is the untrained network
     text: str
@@ -95,7 +96,7 @@ class TrainingDiagnosis:
         """Every finding in plain words, or what the loss did when there is none."""
         if self.findings:
             return "; ".join(f.text for f in self.findings)
-        return "no cause found during training" + (f" ({self.course})" if self.course else "")
+        return "no cause found" + (f" ({self.course})" if self.course else "")
 
 
 def _points(series: Series, key: str) -> list[tuple[int, float]]:
@@ -151,11 +152,10 @@ def _dying(series: Series, train_loss: dict[int, float], ln_k: float, k: int,
         crossed = next(((s, v) for s, v in points if v >= rules.dead), None)
         if crossed is None:
             continue
-        note = f"{layer} {start:.2g} → {crossed[1]:.3g}"
-        last = points[-1]
-        if last[1] < rules.dead:
-            note += f", {last[1]:.2g} by epoch {last[0]}"
-        by_epoch.setdefault(crossed[0], []).append(note)
+        last_step, last = points[-1]
+        recovered = f", {last:.2g} by epoch {last_step}" if last < rules.dead else ""
+        by_epoch.setdefault(crossed[0], []).append(
+            f"{layer} {start:.2g} → {crossed[1]:.3g}{recovered}")
     findings = []
     for epoch, notes in sorted(by_epoch.items()):
         text = (f"units died at epoch {epoch} (dead fraction on the probe images: "
@@ -222,20 +222,16 @@ def _overfitting(series: Series, ln_k: float, rules: Rules) -> list[Finding]:
 def _plateau(series: Series, ln_k: float, k: int, rules: Rules) -> list[Finding]:
     loss, acc = dict(_points(series, "train_loss")), dict(_points(series, "train_acc"))
     epochs = sorted(set(loss) & set(acc))
-    if len(epochs) < 2:
-        return []
     chance = 1 / k
 
     def at_chance(e: int) -> bool:
-        return (acc[e] <= chance + rules.chance_acc_margin
-                and (1 - rules.chance_loss_margin) * ln_k <= loss[e] <= 2 * ln_k)
+        # A loss within a few percent of ln K is a near-uniform guess whatever the accuracy.
+        return ((1 - rules.chance_loss_margin) * ln_k <= loss[e] <= 2 * ln_k
+                and (acc[e] <= chance + rules.chance_acc_margin
+                     or abs(loss[e] - ln_k) <= rules.uniform_loss_margin * ln_k))
 
-    run = 0
-    for e in reversed(epochs):
-        if not at_chance(e):
-            break
-        run += 1
-    if run < min(rules.plateau_epochs, len(epochs)):
+    run = next((i for i, e in enumerate(reversed(epochs)) if not at_chance(e)), len(epochs))
+    if run < max(2, min(rules.plateau_epochs, len(epochs))):  # one epoch is no plateau
         return []
     onset, last = epochs[-run], epochs[-1]
     return [Finding(Cause.CHANCE_PLATEAU, onset,
@@ -253,19 +249,22 @@ def _stopped(end: RunEnd, series: Series) -> list[Finding]:
     return [Finding(Cause.STOPPED, epoch, f"{verb} during epoch {epoch}: {reason}")]
 
 
-def _course(train: list[tuple[int, float]]) -> str:
+def _course(train: list[tuple[int, float]], epochs: int) -> str:
+    """What the training loss did, and its slope over the last `epochs` (a slow run's)."""
     if not train:
         return ""
-    return f"training loss {train[0][1]:.3g} → {train[-1][1]:.3g} over {len(train)} epochs"
+    text = f"training loss {train[0][1]:.3g} → {train[-1][1]:.3g} over {len(train)} epochs"
+    last = train[-min(epochs, len(train)):]
+    if len(last) > 1 and math.isfinite(slope := (last[-1][1] - last[0][1]) / (len(last) - 1)):
+        text += f", {'falling' if slope < 0 else 'rising'} by {abs(slope):.2g} an epoch at the end"
+    return text
 
 
 def _converged(end: RunEnd, train: list[tuple[int, float]], ln_k: float, k: int,
                rules: Rules) -> tuple[bool, str]:
     bar = rules.converged_loss * ln_k
-    if end.status != "FINISHED":
-        return False, end.status
-    if not train:
-        return False, "no epoch finished"
+    if end.status != "FINISHED" or not train:
+        return False, end.status if end.status != "FINISHED" else "no epoch finished"
     final = train[-1][1]
     if not math.isfinite(final) or final > bar:
         return False, f"final training loss {final:.3g} above ½·ln {k} = {bar:.3g}"
@@ -282,8 +281,7 @@ def diagnose_training(series: Series, end: RunEnd, num_classes: int = 10, *,
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     ln_k = math.log(num_classes)
-    train = _points(series, "train_loss")
-    train_loss = dict(train)
+    train_loss = dict(train := _points(series, "train_loss"))
     found = (_dying(series, train_loss, ln_k, num_classes, rules)
              + _vanishing(series, train_loss, ln_k, rules)
              + _overfitting(series, ln_k, rules)
@@ -297,4 +295,5 @@ def diagnose_training(series: Series, end: RunEnd, num_classes: int = 10, *,
     findings = (_divergence(end, series, threshold_name(momentum)) + found
                 + _stopped(end, series))
     converged, verdict = _converged(end, train, ln_k, num_classes, rules)
-    return TrainingDiagnosis(converged, verdict, tuple(findings), _course(train))
+    return TrainingDiagnosis(converged, verdict, tuple(findings),
+                             _course(train, rules.plateau_epochs))
