@@ -45,7 +45,8 @@ def test_diagnosis_section_explains_each_run_that_did_not_converge():
     text = diagnosis_section(RUNS)
     assert ("**slow** (FINISHED): final training loss 1.62 above ½·ln 10 = 1.15, test "
             "accuracy 0.320; during training: no cause found (training loss 2.2 → 1.62 over 2 "
-            "epochs, falling by 0.58 an epoch at the end). Diagnosis before training: pass, no cause found.") in text
+            "epochs, falling by 0.58 an epoch at the end). Diagnosis before training: pass, "
+            "no cause found.") in text
     assert ("**stalled** (FINISHED): final training loss 2.3 above ½·ln 10 = 1.15, test "
             "accuracy 0.100; during training: units died at epoch 1 (dead fraction on the "
             "probe images: relu2 0.009 → 0.999); a plateau at chance from epoch 1 to 2") in text

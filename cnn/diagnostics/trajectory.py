@@ -253,7 +253,8 @@ def _course(train: list[tuple[int, float]], epochs: int) -> str:
     """What the training loss did, and its slope over the last `epochs` (a slow run's)."""
     if not train:
         return ""
-    text = f"training loss {train[0][1]:.3g} → {train[-1][1]:.3g} over {len(train)} epochs"
+    text = (f"training loss {train[0][1]:.3g} → {train[-1][1]:.3g} over {len(train)} "
+            f"epoch{'s' * (len(train) > 1)}")
     last = train[-min(epochs, len(train)):]
     if len(last) > 1 and math.isfinite(slope := (last[-1][1] - last[0][1]) / (len(last) - 1)):
         text += f", {'falling' if slope < 0 else 'rising'} by {abs(slope):.2g} an epoch at the end"
