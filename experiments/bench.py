@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
                         help="images of the full epoch timed in a fresh process")
     parser.add_argument("--no-epoch", action="store_true",
                         help="skip the full epoch and its peak memory")
+    parser.add_argument("--fuse", action="store_true",
+                        help="build the NumPy networks with batch norm and ReLU fused")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
@@ -78,13 +80,13 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     results = []
     for model in args.models:
         result = bench_model(model, args.batch_size, args.repeats, args.warmup, use_torch,
-                             args.rounds)
+                             args.rounds, fuse=args.fuse)
         if not args.no_epoch:
             result.epoch = epoch_in_fresh_process(model, args.batch_size, args.epoch_images)
         print(report(result), flush=True)
         results.append(result)
     if not args.no_mlflow:
-        log_to_mlflow(results, args.batch_size, machine, pin)
+        log_to_mlflow(results, args.batch_size, machine, pin, fuse=args.fuse)
     for line in summary_lines(results):
         print(line)
     return results

@@ -83,11 +83,12 @@ def test_rounds_alternate_which_library_goes_first_each_in_a_fresh_process(monke
     calls = []
 
     def fake(fn, args, what):
+        assert args[-1] is True  # fuse reaches every process
         calls.append(args[0])
         return Turn(args[0], 1.0, 1.0, 1.0)
 
     monkeypatch.setattr(turns, "in_fresh_process", fake)
-    rounds = turns.rounds_in_fresh_processes("seed", 4, 1, 0, rounds=3)
+    rounds = turns.rounds_in_fresh_processes("seed", 4, 1, 0, rounds=3, fuse=True)
     assert calls == ["numpy", "torch", "torch", "numpy", "numpy", "torch"]
     assert [sorted(r) for r in rounds] == [["numpy", "torch"]] * 3
     with pytest.raises(ValueError, match="--rounds must be at least 1"):

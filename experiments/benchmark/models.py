@@ -66,14 +66,16 @@ class ModelResult:
 
 
 def bench_model(
-    model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool, rounds: int = 3
+    model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool, rounds: int = 3,
+    fuse: bool = False,
 ) -> ModelResult:
     """The matmul yardstick in a block of its own, each layer's time inside training
     steps, and the ceiling, in this process; then training and inference throughput of
     the NumPy network and, when use_torch, of its PyTorch twin, in `rounds` rounds of
-    fresh processes (experiments.benchmark.turns), with the machine's load meanwhile."""
+    fresh processes (experiments.benchmark.turns), with the machine's load meanwhile.
+    `fuse` builds the NumPy network with its fused layers (cnn.models.build_model)."""
     meter = LoadMeter()
-    net = build_model(model)
+    net = build_model(model, fuse=fuse)
     x, y = batch(batch_size)
     cores = current_blas_threads()
     with chunk_threads():  # the NumPy network runs as training runs it
@@ -85,7 +87,8 @@ def bench_model(
     gflops = matmul_gflops(products)
     add_conv_gflops(profile.layers)
     libraries = LIBRARIES if use_torch else ("numpy",)
-    turns = rounds_in_fresh_processes(model, batch_size, repeats, warmup, rounds, libraries)
+    turns = rounds_in_fresh_processes(model, batch_size, repeats, warmup, rounds, libraries,
+                                      fuse=fuse)
     load = meter.stop()
 
     def images_per_s(library: str, what: str) -> float | None:

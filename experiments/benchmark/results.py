@@ -139,7 +139,7 @@ def machine_lines(machine: Machine, pin: str | None) -> list[str]:
 
 
 def log_to_mlflow(results: list[ModelResult], batch_size: int, machine: Machine,
-                  pin: str | None) -> None:
+                  pin: str | None, fuse: bool = False) -> None:
     """A run a model in the `benchmarks` experiment: the machine as every run tags it, the
     kernel pin, every figure (the ratios and their spread whether trusted or not)."""
     import mlflow
@@ -151,7 +151,8 @@ def log_to_mlflow(results: list[ModelResult], batch_size: int, machine: Machine,
     use_store(None, "benchmarks")
     commit, dirty, _ = git_state()
     for r in results:
-        with mlflow.start_run(run_name=f"bench-{r.model}-b{batch_size}"):
+        name = f"bench-{r.model}{'-fused' * fuse}-b{batch_size}"
+        with mlflow.start_run(run_name=name):
             mlflow.set_tags({**git_tags(commit, dirty), **machine_tags(machine)})
             params = {
                 "model": r.model,
@@ -160,6 +161,7 @@ def log_to_mlflow(results: list[ModelResult], batch_size: int, machine: Machine,
                 "machine": platform.processor() or platform.machine(),
                 "rounds": len(r.rounds),
                 "kernel_pin": pin or "none",
+                "fuse": fuse,
             }
             if r.epoch is not None:
                 params["epoch_images"] = r.epoch.images

@@ -41,7 +41,7 @@ class Turn:
     matmul_gflops: float
 
 
-def _numpy_turn(model: str, batch_size: int, repeats: int, warmup: int) -> Turn:
+def _numpy_turn(model: str, batch_size: int, repeats: int, warmup: int, fuse: bool) -> Turn:
     from threadpoolctl import threadpool_limits
 
     from cnn.losses import SoftmaxCrossEntropy
@@ -52,7 +52,7 @@ def _numpy_turn(model: str, batch_size: int, repeats: int, warmup: int) -> Turn:
     from experiments.runtime.threads import chunk_threads, current_blas_threads
 
     keep_freed_memory()  # as training does
-    net, (x, y) = build_model(model), batch(batch_size)
+    net, (x, y) = build_model(model, fuse=fuse), batch(batch_size)
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
     cores = current_blas_threads()
     with chunk_threads():
@@ -64,7 +64,7 @@ def _numpy_turn(model: str, batch_size: int, repeats: int, warmup: int) -> Turn:
     return Turn("numpy", seconds["train"], seconds["infer"], rate)
 
 
-def _torch_turn(model: str, batch_size: int, repeats: int, warmup: int) -> Turn:
+def _torch_turn(model: str, batch_size: int, repeats: int, warmup: int, fuse: bool) -> Turn:
     import torch
 
     x, y = batch(batch_size)
@@ -113,15 +113,17 @@ def torch_steps(
     return train, infer
 
 
-def take_turn(library: str, model: str, batch_size: int, repeats: int, warmup: int) -> Turn:
-    """One library's turn, in this process."""
+def take_turn(library: str, model: str, batch_size: int, repeats: int, warmup: int,
+              fuse: bool = False) -> Turn:
+    """One library's turn, in this process; `fuse` builds the NumPy network fused (PyTorch's
+    twin is the same network either way)."""
     turn = {"numpy": _numpy_turn, "torch": _torch_turn}[library]
-    return turn(model, batch_size, repeats, warmup)
+    return turn(model, batch_size, repeats, warmup, fuse)
 
 
 def rounds_in_fresh_processes(
     model: str, batch_size: int, repeats: int, warmup: int, rounds: int,
-    libraries: tuple[str, ...] = LIBRARIES,
+    libraries: tuple[str, ...] = LIBRARIES, fuse: bool = False,
 ) -> list[dict[str, Turn]]:
     """`rounds` rounds, each a fresh process per library, the order alternating."""
     if rounds < 1:
@@ -130,6 +132,6 @@ def rounds_in_fresh_processes(
     for i in range(rounds):
         order = libraries if i % 2 == 0 else tuple(reversed(libraries))
         results.append({library: in_fresh_process(
-            take_turn, (library, model, batch_size, repeats, warmup),
+            take_turn, (library, model, batch_size, repeats, warmup, fuse),
             f"{model}'s {library} turn") for library in order})
     return results
