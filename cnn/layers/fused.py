@@ -4,10 +4,10 @@ memory. The layers it replaces stay usable alone.
 
 BatchNormReLU2D is BatchNorm2D followed by ReLU. Apart, batch norm writes its output,
 ReLU reads it back to write its own and a mask, and backward writes ReLU's masked
-gradient for batch norm to read twice more. Fused, each chunk of the batch is normalised,
-scaled, shifted and clipped while in cache, and backward masks the gradient chunk by
-chunk, once for the sums of gamma's and beta's gradients and once more for the input
-gradient, instead of writing it out whole.
+gradient whole for batch norm to read again for each of its sums. Fused, each chunk of
+the batch is normalised, scaled, shifted and clipped while in cache; backward masks the
+gradient a chunk at a time and takes that chunk's sums while it is in cache, into the
+array that then becomes the input gradient in place.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ class BatchNormReLU2D(BatchNorm2D):
         xc, inv_std, training = self._cache
         mask, c = self._mask, self.num_features
         chunks = _row_chunks(dout)
+        dx = np.empty_like(dout)  # ReLU's gradient first, then batch norm's in its place
 
         def sums(rows: slice) -> tuple[np.ndarray, np.ndarray]:
-            d = (dout[rows] * mask[rows]).reshape(-1, c)  # ReLU's gradient, this chunk's
+            d = np.multiply(dout[rows], mask[rows], out=dx[rows]).reshape(-1, c)
             return column_sums(d), np.einsum("mc,mc->c", d, xc[rows].reshape(-1, c))
 
         # Partial sums added in chunk order: the same for any number of threads.
@@ -76,11 +77,9 @@ class BatchNormReLU2D(BatchNorm2D):
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         scale = self.params["gamma"] * inv_std  # (C,)
         along_xhat, mean_term = self._input_grad_terms(dgamma, dbeta, dout.size // c)
-        dx = np.empty_like(dout)
 
         def input_grad(rows: slice) -> None:
-            d = np.multiply(dout[rows], mask[rows], out=dx[rows])
-            per_channel(d, np.multiply, scale, out=d)
+            d = per_channel(dx[rows], np.multiply, scale, out=dx[rows])
             if training:
                 d -= per_channel(xc[rows], np.multiply, along_xhat)
                 per_channel(d, np.subtract, mean_term, out=d)
