@@ -8,16 +8,20 @@ from experiments.reporting.collect import RunSummary
 from experiments.reporting.overview import parent_metrics, sweep_overview
 
 
-def run(name, status, acc, health="pass", cause="-", failure=""):
+def run(name, status, acc, health="pass", cause="-", failure="", loss=(2.0, 0.9), tags=None):
     return RunSummary(run_id=name, name=name, status=status, init="he", lr=0.03,
                       n_train="1000", seed="0", test_acc=acc, health=health,
-                      health_cause=cause, failure=failure)
+                      health_cause=cause, failure=failure,
+                      curves={"train_loss": list(loss), "train_acc": [0.1] * len(loss)},
+                      tags={"failure_reason": failure, **(tags or {})})
 
 
 GOOD = [run(f"good{i}", "FINISHED", 0.40 + i / 100) for i in range(8)]  # 0.40 .. 0.47
-STALLED = run("stalled", "FINISHED", 0.10, "fail", "initial weights far too large")
+STALLED = run("stalled", "FINISHED", 0.10, "fail", "initial weights far too large",
+              loss=(2.31, 2.303))
 DIVERGED = run("diverged", "FAILED", None, "warn", "learning rate too high",
-               failure="loss became nan at epoch 2, step 17")
+               failure="loss became nan at epoch 2, step 17", loss=(2.0,),
+               tags={"failure_epoch": "2", "failure_step": "17", "error_type": "DivergenceError"})
 KILLED = run("killed", "KILLED", None, failure="interrupted: received signal SIGTERM")
 RUNS = [*GOOD, STALLED, DIVERGED, KILLED]
 LINKS = {"the sweep": "http://127.0.0.1:5000/#/experiments/1/runs/p?workflowType=machine_learning"}
@@ -48,12 +52,15 @@ def test_a_small_sweep_lists_every_run():
 
 def test_the_overview_gives_each_run_that_did_not_converge_with_its_diagnosis():
     text = overview()
-    assert "Did not converge (3 of 11), with the diagnosis before training:" in text
-    assert ("  - stalled (FINISHED): test accuracy 0.100. "
-            "Diagnosis: fail, initial weights far too large.") in text
-    assert ("  - diverged (FAILED): loss became nan at epoch 2, step 17. "
-            "Diagnosis: warn, learning rate too high.") in text
-    assert "  - killed (KILLED): interrupted: received signal SIGTERM." in text
+    assert ("Did not converge (3 of 11), with what happened during training and the "
+            "diagnosis before it:") in text
+    assert ("  - stalled (FINISHED): final training loss 2.3 above ½·ln 10 = 1.15, test "
+            "accuracy 0.100; during training: a plateau at chance from epoch 1 to 2") in text
+    assert "Diagnosis: fail, initial weights far too large." in text
+    assert ("  - diverged (FAILED): during training: diverged at epoch 2, step 17: the loss "
+            "became nan. Diagnosis: warn, learning rate too high.") in text
+    assert ("  - killed (KILLED): during training: killed during epoch 3: interrupted: "
+            "received signal SIGTERM.") in text
     assert "good" not in text.split("Did not converge")[1]
 
 
@@ -80,10 +87,13 @@ def test_parent_metrics_of_a_sweep_where_no_run_finished():
 
 def test_a_run_without_health_checks_says_they_were_off():
     # issue 27: it read "Diagnosis: ?, no cause found.", as if the checks had found nothing.
-    unchecked = run("unchecked", "FINISHED", 0.05, health="", cause="")
+    stuck = (2.31, 2.302)  # at chance: it did not converge, so the overview lists it
+    unchecked = run("unchecked", "FINISHED", 0.05, health="", cause="", loss=stuck)
     unchecked.params["trainer.health_checks"] = "False"
-    text = overview([*GOOD, unchecked])
-    assert ("  - unchecked (FINISHED): test accuracy 0.050. Diagnosis: none, the health "
-            "checks were off (trainer.health_checks=false).") in text
+    line = next(l for l in overview([*GOOD, unchecked]).splitlines()  # noqa: E741
+                if l.startswith("  - unchecked"))
+    assert line.endswith("Diagnosis: none, the health checks were off "
+                         "(trainer.health_checks=false).")
     # Checks that ran and left no tag still read as unknown.
-    assert "Diagnosis: ?, no cause found." in overview([*GOOD, run("x", "FINISHED", 0.05, "", "")])
+    assert "Diagnosis: ?, no cause found." in overview(
+        [*GOOD, run("x", "FINISHED", 0.05, "", "", loss=stuck)])

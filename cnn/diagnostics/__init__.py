@@ -16,7 +16,9 @@ that can be measured before or during training:
 `health.health_checks` runs them all (`Verdict.of` sums them up) on a configured network
 and a few real images; `monitor.LayerMonitor` records the per-layer statistics during
 training; both measure with `statistics`, whose results are typed (`NetworkStats` of
-`LayerStats`), and say what they found as `Check`s of a `Status`.
+`LayerStats`), and say what they found as `Check`s of a `Status`. After training,
+`trajectory.diagnose_training` reads what happened from the logged series: divergence,
+units dying, gradients vanishing, overfitting, a plateau at chance, and whether it converged.
 """
 
 
@@ -38,17 +40,30 @@ from cnn.diagnostics.statistics import (
     update_ratios,
     weights,
 )
+from cnn.diagnostics.trajectory import (
+    CONVERGENCE_RULE,
+    Cause,
+    Finding,
+    RunEnd,
+    TrainingDiagnosis,
+    diagnose_training,
+)
 from cnn.diagnostics.verdict import FAIL, PASS, WARN, Check, Status, Verdict, health_report, verdict
 
 __all__ = [
+    "CONVERGENCE_RULE",
     "FAIL",
     "PASS",
     "WARN",
+    "Cause",
     "Check",
+    "Finding",
     "LayerMonitor",
     "LayerStats",
     "NetworkStats",
+    "RunEnd",
     "Status",
+    "TrainingDiagnosis",
     "Verdict",
     "blind_loss",
     "check_activations",
@@ -57,6 +72,7 @@ __all__ = [
     "check_initial_loss",
     "check_overfit",
     "check_update_ratio",
+    "diagnose_training",
     "first_step_ratios",
     "health_checks",
     "health_report",

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 
 import mlflow
 
+from cnn.diagnostics.trajectory import TrainingDiagnosis
+from experiments.reporting.training_diagnosis import (
+    diagnose_logged,
+    diagnosed_keys,
+    logged_series,
+)
 from experiments.tracking import swept, tags
 from experiments.tracking.history import metric_series
 
@@ -47,6 +53,8 @@ class RunSummary:
     replicates: list[RunSummary] = field(default_factory=list)
     start_time: int = 0  # ms since the epoch, as MLflow keeps them
     end_time: int = 0
+    # {metric: {step: value}} of what its training diagnosis reads (training_diagnosis)
+    series: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def size(self) -> float:
@@ -56,6 +64,13 @@ class RunSummary:
     def is_trial(self) -> bool:
         """Whether this is a search trial over replicates, its seeds the runs below it."""
         return tags.TRIAL_SEEDS in self.tags
+
+    @property
+    def training(self) -> TrainingDiagnosis:
+        """What happened during training, from its logged series (its curves, as epochs
+        1, 2, ..., where they are all there is)."""
+        curves = {key: dict(enumerate(values, start=1)) for key, values in self.curves.items()}
+        return diagnose_logged({**curves, **self.series}, self.status, self.tags, self.params)
 
 
 def size_of(n_train: str) -> float:
@@ -117,6 +132,7 @@ def _summary(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> RunSummar
     for key in CURVE_METRICS:
         if key in m:
             summary.curves[key] = metric_series(client, run.info.run_id, key)
+    summary.series = logged_series(client, run.info.run_id, diagnosed_keys(m))
     return summary
 
 
@@ -129,20 +145,20 @@ def extra_keys(runs: Sequence[RunSummary], shown: Iterable[str] = ()) -> list[st
 
 
 def not_converged(runs: Sequence[RunSummary]) -> list[RunSummary]:
-    """Runs that failed, were killed, or reached less than half the sweep's best test accuracy.
-
-    Judged against the best run rather than chance, so it needs no class count.
-    """
-    finished = [r.test_acc for r in runs if r.status == "FINISHED" and r.test_acc is not None]
-    bar = 0.5 * max(finished, default=0.0)
-    return [r for r in runs
-            if r.status != "FINISHED" or r.test_acc is None or r.test_acc < bar]
+    """Runs that did not converge, by cnn.diagnostics.trajectory.CONVERGENCE_RULE: failed,
+    killed, or finished with a training loss above half of ln K."""
+    return [r for r in runs if not r.training.converged]
 
 
 def outcome_and_cause(r: RunSummary) -> tuple[str, str]:
-    """What happened to a run that did not converge, and its diagnosis before training."""
-    outcome = r.failure or (f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None
-                            else "no test accuracy")
+    """What happened to a run that did not converge, during training first (its training
+    diagnosis), and its diagnosis before training."""
+    training = r.training
+    if r.status == "FINISHED":
+        test = f"test accuracy {r.test_acc:.3f}" if r.test_acc is not None else "no test accuracy"
+        outcome = f"{training.verdict}, {test}; during training: {training.line()}"
+    else:
+        outcome = f"during training: {training.line()}"
     cause = r.health_cause if r.health_cause not in ("", "-") else "no cause found"
     return outcome, cause
 

@@ -74,12 +74,13 @@ def ranking_lines(runs: Sequence[RunSummary], shown: int = SHOWN) -> list[str]:
 
 def not_converged_lines(runs: Sequence[RunSummary],
                         limit: int = MAX_NOT_CONVERGED) -> list[str]:
-    """Each run that did not converge: what happened and its diagnosis before training."""
+    """Each run that did not converge: what happened during training, and its diagnosis
+    before training."""
     stuck = sorted(not_converged(runs), key=lambda r: (r.init, r.lr, r.size, r.seed))
     if not stuck:
         return ["Every run converged."]
-    lines = [f"Did not converge ({len(stuck)} of {len(runs)}), with the diagnosis before "
-             "training:"]
+    lines = [f"Did not converge ({len(stuck)} of {len(runs)}), with what happened during "
+             "training and the diagnosis before it:"]
     for r in stuck[:limit]:
         outcome, _ = outcome_and_cause(r)
         lines.append(f"  - {r.name} ({r.status}): {outcome}. Diagnosis: {diagnosis(r)}.")

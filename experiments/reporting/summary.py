@@ -14,10 +14,13 @@ report/:
                                more, which summary.md says
     summary.md, summary.csv    one row per run (per trial of a search over replicates, its
                                seeds' mean): its choices (every key the sweep varies),
-                               status, final metrics and diagnosis (summary.md in tables
-                               of at most 7 columns, for MLflow's artifact view); it lists
-                               the runs that did not converge, with what happened and
-                               their diagnosis, and the seed groups (below)
+                               status, final metrics, diagnosis before training and what
+                               its training diagnosis found (summary.md in tables of at
+                               most 7 columns, for MLflow's artifact view); summary.md then
+                               states when a run converged, lists the runs that did not,
+                               with what happened during training and their diagnosis
+                               before it (reporting.training_diagnosis), and the seed
+                               groups (below)
     groups.csv                 runs that differ only in their seed, one row per group:
                                n, mean, sd and 95% CI of test_acc and test_loss (groups)
                                summary.md then compares the best group with each other,
@@ -44,6 +47,7 @@ from pathlib import Path
 import mlflow
 from PIL import Image
 
+from cnn.diagnostics.trajectory import CONVERGENCE_RULE
 from experiments.reporting import compare, depth, groups, search
 from experiments.reporting import learning_curve as lc
 from experiments.reporting import learning_curve_report as lc_report
@@ -83,15 +87,18 @@ def summary_rows(runs: Sequence[RunSummary]) -> list[dict[str, str]]:
             "val_acc": _last(r.curves.get("val_acc")),
             "test_acc": "" if r.test_acc is None else f"{r.test_acc:.4f}",
             "health": r.health,
+            "training": r.training.causes,  # what its training diagnosis found
             "note": r.failure[:80],
         })
     return rows
 
 
 def diagnosis_section(runs: Sequence[RunSummary]) -> str:
-    """Markdown: each run that did not converge, what happened, and its diagnosis."""
+    """Markdown: the rule, then each run that did not converge, what happened during
+    training and its diagnosis before training."""
     stuck = not_converged(runs)
-    lines = ["## Runs that did not converge, and why", ""]
+    lines = ["## Runs that did not converge, and why", "",
+             f"By this report's rule, {CONVERGENCE_RULE}.", ""]
     if not stuck:
         return "\n".join([*lines, "Every run converged.", ""])
     for r in sorted(stuck, key=lambda r: (r.init, r.lr, r.size, r.seed)):

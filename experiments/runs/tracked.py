@@ -26,6 +26,7 @@ from experiments.config import validate
 from experiments.datasets.base import load_splits
 from experiments.reporting import run_figures
 from experiments.reporting.gradient_flow import log_gradient_flow
+from experiments.reporting.training_diagnosis import log_training_diagnosis
 from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
 from experiments.runs.checkpoints import checkpoint_path, checkpointer
@@ -154,6 +155,10 @@ def train_and_log(
                     run, metrics = _restore(cfg, outcome.run_id, name, splits, resume[1])
                     start_epoch = resume[1].epoch + 1
                 _fit_and_evaluate(run, name, outcome, metrics, start_epoch)
+            log_training_diagnosis(outcome.run_id, None, splits.num_classes)
+        except Exception as error:  # a stop (KeyboardInterrupt) ends the run at once
+            log_training_diagnosis(outcome.run_id, error, splits.num_classes)
+            raise
         finally:
             _log_job_file(log_file)
     return outcome

@@ -21,6 +21,11 @@ HOST = "host"  # the machine and process training the run, for tracking.reap
 PID = "pid"
 HEALTH = "health"  # the diagnosis before training: pass | warn | fail
 HEALTH_CAUSE = "health_cause"  # its most likely cause in plain words, "-" when healthy
+# At a run's end, from what it logged (experiments.reporting.training_diagnosis): what
+# happened during training, whether it converged ("true" | "false"), and its class count.
+TRAINING_DIAGNOSIS = "training_diagnosis"
+CONVERGED = "converged"
+NUM_CLASSES = "num_classes"
 CHUNK_THREADS = "chunk_threads"  # threads the layers took batch chunks on
 # What the last bits of a run's numbers depend on (experiments.runtime.blas).
 BLAS = "blas"  # NumPy's BLAS library and version, e.g. "openblas 0.3.31"
