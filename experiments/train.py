@@ -13,6 +13,7 @@ Each job runs experiments.sweeps.job.run_job, which trains inside an MLflow run
 from __future__ import annotations
 
 import os
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,11 +23,18 @@ from experiments.config import register_configs
 from experiments.sweeps.job import run_job
 from experiments.tracking.lifecycle import http_retries_bounded
 from experiments.tracking.signals import stop_scope
+from experiments.tracking.store import StoreError, StoreNotWritableError
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _app(cfg: DictConfig) -> float | None:
-    return run_job(cfg, HydraConfig.get())
+    try:
+        return run_job(cfg, HydraConfig.get())
+    except (StoreError, StoreNotWritableError) as e:
+        # Raised before any run exists, and the message says it all: no traceback. (A
+        # sweep refuses such a store before its first job: experiments.sweeps.tracking.)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:

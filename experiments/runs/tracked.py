@@ -45,7 +45,12 @@ from experiments.tracking.lifecycle import ended_run
 from experiments.tracking.metadata import log_safely
 from experiments.tracking.offline import OFFLINE_FILE, OfflineBuffer, is_tracking_outage
 from experiments.tracking.params import flatten
-from experiments.tracking.store import check_store_writable, resolve_tracking_uri, use_store
+from experiments.tracking.store import (
+    check_sqlite_file,
+    check_store_writable,
+    resolve_tracking_uri,
+    use_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,7 @@ def train_and_log(
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
     validate(cfg)  # the one validation of this run: what builds it below is told so
+    check_sqlite_file(resolve_tracking_uri(cfg.tracking.uri))  # before the data's load
     if splits is None:
         # Before the run exists: data that cannot be found (or downloaded) fails here,
         # leaving no FAILED run behind. The split seed is drawn as build_run would draw it.

@@ -120,8 +120,8 @@ def check_sqlite_file(uri: str) -> None:
                     "held runs, they are not in it any more", path)
     elif head != _SQLITE_HEADER:
         raise StoreError(f"{path} is not an SQLite database (corrupt, or another kind of "
-                         "file): move it aside, or give another store with --tracking-uri or "
-                         "MLFLOW_TRACKING_URI")
+                         "file): move it aside, or give another store with --tracking-uri (train: "
+                         "tracking.uri=) or MLFLOW_TRACKING_URI")
 
 
 def run_exists(run_id: str) -> bool:
