@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from experiments.config import register_configs
 from experiments.sweeps.job import run_job
+from experiments.tracking.disk import DiskFullError
 from experiments.tracking.lifecycle import http_retries_bounded
 from experiments.tracking.signals import stop_scope
 from experiments.tracking.store import StoreError, StoreNotWritableError
@@ -30,11 +31,12 @@ from experiments.tracking.store import StoreError, StoreNotWritableError
 def _app(cfg: DictConfig) -> float | None:
     try:
         return run_job(cfg, HydraConfig.get())
-    except (StoreError, StoreNotWritableError) as e:
-        # Raised before any run exists, and the message says it all: no traceback. (A
-        # sweep refuses such a store before its first job: experiments.sweeps.tracking.)
+    except (StoreError, StoreNotWritableError, DiskFullError) as e:
+        # The message says it all: no traceback. A store is refused before any run exists
+        # (by a sweep, before its first job: experiments.sweeps.tracking); a full disk
+        # ends the run FAILED with this message first.
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1 if isinstance(e, DiskFullError) else 2)
 
 
 def main() -> None:
