@@ -7,8 +7,8 @@ From the store's latest sweep it takes the parent run's learning-curve grid
 (report/learning_curves_loss.png) and the gradient-flow heat map of its best run
 (figures/gradient_flow.png), then starts MLflow's UI on the store (python -m
 experiments.ui, what `make ui` runs) and has a headless chromium photograph the view of
-the sweep's curves that its link opens. Each picture is stored as an 8-bit palette PNG, so that each stays under
-150 KB.
+the sweep's curves that its link opens. Each picture is stored as an 8-bit palette PNG,
+so that each stays under 150 KB.
 """
 
 from __future__ import annotations
