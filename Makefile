@@ -30,6 +30,19 @@ test: $(STAMP) ## Run the whole test suite
 test-fast: $(STAMP) ## Run every test not marked slow (under 2 min on 2 cores): the inner loop
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
+.PHONY: tutorial
+tutorial: $(STAMP) ## Run docs/tutorial.ipynb (needs CIFAR10_ROOT; ~1 min); the executed copy is outputs/tutorial.ipynb
+	@test -n "$$CIFAR10_ROOT" || { echo 'usage: CIFAR10_ROOT=<folder with cifar-10-batches-py> make tutorial' >&2; exit 2; }
+	@mkdir -p outputs && cp docs/tutorial.ipynb outputs/tutorial.ipynb
+	$(VENV)/bin/jupyter-execute --inplace outputs/tutorial.ipynb
+
+.PHONY: docs-images
+docs-images: $(STAMP) ## Remake docs/images/*.png from a small real sweep (~4 min; needs CIFAR-10 and chromium), logged to outputs/docs-images/
+	@mkdir -p outputs/docs-images
+	cd outputs/docs-images && export MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/outputs/docs-images/mlflow.db && \
+	  $(abspath $(PY)) -m experiments.train sweep=convergence data.n_train=1000 trainer.epochs=5 $(ARGS) && \
+	  $(abspath $(PY)) $(CURDIR)/docs/make_images.py --tracking-uri $$MLFLOW_TRACKING_URI
+
 .PHONY: diagnose
 diagnose: $(STAMP) ## Health report of a configured run before training; same overrides as training, e.g. ARGS="init=unit_normal"
 	$(PY) -m experiments.diagnose hydra.run.dir=outputs/diagnose/$$(date +%Y-%m-%d_%H-%M-%S) $(ARGS)

@@ -150,7 +150,7 @@ def test_a_kink_crossed_by_the_perturbation_is_not_called_a_bug(cifar10):
 
 
 def test_a_bias_that_batch_norm_cancels_is_no_gradient_bug():
-    """The README's custom model puts a convolution's bias before batch norm, which subtracts
+    """docs/training.md's custom model puts a convolution's bias before batch norm, which subtracts
     it again: its true gradient is zero, backward gives ~1e-17 and finite differences ~1e-10
     of noise. Noise over noise is no disagreement (cnn.gradcheck.resolution)."""
     rng = np.random.default_rng(0)

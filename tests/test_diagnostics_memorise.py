@@ -16,7 +16,7 @@ from cnn.optim import SGD
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]  # each check trains 200 steps, twice
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,9 @@ def images(cifar10):
 
 
 def readme_inline_custom_model() -> list[str]:
-    """The overrides of the README's inline custom model, as a reader copies them."""
-    found = re.search(r"`model=custom '(model\.layers=\[[^`]*\])'`", README.read_text())
-    assert found, "the README no longer shows an inline custom model"
+    """The overrides of docs/training.md's inline custom model, as a reader copies them."""
+    found = re.search(r"`model=custom '(model\.layers=\[[^`]*\])'`", TRAINING_DOC.read_text())
+    assert found, "docs/training.md no longer shows an inline custom model"
     return ["model=custom", found.group(1)]
 
 

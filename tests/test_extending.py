@@ -1,9 +1,9 @@
-"""The README's Extending section is true: a new optimiser, schedule, initialiser, model
+"""docs/extending.md is true: a new optimiser, schedule, initialiser, model
 or dataset is one registered definition plus one YAML file, and the schemas, validation
 and a training run find it from there alone.
 
 The tests copy the code into a temporary checkout, add exactly those things as the
-README says, and train one epoch with them through `python -m experiments.train`.
+page says, and train one epoch with them through `python -m experiments.train`.
 """
 
 import re
@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# What the README's Extending section tells a reader to write, for a sign-SGD optimiser.
+# What docs/extending.md tells a reader to write, for a sign-SGD optimiser.
 TOY_OPTIMISER = '''
 
 @OPTIMIZERS.register("signsgd")

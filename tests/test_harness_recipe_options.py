@@ -13,7 +13,7 @@ from experiments.config import compose_config
 from experiments.config.validate import ConfigError, validate
 from experiments.runs.build import build_run
 
-# One override each switches an ingredient off (as the README's ablation table does).
+# One override each switches an ingredient off (as docs/results.md's ablation table does).
 INGREDIENTS_OFF = {
     "trainer.label_smoothing=0.0": ("trainer", "label_smoothing", 0.0),
     "trainer.weight_average=0.0": ("trainer", "weight_average", 0.0),

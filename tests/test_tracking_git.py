@@ -1,6 +1,6 @@
 """git_dirty and git_diff.patch count what can change a run, and name it (issue 22, point 4):
 tracked files modified, and untracked files in the source packages (cnn/, experiments/,
-conf/); not an untracked folder elsewhere, such as the my_conf/ the README suggests."""
+conf/); not an untracked folder elsewhere, such as the my_conf/ docs/training.md suggests."""
 
 import shutil
 import subprocess
@@ -50,7 +50,7 @@ def test_a_clean_checkout_is_clean(repo):
 
 
 def test_an_untracked_config_folder_outside_the_packages_does_not_make_it_dirty(repo):
-    """The README's my_conf/model/small_resnet.yaml: the run logs the config it composes
+    """docs/training.md's my_conf/model/small_resnet.yaml: the run logs the config it composes
     (config/config.yaml), so the file's content is on record without the patch."""
     _write(repo, "my_conf/model/small_resnet.yaml", "layers: []\n")
     _, dirty, diff = git.git_state()
