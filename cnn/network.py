@@ -22,6 +22,7 @@ def _default_names(layers: Iterable[Layer]) -> list[str]:
         "AvgPool2D": "avgpool",
         "Dense": "dense",
         "BatchNorm2D": "bn",
+        "BatchNormReLU2D": "bn",  # its params keep batch norm's keys, fused or not
         "BatchNorm1D": "bn1d",
         "GlobalAvgPool": "gap",
         "ResidualBlock": "res",

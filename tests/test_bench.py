@@ -12,6 +12,7 @@ from experiments import bench
 from experiments.benchmark.ceiling import ceiling
 from experiments.benchmark.layer_times import profile_steps
 from experiments.benchmark.timing import batch, interleaved_medians
+from experiments.runtime.blas import this_machine
 
 
 @pytest.mark.slow  # times training steps and an epoch
@@ -20,9 +21,15 @@ def test_bench_prints_and_logs_layers_ceiling_and_a_full_epoch(capsys, tmp_path,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     results = bench.main(
         ["--models", "seed", "--batch-size", "4", "--repeats", "2", "--warmup", "1",
-         "--epoch-images", "40", "--no-torch"]
+         "--epoch-images", "40", "--no-torch", "--rounds", "2"]
     )
     out = capsys.readouterr().out
+    machine = this_machine()
+    assert f"CPU {machine.cpu}; NumPy's BLAS {machine.blas}, {machine.kernel} kernel" in out
+    assert re.search(r"^2 rounds of fresh processes: NumPy train \d+ img/s, inference \d+ "
+                     r"img/s$", out, re.MULTILINE)
+    assert re.search(r"^machine load while measured: .*load average [\d.]+ the minute before$",
+                     out, re.MULTILINE)
     assert re.search(r"float32 matrix product, timed in a block of its own: [\d.]+ GFLOP/s", out)
     assert re.search(r"== seed: train \d+ img/s, inference \d+ img/s", out)
     (result,) = results
@@ -38,8 +45,8 @@ def test_bench_prints_and_logs_layers_ceiling_and_a_full_epoch(capsys, tmp_path,
     # The layers were timed inside the steps, so together they take no longer than a step.
     summed = re.search(r"the layers take ([\d.]+) ms of a ([\d.]+) ms training step", out)
     assert summed and 0 < float(summed[1]) <= float(summed[2]) + 0.1
-    assert re.search(r"^ceiling: [\d,]+ img/s training \(NumPy at \d+%\), [\d,]+ img/s "
-                     r"inference \(NumPy at \d+%\)", out, re.MULTILINE)
+    assert re.search(r"^ceiling: [\d,]+ img/s training \(NumPy at \d+%\*?\), [\d,]+ img/s "
+                     r"inference \(NumPy at \d+%\*?\)", out, re.MULTILINE)
     epoch = result.epoch
     assert epoch.images == 40 and epoch.seconds > 0 and epoch.peak_rss_mb > 0
     assert re.search(r"one epoch of 40 synthetic images .*: [\d.]+ s, \d+ img/s; "
@@ -54,10 +61,12 @@ def test_bench_prints_and_logs_layers_ceiling_and_a_full_epoch(capsys, tmp_path,
     (run,) = mlflow.search_runs(experiment_names=["benchmarks"], output_format="list")
     logged = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.params["epoch_images"] == "40"
+    assert run.data.tags["blas_kernel"] == machine.kernel and run.data.tags["cpu"] == machine.cpu
+    assert run.data.params["rounds"] == "2" and "kernel_pin" in run.data.params
+    assert logged["train_of_ceiling"] <= 1 and "others_cores" in logged
     assert logged["epoch_s"] == pytest.approx(epoch.seconds)
     assert logged["peak_rss_mb"] == pytest.approx(epoch.peak_rss_mb)
-    assert logged["train_of_ceiling"] == pytest.approx(
-        result.train_images_per_s / result.ceiling.train_images_per_s)
+    assert logged["train_of_ceiling"] == pytest.approx(result.of_ceiling("numpy", "train")[0])
     assert logged["layers_ms"] <= logged["step_ms"] + 0.1
 
 
@@ -105,9 +114,11 @@ def test_profile_times_every_leaf_inside_training_steps_and_restores_them():
                for _, leaf in net.named_leaves())
 
 
-def test_epoch_images_must_be_positive():
+@pytest.mark.parametrize("option", ["--epoch-images", "--rounds"])
+def test_epoch_images_and_rounds_must_be_positive(option, capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--epoch-images", "0", "--no-mlflow"])
+        bench.main([option, "0", "--no-mlflow"])
+    assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_interleaved_medians_time_every_contender_in_turns():
@@ -126,14 +137,19 @@ def test_bench_compares_with_the_pytorch_twin(capsys):
     pytest.importorskip("torch")
     bench.main(
         ["--models", "seed", "--batch-size", "4", "--repeats", "2", "--warmup", "1",
-         "--no-epoch", "--no-mlflow"]
+         "--no-epoch", "--no-mlflow", "--rounds", "2"]
     )
     out = capsys.readouterr().out
-    assert re.search(r"PyTorch twin: train \d+ img/s, inference \d+ img/s", out)
-    assert re.search(r"^ceiling: [\d,]+ img/s training \(NumPy at \d+%, PyTorch at \d+%\), "
-                     r"[\d,]+ img/s inference \(NumPy at \d+%, PyTorch at \d+%\)", out,
+    assert re.search(r"^2 rounds of fresh processes: NumPy train \d+ img/s, inference \d+ "
+                     r"img/s; PyTorch twin train \d+ img/s, inference \d+ img/s$", out,
                      re.MULTILINE)
-    assert re.search(r"^seed train_ratio_vs_torch=[\d.]+ infer_ratio_vs_torch=[\d.]+ "
+    # A ratio with its range, or why it is not shown (a tiny batch on a shared machine).
+    assert re.search(r"^training ratio vs PyTorch: ([\d.]+|not shown, .+) \([\d.]+-[\d.]+ over "
+                     r"the rounds\)$", out, re.MULTILINE)
+    assert re.search(r"^ceiling: [\d,]+ img/s training \(NumPy at \d+%\*?, PyTorch at \d+%\*?\), "
+                     r"[\d,]+ img/s inference \(NumPy at \d+%\*?, PyTorch at \d+%\*?\)", out,
+                     re.MULTILINE)
+    assert re.search(r"^seed (train_ratio_vs_torch=[\d.]+ )?(infer_ratio_vs_torch=[\d.]+ )?"
                      r"train_of_ceiling=[\d.]+ infer_of_ceiling=[\d.]+ "
                      r"torch_train_of_ceiling=[\d.]+ torch_infer_of_ceiling=[\d.]+$", out,
                      re.MULTILINE)

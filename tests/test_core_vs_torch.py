@@ -41,6 +41,17 @@ def test_forward_and_gradients_match_pytorch(name):
 
 
 @pytest.mark.torch
+def test_a_fused_network_has_the_twin_of_the_unfused_one():
+    net = build_model("vgg", widths=[4, 8], fuse=True, dtype=np.float64)
+    twin = to_torch(net).double().train()
+    x = np.random.default_rng(1).standard_normal((4, 32, 32, 3))
+    # The twin of the fused layer is batch norm then ReLU, not batch norm alone.
+    assert [type(m).__name__ for m in twin[1]] == ["BatchNorm2d", "ReLU"]
+    np.testing.assert_allclose(net.forward(x, training=True), twin(nhwc_to_nchw(x)).detach(),
+                               rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "ours,theirs",
     [

@@ -42,7 +42,8 @@ def test_the_dying_run_is_diagnosed_with_the_layer_and_epoch_its_units_died(swee
     dead = history(sweep.client, run, "watch.relu2.dead_frac")
     assert dead[0] < 0.9  # alive at initialisation
     died = min(step for step, value in dead.items() if value >= 0.9)
-    assert all(value < 0.9 for value in history(sweep.client, run, "watch.relu1.dead_frac").values())
+    relu1 = history(sweep.client, run, "watch.relu1.dead_frac")
+    assert all(value < 0.9 for value in relu1.values())
     text = run.data.tags["training_diagnosis"]
     assert text.startswith(f"units died at epoch {died} (dead fraction on the probe images: "
                            f"relu2 {dead[0]:.2g} → {dead[died]:.3g})"), text

@@ -7,6 +7,7 @@ from cnn.layers.block import Block
 from cnn.layers.conv import Conv2D
 from cnn.layers.dense import Dense, Flatten
 from cnn.layers.dropout import Dropout
+from cnn.layers.fused import BatchNormReLU2D
 from cnn.layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 from cnn.layers.residual import ResidualBlock
 
@@ -14,6 +15,7 @@ __all__ = [
     "AvgPool2D",
     "BatchNorm1D",
     "BatchNorm2D",
+    "BatchNormReLU2D",
     "Block",
     "Conv2D",
     "Dense",

@@ -109,13 +109,14 @@ class Layer:
     def channel_affine(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(scale, shift) of (C,) if in evaluation mode this layer is the map
         y = scale * x + shift per channel (the last axis), which a linear layer before it
-        can fold into its weights; None by default."""
+        can fold into its weights, followed by its in_place_activation if it has one (a
+        fused batch norm and ReLU); None by default."""
         return None
 
     def in_place_activation(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """A function that applies this layer's evaluation-mode forward to an array in place
-        (and returns it), if it is element-wise, for a layer before it to fuse; None by
-        default."""
+        (and returns it), if it is element-wise, for a layer before it to fuse (for a layer
+        with a channel_affine: what follows that map); None by default."""
         return None
 
     # -- the tree ---------------------------------------------------------------------------

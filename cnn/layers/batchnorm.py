@@ -52,6 +52,20 @@ class BatchNorm1D(Layer):
         self.buffers["running_var"] = np.ones(num_features, dtype=dtype)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        xc, inv_std = self._centre(x, training)
+        scale, shift = self.params["gamma"] * inv_std, self.params["beta"]
+        out = np.empty_like(x)
+
+        def normalise(rows: slice) -> None:
+            per_channel(xc[rows], np.multiply, scale, out=out[rows])
+            per_channel(out[rows], np.add, shift, out=out[rows])
+
+        over_batch(normalise, x)
+        return out
+
+    def _centre(self, x: np.ndarray, training: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(x - mean, 1 / sqrt(var + eps)), the batch's statistics in training (which
+        update the running ones) or the running ones; kept for backward."""
         c = self.num_features
         m = x.size // c
         # The per-channel sums run over the whole batch at once; the element-wise
@@ -75,15 +89,7 @@ class BatchNorm1D(Layer):
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
         # Backward needs xhat = xc * inv_std; keeping xc and inv_std saves a pass here.
         self._cache = (xc, inv_std, training)
-        scale, shift = self.params["gamma"] * inv_std, self.params["beta"]
-        out = np.empty_like(x)
-
-        def normalise(rows: slice) -> None:
-            per_channel(xc[rows], np.multiply, scale, out=out[rows])
-            per_channel(out[rows], np.add, shift, out=out[rows])
-
-        over_batch(normalise, x)
-        return out
+        return xc, inv_std
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         xc, inv_std, training = self._cache
@@ -96,8 +102,7 @@ class BatchNorm1D(Layer):
         # In training the batch mean and variance depend on every input, which adds
         # two terms: one removes the gradient's mean (dbeta / M), the other its
         # projection on xhat (dgamma / M), where xhat = xc * inv_std.
-        m = d2.shape[0]
-        along_xhat, mean_term = scale * inv_std * dgamma / m, scale * dbeta / m
+        along_xhat, mean_term = self._input_grad_terms(dgamma, dbeta, d2.shape[0])
         dx = np.empty_like(dout)
 
         def input_grad(rows: slice) -> None:
@@ -108,6 +113,13 @@ class BatchNorm1D(Layer):
 
         over_batch(input_grad, dout)
         return dx
+
+    def _input_grad_terms(self, dgamma: np.ndarray, dbeta: np.ndarray, m: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """(C,) factors of the two training terms of dx: xc's and the constant's."""
+        _, inv_std, _ = self._cache
+        scale = self.params["gamma"] * inv_std
+        return scale * inv_std * dgamma / m, scale * dbeta / m
 
     def channel_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """In evaluation mode, y = scale * x + shift with scale = gamma / sqrt(running_var +

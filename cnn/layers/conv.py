@@ -88,8 +88,12 @@ class Conv2D(WeightedLayer):
         activation after that applied to each chunk while it is in the cache."""
         affine = after[0].channel_affine() if after else None
         absorbed = affine is not None
-        activation = after[absorbed].in_place_activation() if len(after) > absorbed else None
-        absorbed += activation is not None
+        # A layer that is affine and activation both (a fused batch norm and ReLU) gives its
+        # own activation; else the activation is the next layer's, if it is one.
+        activation = after[0].in_place_activation() if absorbed else None
+        if activation is None and len(after) > absorbed:
+            activation = after[absorbed].in_place_activation()
+            absorbed += activation is not None
         weights, bias = fold_affine(self.params["W"], self.params.get("b"), affine)
         return (lambda x: self.convolve(x, weights, bias, activation)), absorbed
 

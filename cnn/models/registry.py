@@ -32,6 +32,7 @@ import numpy as np
 
 from cnn.initializers import get_initializer
 from cnn.layers import Dropout, Layer, WeightedLayer
+from cnn.layers.fused import fuse_layers
 from cnn.models.memory import Estimator, memory_problem, physical_memory
 from cnn.network import Sequential
 from cnn.registry import Registry
@@ -201,6 +202,7 @@ def build_model(
     init_knobs: Mapping[str, float] | None = None,
     seed: int = 0,
     dtype: np.dtype | type = np.float32,
+    fuse: bool = False,
     **knobs: Any,
 ) -> Sequential:
     """Build an architecture by name with its weights drawn by `init` from `seed`.
@@ -219,6 +221,10 @@ def build_model(
 
     The network's input is images, whose gradient nobody needs: it is built with
     input_grad False (set it True to get backward's input gradient).
+
+    With `fuse`, each batch norm followed by a ReLU is one BatchNormReLU2D layer
+    (cnn/layers/fused.py): the same weights, parameter names and results within
+    rounding, in fewer passes over memory.
     """
     family = _family(name)
     check_model(name, input_shape, **knobs)
@@ -231,6 +237,8 @@ def build_model(
     shape = tuple(input_shape)
     built = family(shape, num_classes, draw, np.random.default_rng(seed), **knobs)
     layers, names = built if isinstance(built, tuple) else (built, None)
+    if fuse:
+        layers, names = fuse_layers(layers, names or [None] * len(layers))
     net = Sequential(layers, names, input_shape=shape).to(dtype)
     net.input_grad = False
     return net

@@ -11,10 +11,7 @@ recipe's optimiser and schedule, on the chunk threads and with freed memory kept
 
 from __future__ import annotations
 
-import multiprocessing
-import queue as queues
 import resource
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import numpy as np
 from cnn.data import Splits
 from cnn.data.batch_files import IMAGE_SHAPE, NUM_CLASSES
 from cnn.training import fit
+from experiments.benchmark.fresh import in_fresh_process
 from experiments.config import compose_config
 from experiments.runs.build import build_run
 from experiments.runtime.allocator import keep_freed_memory
@@ -66,33 +64,10 @@ def train_one_epoch(model: str, batch_size: int, images: int) -> EpochResult:
     return EpochResult(images, metrics["epoch_time_s"], peak)
 
 
-def _child(model: str, batch_size: int, images: int, results) -> None:
-    try:
-        results.put(train_one_epoch(model, batch_size, images))
-    except BaseException:  # the parent re-raises it with the child's traceback
-        results.put(traceback.format_exc())
-
-
 def epoch_in_fresh_process(model: str, batch_size: int, images: int) -> EpochResult:
     """train_one_epoch in a spawned process, so that its peak memory is the epoch's alone.
     Raises RuntimeError with the child's traceback if it fails."""
     if images < 1:
         raise ValueError(f"--epoch-images must be at least 1, got {images}")
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_child, args=(model, batch_size, images, results))
-    child.start()
-    try:
-        while True:
-            try:
-                outcome = results.get(timeout=5)
-                break
-            except queues.Empty:
-                if not child.is_alive():
-                    raise RuntimeError(f"the epoch process of {model} died (exit code "
-                                       f"{child.exitcode}) without a result") from None
-    finally:
-        child.join(timeout=60)
-    if isinstance(outcome, str):
-        raise RuntimeError(f"the epoch of {model} failed in its process:\n{outcome}")
-    return outcome
+    return in_fresh_process(train_one_epoch, (model, batch_size, images),
+                            f"the epoch of {model}")

@@ -3,20 +3,17 @@ twin, each layer's time inside training steps, and the ceiling of a step."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from cnn.layers import Conv2D
-from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
-from cnn.optim import SGD
-from cnn.training import train_step
 from experiments.benchmark.ceiling import Ceiling, add_conv_gflops, ceiling, training_flops
 from experiments.benchmark.epoch import EpochResult
 from experiments.benchmark.layer_times import LayerTiming, profile_steps
-from experiments.benchmark.timing import batch, interleaved_medians, matmul_gflops, time_matmul
+from experiments.benchmark.load import Load, LoadMeter
+from experiments.benchmark.timing import batch, matmul_gflops, time_matmul
+from experiments.benchmark.turns import LIBRARIES, Turn, rounds_in_fresh_processes
 from experiments.runtime.threads import chunk_threads, current_blas_threads
 
 # Yardstick products timed after the layer steps, besides the `repeats` before them.
@@ -36,6 +33,26 @@ class ModelResult:
     epoch: EpochResult | None = None
     torch_train_images_per_s: float | None = None
     torch_infer_images_per_s: float | None = None
+    rounds: list[dict[str, Turn]] = field(default_factory=list)  # each library's turn a round
+    load: Load | None = None  # the machine's, while this model was measured
+
+    def ratios(self, what: str) -> list[float]:
+        """NumPy's throughput over PyTorch's, a round each; `what` is "train" or "infer"."""
+        return [getattr(r["torch"], f"{what}_s") / getattr(r["numpy"], f"{what}_s")
+                for r in self.rounds if "torch" in r]
+
+    def of_ceiling(self, library: str, what: str) -> tuple[float, bool]:
+        """The median over rounds of the share of the ceiling `library` reached, each round
+        against the product its own process timed, and whether it was capped at 1.
+
+        A step cannot do its counted FLOPs faster than its library's large product does:
+        a share above 1 means the product was slowed while the steps were not (a busy
+        machine), or the library does less work than the FLOP count says."""
+        flops = self.ceiling.train_gflop if what == "train" else self.ceiling.infer_gflop
+        share = statistics.median(
+            flops / (getattr(r[library], f"{what}_s") * r[library].matmul_gflops)
+            for r in self.rounds)
+        return min(share, 1.0), share > 1.0
 
     @property
     def all_convs_gflops(self) -> float | None:
@@ -49,24 +66,19 @@ class ModelResult:
 
 
 def bench_model(
-    model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool
+    model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool, rounds: int = 3,
+    fuse: bool = False,
 ) -> ModelResult:
-    """Training and inference throughput of the NumPy network, and of its PyTorch twin
-    when use_torch, timed in turns (interleaved_medians); then the matmul yardstick in a
-    block of its own, each layer's time inside training steps, and the ceiling."""
-    net = build_model(model)
+    """The matmul yardstick in a block of its own, each layer's time inside training
+    steps, and the ceiling, in this process; then training and inference throughput of
+    the NumPy network and, when use_torch, of its PyTorch twin, in `rounds` rounds of
+    fresh processes (experiments.benchmark.turns), with the machine's load meanwhile.
+    `fuse` builds the NumPy network with its fused layers (cnn.models.build_model)."""
+    meter = LoadMeter()
+    net = build_model(model, fuse=fuse)
     x, y = batch(batch_size)
-    loss_fn, opt = SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9)
-    contenders = {
-        "train": lambda: train_step(net, loss_fn, opt, x, y),
-        "infer": lambda: net.infer(x),
-    }
-    if use_torch:
-        contenders["torch_train"], contenders["torch_infer"] = torch_steps(model, x, y)
     cores = current_blas_threads()
-    # The NumPy network runs as training runs it; PyTorch's own threads are not NumPy's BLAS.
-    with chunk_threads():
-        seconds = interleaved_medians(contenders, repeats, warmup)
+    with chunk_threads():  # the NumPy network runs as training runs it
         # The yardstick on as many BLAS threads as the layers have chunk threads; its
         # spinning threads settle during the warm-up steps of the profile.
         products = time_matmul(repeats, cores)
@@ -74,45 +86,30 @@ def bench_model(
         products += time_matmul(_MATMUL_AFTER, cores)
     gflops = matmul_gflops(products)
     add_conv_gflops(profile.layers)
-    images_per_s = {name: batch_size / s for name, s in seconds.items()}
+    libraries = LIBRARIES if use_torch else ("numpy",)
+    turns = rounds_in_fresh_processes(model, batch_size, repeats, warmup, rounds, libraries,
+                                      fuse=fuse)
+    load = meter.stop()
+
+    def images_per_s(library: str, what: str) -> float | None:
+        if library not in libraries:
+            return None
+        return batch_size / statistics.median(getattr(t[library], f"{what}_s") for t in turns)
+
     return ModelResult(
         model,
-        images_per_s["train"],
-        images_per_s["infer"],
+        images_per_s("numpy", "train"),
+        images_per_s("numpy", "infer"),
         profile.layers,
         profile.step_ms,
         profile.layers_ms,
         gflops,
         ceiling(profile.layers, batch_size, gflops),
-        torch_train_images_per_s=images_per_s.get("torch_train"),
-        torch_infer_images_per_s=images_per_s.get("torch_infer"),
+        torch_train_images_per_s=images_per_s("torch", "train"),
+        torch_infer_images_per_s=images_per_s("torch", "infer"),
+        rounds=turns,
+        load=load,
     )
-
-
-def torch_steps(
-    model: str, x: np.ndarray, y: np.ndarray
-) -> tuple[Callable[[], None], Callable[[], None]]:
-    """A training step and an inference pass of the PyTorch twin of the same network."""
-    import torch
-
-    from experiments.pytorch.twin import nhwc_to_nchw, to_torch
-
-    twin = to_torch(build_model(model), copy_weights=False)
-    tx, ty = nhwc_to_nchw(x), torch.from_numpy(y)
-    opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
-
-    def train() -> None:
-        twin.train()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(twin(tx), ty).backward()
-        opt.step()
-
-    def infer() -> None:
-        twin.eval()
-        with torch.no_grad():
-            twin(tx)
-
-    return train, infer
 
 
 def torch_available() -> bool:

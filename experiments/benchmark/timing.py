@@ -39,13 +39,18 @@ def interleaved_medians(
     return {name: statistics.median(ts[:repeats]) for name, ts in times.items()}
 
 
+def matmul_operands() -> tuple[np.ndarray, np.ndarray]:
+    """The yardstick's float32 factors, (4096, 1024) and (1024, 1024), seeded."""
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((4096, 1024), dtype=np.float32),
+            rng.standard_normal((1024, 1024), dtype=np.float32))
+
+
 def matmul_product() -> tuple[Callable[[], object], int]:
     """A large float32 matrix product and its FLOPs: what NumPy's BLAS reaches on it is
     the yardstick for convolutions."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((4096, 1024), dtype=np.float32)
-    b = rng.standard_normal((1024, 1024), dtype=np.float32)
-    return (lambda: a @ b), 2 * 4096 * 1024 * 1024
+    a, b = matmul_operands()
+    return (lambda: a @ b), 2 * a.shape[0] * a.shape[1] * b.shape[1]
 
 
 def time_matmul(repeats: int, threads: int | None) -> list[float]:

@@ -105,6 +105,9 @@ def _converters() -> dict[type, Callable[[Any, bool], Any]]:
         L.Conv2D: conv,
         L.Dense: dense,
         L.BatchNorm2D: batch_norm(nn.BatchNorm2d),
+        # Before BatchNorm2D in any ancestry walk: a fused layer's twin keeps its ReLU.
+        L.BatchNormReLU2D: lambda layer, copy: nn.Sequential(
+            batch_norm(nn.BatchNorm2d)(layer, copy), nn.ReLU()),
         L.BatchNorm1D: batch_norm(nn.BatchNorm1d),
         L.MaxPool2D: lambda layer, _: nn.MaxPool2d(layer.kernel, layer.stride),
         L.AvgPool2D: lambda layer, _: nn.AvgPool2d(layer.kernel, layer.stride),
