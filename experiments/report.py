@@ -18,6 +18,7 @@ from pathlib import Path
 from experiments.reporting.summary import EmptySweepError, write_report
 from experiments.sweeps.parent import NoSweepError, latest_sweep
 from experiments.tracking.arguments import add_tracking_uri_argument
+from experiments.tracking.disk import DiskFullError
 from experiments.tracking.store import StoreError, connect, run_exists
 
 
@@ -44,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out or Path("reports") / parent)
     try:
         report = write_report(parent, out, log_to_parent=not args.no_log)
-    except EmptySweepError as e:
-        sys.exit(str(e))
+    except (EmptySweepError, DiskFullError) as e:
+        sys.exit(f"error: {e}")
     print(f"sweep {parent}: {report.summary}")
     print((out / "summary.md").read_text())
     print(f"figures and tables in {out}/")

@@ -13,6 +13,7 @@ Each job runs experiments.sweeps.job.run_job, which trains inside an MLflow run
 from __future__ import annotations
 
 import os
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,13 +21,22 @@ from omegaconf import DictConfig
 
 from experiments.config import register_configs
 from experiments.sweeps.job import run_job
+from experiments.tracking.disk import DiskFullError
 from experiments.tracking.lifecycle import http_retries_bounded
 from experiments.tracking.signals import stop_scope
+from experiments.tracking.store import StoreError, StoreNotWritableError
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _app(cfg: DictConfig) -> float | None:
-    return run_job(cfg, HydraConfig.get())
+    try:
+        return run_job(cfg, HydraConfig.get())
+    except (StoreError, StoreNotWritableError, DiskFullError) as e:
+        # The message says it all: no traceback. A store is refused before any run exists
+        # (by a sweep, before its first job: experiments.sweeps.tracking); a full disk
+        # ends the run FAILED with this message first.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1 if isinstance(e, DiskFullError) else 2)
 
 
 def main() -> None:

@@ -89,3 +89,25 @@ def test_a_corrupt_store_file_is_named_and_an_empty_one_said(tmp_path, caplog, m
     with caplog.at_level(logging.WARNING):
         connect(f"sqlite:///{db}")
     assert any(f"{db} is empty (0 bytes)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.data
+@pytest.mark.mlflow
+def test_train_on_a_corrupt_store_says_so_in_one_line(harness_cli):
+    # issue 27: `python -m experiments.train` still printed Hydra's short traceback, and a
+    # sweep started its jobs anyway, each failing with one, and exited 0.
+    cli = harness_cli
+    db = cli.folder / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    named = f"{db} is not an SQLite database (corrupt, or another kind of file): move it aside"
+
+    done = cli.run("experiments.train", *QUICK)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {named}, or give another store with --tracking-uri (train: tracking.uri=) "
+        "or MLFLOW_TRACKING_URI"]
+    done = cli.run("experiments.train", "-m", *QUICK, "optim.lr=0.01,0.02")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"the sweep did not start: StoreError: {named}" in done.stderr
+    assert db.read_bytes() == b"this is not a database" * 100  # never written

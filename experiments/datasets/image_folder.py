@@ -8,6 +8,7 @@ Class names are the sub-folder names, labels their sorted order.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from experiments.datasets.held_out import (
     split_off_test,
 )
 from experiments.datasets.images import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+SHOWN = 5  # symlinks named in a warning; the rest are counted
 
 
 @DATASETS.register("image_folder")
@@ -52,6 +57,8 @@ def scan_class_folders(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str,
     """Every image file under `folder`/<class>/ (sub-folders too), its label, the class names.
 
     Files with other suffixes are skipped, as other tools do; a class with no image fails.
+    Symlinks are followed to files and as class folders, not to folders further down (as
+    rglob does); a warning names those followed out of `folder` and those skipped.
     """
     class_dirs = _visible_dirs(folder)
     if not class_dirs:
@@ -60,16 +67,70 @@ def scan_class_folders(folder: Path) -> tuple[list[Path], np.ndarray, tuple[str,
             f"{folder}/<class name>/ (data=image_folder)")
     files: list[Path] = []
     labels: list[int] = []
+    links = _Symlinks(folder.resolve())
+    for class_dir in class_dirs:
+        links.note(class_dir)
     for label, class_dir in enumerate(class_dirs):
-        found = sorted(p for p in class_dir.rglob("*")
-                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        entries = [p for p in class_dir.rglob("*")
+                   if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+        for p in entries:
+            links.note(p)
+        found = sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not found:
+            links.warn(folder)  # a class whose images all sit behind a skipped symlink
             raise DatasetNotFoundError(
                 f"{class_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         files += found
         labels += [label] * len(found)
+    links.warn(folder)
     return files, np.asarray(labels, dtype=np.int64), tuple(d.name for d in class_dirs)
+
+
+class _Symlinks:
+    """The symlinks of a scan the user may not expect to matter: those followed out of the
+    folder (its images are then read from elsewhere) and those skipped (a directory symlink
+    below a class folder is not entered, as other tools do, so its images are not used)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.followed: list[str] = []
+        self.skipped: list[str] = []
+
+    def note(self, path: Path) -> None:
+        if not path.is_symlink():
+            return
+        target = path.resolve()
+        if path.is_dir():
+            # A class folder that is a symlink is read; one further down is not.
+            if path.parent.resolve() != self.root:
+                self.skipped.append(f"{path} -> {target}")
+                return
+        elif not path.is_file():
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                self.skipped.append(f"{path} -> {target} (broken)")
+            return
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            return
+        if not target.is_relative_to(self.root):
+            self.followed.append(f"{path} -> {target}")
+
+    def warn(self, folder: Path) -> None:
+        if self.followed:
+            log.warning("%s: followed %s to images outside the folder: %s", folder,
+                        _count(len(self.followed)), _first(self.followed))
+        if self.skipped:
+            log.warning("%s: skipped %s, so the images there are not used (a directory "
+                        "symlink is entered only as a class folder; copy the images in to "
+                        "use them): %s", folder, _count(len(self.skipped)), _first(self.skipped))
+
+
+def _count(n: int) -> str:
+    return f"{n} symlink{'s' if n != 1 else ''}"
+
+
+def _first(items: list[str]) -> str:
+    more = len(items) - SHOWN
+    return "; ".join(items[:SHOWN]) + (f"; and {more} more" if more > 0 else "")
 
 
 def prepare_image_folder(

@@ -63,7 +63,7 @@ from experiments.reporting.collect import (
     trained_runs,
 )
 from experiments.reporting.figures import sweep_figures
-from experiments.tracking import swept, tags
+from experiments.tracking import disk, swept, tags
 
 
 def _last(values: list[float] | None) -> str:
@@ -164,9 +164,23 @@ def write_report(parent_run_id: str, out_dir: str | Path,
 
     With log_to_parent, they are also logged to the parent run under report/, and each
     figure as an image of the run (MLflow's images, key = the figure's name), which the
-    UI shows in the run's charts, not only as a file among its artifacts.
+    UI shows in the run's charts, not only as a file among its artifacts. A full disk
+    raises DiskFullError naming out_dir (and the parent's artifact folder).
     """
-    out = Path(out_dir)
+    try:
+        return _write_report(parent_run_id, Path(out_dir), log_to_parent)
+    except Exception as e:
+        if not disk.is_disk_full(e):
+            raise
+        places = [out_dir, *([disk.artifact_place(parent_run_id, "report")]
+                             if log_to_parent else [])]
+        raise disk.disk_full_error(
+            e, f"the report of sweep {parent_run_id}", places,
+            f"Free space there, then `python -m experiments.report --parent {parent_run_id}` "
+            "writes it again.") from e
+
+
+def _write_report(parent_run_id: str, out: Path, log_to_parent: bool) -> SweepReport:
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(parent_run_id)
     if not runs:

@@ -37,15 +37,20 @@ from experiments.runs.results import log_datasets, log_test_results
 from experiments.runtime.allocator import keep_freed_memory
 from experiments.runtime.blas import this_machine
 from experiments.runtime.threads import chunk_threads
+from experiments.tracking import disk, tags
 from experiments.tracking import swept as swept_names
-from experiments.tracking import tags
 from experiments.tracking.git import git_state, git_tags
 from experiments.tracking.history import epoch_history
 from experiments.tracking.lifecycle import ended_run
 from experiments.tracking.metadata import log_safely
 from experiments.tracking.offline import OFFLINE_FILE, OfflineBuffer, is_tracking_outage
 from experiments.tracking.params import flatten
-from experiments.tracking.store import check_store_writable, resolve_tracking_uri, use_store
+from experiments.tracking.store import (
+    check_sqlite_file,
+    check_store_writable,
+    resolve_tracking_uri,
+    use_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,7 @@ def train_and_log(
     """
     keep_freed_memory()  # here, not in a command: sweep workers call this function directly
     validate(cfg)  # the one validation of this run: what builds it below is told so
+    check_sqlite_file(resolve_tracking_uri(cfg.tracking.uri))  # before the data's load
     if splits is None:
         # Before the run exists: data that cannot be found (or downloaded) fails here,
         # leaving no FAILED run behind. The split seed is drawn as build_run would draw it.
@@ -157,10 +163,13 @@ def train_and_log(
                 _fit_and_evaluate(run, name, outcome, metrics, start_epoch)
             log_training_diagnosis(outcome.run_id, None, splits.num_classes)
         except Exception as error:  # a stop (KeyboardInterrupt) ends the run at once
-            log_training_diagnosis(outcome.run_id, error, splits.num_classes)
+            named = _disk_full_named(error, outcome.run_id)
+            log_training_diagnosis(outcome.run_id, named, splits.num_classes)
+            if named is not error:
+                raise named from error
             raise
         finally:
-            _log_job_file(log_file)
+            _log_job_file(log_file, outcome.run_id)
     return outcome
 
 
@@ -247,13 +256,20 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
         log_interpolation(run, name)
 
 
-def _log_job_file(log_file: Path | None) -> None:
+def _log_job_file(log_file: Path | None, run_id: str) -> None:
     """The job's log file as an artifact, unless the tracking server is away."""
     if log_file is None or not log_file.is_file():
         return
     try:
         mlflow.log_artifact(str(log_file))
     except Exception as e:
+        if disk.is_disk_full(e):
+            raise _disk_full_named(e, run_id) from e
         if not is_tracking_outage(e):
             raise
         log.warning("could not log %s: the tracking server is unreachable", log_file)
+
+
+def _disk_full_named(error: BaseException, run_id: str) -> BaseException:
+    # OSError's "No space left on device" names no file: name the places the run writes.
+    return disk.run_disk_full(error, run_id, checkpoint_path(run_id).parent)

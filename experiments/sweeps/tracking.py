@@ -83,11 +83,11 @@ class SweepTracking(Callback):
             self._cancel_unwind = signals.on_unwind(self._end_parent)
             _check_store_for_launcher(config)
             _check_config_and_data(config)
+            use_store(config.tracking.uri, config.tracking.experiment)  # a corrupt one: here
         except Exception as e:
             # Hydra turns a callback's exception into a warning and starts the jobs anyway;
             # SystemExit stops the sweep here, before any run exists.
             raise SystemExit(f"the sweep did not start: {type(e).__name__}: {e}") from e
-        use_store(config.tracking.uri, config.tracking.experiment)
         commit, dirty, _ = git_state()
         # Sweeps given on the command line (-m optim.lr=0.01,0.1) have no sweeper.params;
         # their lists are in the overrides tag instead.

@@ -11,6 +11,7 @@ happens while the tracking server is away.
     lifecycle  a run always ends FINISHED, FAILED or KILLED
     signals    the one place a stop signal (Ctrl-C, SIGTERM, SIGHUP, SLURM's) becomes a stop
     offline    training goes on while the tracking server is unreachable
+    disk       a full disk named: the files not written, the room left, what to do
     history    metric series read back, metrics sent in batches
     layer_metrics  the names per-layer statistics are logged under (watch.<layer>.<stat>)
     server     a local `mlflow server` in a child process

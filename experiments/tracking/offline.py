@@ -18,7 +18,7 @@ from pathlib import Path
 import mlflow
 import requests
 
-from experiments.tracking import signals
+from experiments.tracking import disk, signals
 from experiments.tracking.history import BATCH, log_metrics_batched
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,18 @@ class OfflineBuffer:
             return False
         if self.pending_upload is not None:
             path, folder = self.pending_upload
-            if not self.guard(mlflow.MlflowClient().log_artifact, self.run_id, path, folder):
+            try:
+                sent = self.guard(mlflow.MlflowClient().log_artifact, self.run_id, path, folder)
+            except Exception as e:
+                if not disk.is_disk_full(e):
+                    raise
+                name = f"{folder}/{Path(path).name}"
+                raise disk.disk_full_error(
+                    e, f"run {self.run_id}'s artifact {name}",
+                    [disk.artifact_place(self.run_id, name)],
+                    f"Its local copy {path} is whole: free space there, then `make resume "
+                    f"RUN_ID={self.run_id}` continues from it.") from e
+            if not sent:
                 return False
             self.pending_upload = None
         return True
@@ -131,10 +142,14 @@ class OfflineBuffer:
             time.sleep(2.0)
 
     def save_offline(self) -> None:
-        self.offline_path.parent.mkdir(parents=True, exist_ok=True)
-        self.offline_path.write_text(json.dumps(
-            {"run_id": self.run_id,
-             "metrics": [[m.key, m.value, m.timestamp, m.step] for m in self.pending]}))
+        with disk.naming_full_disk(
+                f"the {len(self.pending)} unsent metric values of run {self.run_id}",
+                [self.offline_path], "They are lost: free space there, so that the next run "
+                "interrupted while the tracking server is away can keep its own."):
+            self.offline_path.parent.mkdir(parents=True, exist_ok=True)
+            self.offline_path.write_text(json.dumps(
+                {"run_id": self.run_id,
+                 "metrics": [[m.key, m.value, m.timestamp, m.step] for m in self.pending]}))
 
 
 class TrackingUnavailableError(RuntimeError):

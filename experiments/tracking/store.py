@@ -120,8 +120,8 @@ def check_sqlite_file(uri: str) -> None:
                     "held runs, they are not in it any more", path)
     elif head != _SQLITE_HEADER:
         raise StoreError(f"{path} is not an SQLite database (corrupt, or another kind of "
-                         "file): move it aside, or give another store with --tracking-uri or "
-                         "MLFLOW_TRACKING_URI")
+                         "file): move it aside, or give another store with --tracking-uri (train: "
+                         "tracking.uri=) or MLFLOW_TRACKING_URI")
 
 
 def run_exists(run_id: str) -> bool:
@@ -154,7 +154,7 @@ class StoreNotWritableError(RuntimeError):
     """The tracking database or the artifact folder cannot be written."""
 
 
-def _local_path(uri: str) -> Path | None:
+def local_path(uri: str) -> Path | None:
     """The file a sqlite:/// or file: URI (or a bare path) names; None for servers."""
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///"):])
@@ -199,12 +199,12 @@ def check_store_writable(tracking_uri: str, artifact_location: str | None = None
     as a database error deep in SQLAlchemy after training. The SQLite file needs its folder
     writable too (for the journal). Remote stores are not checked here.
     """
-    db = _local_path(tracking_uri) if tracking_uri.startswith("sqlite:") else None
+    db = local_path(tracking_uri) if tracking_uri.startswith("sqlite:") else None
     if db is not None:
         _check_writable(db, "database")
         if db.exists():
             _check_writable(db.parent, "database folder")
     if artifact_location:
-        folder = _local_path(artifact_location)
+        folder = local_path(artifact_location)
         if folder is not None:
             _check_writable(folder, "artifact folder")
