@@ -178,3 +178,55 @@ def test_the_estimate_agrees_with_pytorch_double_backprop():
     top = float(torch.linalg.eigvalsh(full)[-1])
     found = sharpness(net, SoftmaxCrossEntropy(), x, y, iterations=40, tol=1e-6)
     assert found.value == pytest.approx(top, rel=0.01)
+
+
+def seed_network_and_images(n=64):
+    from cnn.models import build_model
+
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-0.5, 0.5, (n, 32, 32, 3))  # (N, H, W, C); real images in the run test
+    return build_model("seed", init="pytorch", seed=3), x, rng.integers(0, 10, n)
+
+
+def test_on_a_relu_network_the_default_step_crosses_no_kink():
+    # Between w - rv and w + rv no ReLU or max-pool may switch: a switch's jump in the
+    # gradient is no curvature, and it would dominate. Within one linear piece the
+    # estimate does not depend on the step: halving or tenthing it changes nothing.
+    net, x, y = seed_network_and_images()
+    loss = SoftmaxCrossEntropy()
+    values = [sharpness(net, loss, x, y, batch_size=64, iterations=40, tol=1e-6,
+                        rel_step=step).value for step in (None, 1.5e-9, 7e-9)]
+    assert values[1] == pytest.approx(values[0], rel=1e-5)
+    assert values[2] == pytest.approx(values[0], rel=1e-5)
+    # A step large enough to cross kinks gives another number: the reason for the default.
+    crossing = sharpness(net, loss, x, y, batch_size=64, iterations=40, tol=1e-6,
+                         rel_step=6e-6).value
+    assert abs(crossing - values[0]) > 0.05 * values[0]
+
+
+@pytest.mark.slow  # 200 double-backprop products
+def test_the_seed_networks_estimate_agrees_with_pytorch_double_backprop():
+    torch = pytest.importorskip("torch")
+    from experiments.pytorch.twin import nhwc_to_nchw, to_torch
+
+    net, x, y = seed_network_and_images()
+    found = sharpness(net, SoftmaxCrossEntropy(), x, y, batch_size=64, iterations=40,
+                      tol=1e-7)
+    twin = to_torch(net).double()
+    params = list(twin.parameters())
+    inputs = torch.as_tensor(np.asarray(nhwc_to_nchw(x)), dtype=torch.float64)
+    labels = torch.as_tensor(y)
+
+    def product(v):
+        loss = torch.nn.functional.cross_entropy(twin(inputs), labels)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        return [h.detach() for h in torch.autograd.grad(grads, params, grad_outputs=v)]
+
+    v = [torch.ones_like(p) for p in params]
+    for _ in range(200):  # power iteration: the top eigenvalue when it is the largest
+        norm = torch.sqrt(sum((a * a).sum() for a in v))
+        v = [a / norm for a in v]
+        hv = product(v)
+        top = float(sum((a * b).sum() for a, b in zip(hv, v, strict=True)))
+        v = hv
+    assert found.value == pytest.approx(top, rel=1e-3)

@@ -29,6 +29,8 @@ report/:
     gradient_flow.png          experiments.reporting.depth; summary.md then has its table
     search_history.png/.csv,   for a search (conf/sweep/search.yaml, Optuna): see
     best_config.txt            experiments.reporting.search; summary.md then has its best
+    stability.png              for runs that measured their sharpness (trainer.sharpness_every,
+                               conf/sweep/stability.yaml): see experiments.reporting.stability
     learning_curve.png/.csv    for a sweep over data.n_train: test error against size,
                                fitted as a + b·n^-c with bootstrap CIs, extrapolated to
                                50,000 images (experiments.reporting.learning_curve)
@@ -48,7 +50,7 @@ import mlflow
 from PIL import Image
 
 from cnn.diagnostics.trajectory import CONVERGENCE_RULE
-from experiments.reporting import compare, depth, groups, search
+from experiments.reporting import compare, depth, groups, search, stability
 from experiments.reporting import learning_curve as lc
 from experiments.reporting import learning_curve_report as lc_report
 from experiments.reporting.collect import (
@@ -200,6 +202,10 @@ def _write_report(parent_run_id: str, out: Path, log_to_parent: bool) -> SweepRe
             runs, out, parent_tags.get(tags.SWEEP, "search"))
         figures.update(search_figures)
         depth_section += "\n" + section
+    sharp = stability.sharpness_runs(trained)
+    if sharp:
+        figures["stability.png"] = stability.stability_figure(sharp)
+        depth_section += "\n" + stability.stability_section(sharp)
     curves = lc.learning_curves(trained) if lc.sweeps_size(trained) else []
     if curves:
         figures["learning_curve.png"] = lc_report.learning_curve_figure(curves)
