@@ -17,6 +17,11 @@ that can be measured before or during training:
 and a few real images; `monitor.LayerMonitor` records the per-layer statistics during
 training; both measure with `statistics`, whose results are typed (`NetworkStats` of
 `LayerStats`), and say what they found as `Check`s of a `Status`.
+
+Beside the checks, instruments of how training went: the loss along the line between
+two weight settings (`interpolation`), on a plane through the trained weights along
+filter-normalised directions (`landscape`), and the gradient noise scale measured from
+each step's halves (`noise_scale.NoiseScaleMonitor`).
 """
 
 
