@@ -7,4 +7,5 @@ and its groups compared paired by seed (compare), the summary the sweep ends on
 (overview); the depth study's figures (depth), a search's history and best configuration
 (search), and the learning curve of a sweep over sizes, fitted with bootstrap intervals
 (learning_curve) and shown (learning_curve_report); results tables with intervals and
-provenance rebuilt from logged sweeps (results)."""
+provenance rebuilt from logged sweeps (results); a batch-size sweep's gradient noise scale
+beside its steps to a target accuracy (noise_scale)."""

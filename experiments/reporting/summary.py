@@ -28,6 +28,10 @@ report/:
     learning_curve.png/.csv    for a sweep over data.n_train: test error against size,
                                fitted as a + b·n^-c with bootstrap CIs, extrapolated to
                                50,000 images (experiments.reporting.learning_curve)
+    noise_scale.png            for a sweep over trainer.batch_size with
+                               trainer.noise_scale=true: steps to a target accuracy
+                               beside the gradient noise scale (noise_scale); summary.md
+                               then has its table
 `make sweep` writes it at the end of the sweep (experiments.sweeps.tracking), and
 `python -m experiments.report` at any time.
 """
@@ -46,6 +50,7 @@ from PIL import Image
 from experiments.reporting import compare, depth, groups, search
 from experiments.reporting import learning_curve as lc
 from experiments.reporting import learning_curve_report as lc_report
+from experiments.reporting import noise_scale as noise
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -160,6 +165,9 @@ def write_report(parent_run_id: str, out_dir: str | Path,
         lc_report.write_curves_csv(curves, out / "learning_curve.csv")
     if lc.sweeps_size(trained):
         depth_section += "\n" + lc_report.curves_section(curves)
+    if noise.sweeps_batch_size(trained):
+        figures["noise_scale.png"] = noise.noise_scale_figure(trained)
+        depth_section += "\n" + noise.noise_scale_section(trained)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
     rows = summary_rows(runs)
