@@ -103,7 +103,7 @@ def test_run_catches_up_when_the_server_returns(harness_cli, server):
     assert run.info.status == "FINISHED"
     assert steps(cli, run_id) == ALL_EPOCHS
     # Layer statistics start at step 0, the untrained network (cnn.diagnostics).
-    assert steps(cli, run_id, "conv1.act_std") == [0, *ALL_EPOCHS]
+    assert steps(cli, run_id, "watch.conv1.act_std") == [0, *ALL_EPOCHS]
     assert "test_acc" in run.data.metrics
 
 

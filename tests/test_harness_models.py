@@ -102,9 +102,9 @@ def tiny_resnet(module_harness_cli):
 def test_tiny_resnet_logs_block_statistics_and_its_architecture(tiny_resnet,
                                                                  module_harness_cli):
     metrics = tiny_resnet.data.metrics
-    assert "stage2.block1.conv1.grad_norm" in metrics
-    assert "stage2.block1.shortcut.conv.update_ratio" in metrics
-    assert "stage1.block1.act2.dead_frac" in metrics
+    assert "watch.stage2.block1.conv1.grad_norm" in metrics
+    assert "watch.stage2.block1.shortcut.conv.update_ratio" in metrics
+    assert "watch.stage1.block1.act2.dead_frac" in metrics
     assert tiny_resnet.data.params["model.depth"] == "8"
     mlflow.set_tracking_uri(module_harness_cli.tracking_uri)
     local = Path(mlflow.artifacts.download_artifacts(tiny_resnet.data.tags["model_uri"]))
@@ -162,7 +162,7 @@ def test_rerun_of_a_resnet_reproduces_its_metrics_exactly(tiny_resnet, module_ha
         [tiny_resnet.info.experiment_id],
         filter_string=f"tags.rerun_of = '{tiny_resnet.info.run_id}'")
     assert rerun.info.status == "FINISHED"
-    for key in ("train_loss", "val_loss", "test_acc", "stage3.block1.conv2.grad_norm"):
+    for key in ("train_loss", "val_loss", "test_acc", "watch.stage3.block1.conv2.grad_norm"):
         if key not in tiny_resnet.data.metrics:
             continue
         first = [m.value for m in client.get_metric_history(tiny_resnet.info.run_id, key)]
@@ -181,7 +181,7 @@ def test_custom_layers_written_in_yaml_compose_train_log_and_predict(harness_cli
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = _runs(harness_cli)
     assert run.info.status == "FINISHED" and run.data.params["model.name"] == "custom"
-    assert "res1.conv1.grad_norm" in run.data.metrics, sorted(run.data.metrics)
+    assert "watch.res1.conv1.grad_norm" in run.data.metrics, sorted(run.data.metrics)
     mlflow.set_tracking_uri(harness_cli.tracking_uri)
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)

@@ -149,7 +149,7 @@ def test_gradient_flow_has_a_row_per_weighted_layer_holding_the_logged_metrics(r
         assert matrix.shape == (10, 3)
         for i, layer in enumerate(weighted):
             logged = {m.step: m.value for m in client.get_metric_history(
-                outcome.run_id, f"{layer}.{stat}")}
+                outcome.run_id, f"watch.{layer}.{stat}")}
             row = [logged.get(step, np.nan) for step in flow["steps"]]
             np.testing.assert_array_equal(matrix[i], row)
     # Before training there is a gradient but no update yet.

@@ -49,7 +49,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(harness_cli):
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags["resumed_from_epoch"] == "2"
     expected, got = all_series(cli, full), all_series(cli, resumed)
-    assert "test_acc" in got and "val_acc" in got and "conv1.update_ratio" in got
+    assert "test_acc" in got and "val_acc" in got and "watch.conv1.update_ratio" in got
     assert got == expected
 
     again = cli.run("experiments.resume", cut.info.run_id)

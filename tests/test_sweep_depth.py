@@ -60,7 +60,7 @@ def test_tiny_study_runs_every_combination_and_reports_depth(tiny_study):
     # Gradient norms before training (step 0) and after the epoch, for blocks' layers too.
     child = next(r for r in children if r.data.params["model.name"] == "resnet")
     steps = [m.step for m in client.get_metric_history(child.info.run_id,
-                                                        "stage3.block1.conv2.grad_norm")]
+                                                        "watch.stage3.block1.conv2.grad_norm")]
     assert sorted(steps) == [0, 1]
 
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

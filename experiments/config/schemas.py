@@ -216,6 +216,13 @@ class TrainerConfig:
     landscape_span: float = 1.0
     landscape_images: int = 1000
     landscape_seed: int = 0
+    # The sharpness, the top eigenvalue of the training loss's Hessian (cnn.diagnostics.
+    # sharpness), every this many epochs and before training, on the first
+    # sharpness_images training images (unaugmented, in training batches): the metrics
+    # sharpness and sharpness_threshold (SGD's stability threshold, 2/lr with no momentum,
+    # at the epoch's rate); 0: off. About 10-40 gradients over those images each time.
+    sharpness_every: int = 0
+    sharpness_images: int = 1000
 
 
 @dataclass

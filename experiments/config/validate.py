@@ -187,6 +187,10 @@ def _check_trainer(trainer: Any, check) -> None:
           f"trainer.landscape_images must be >= 1, got {trainer.landscape_images}")
     check(0 <= trainer.landscape_seed < 2**128,
           f"trainer.landscape_seed must be >= 0, got {trainer.landscape_seed}")
+    check(trainer.sharpness_every >= 0,
+          f"trainer.sharpness_every must be >= 0 (0: off), got {trainer.sharpness_every}")
+    check(trainer.sharpness_images >= 1,
+          f"trainer.sharpness_images must be >= 1, got {trainer.sharpness_images}")
 
 
 def _check_schema_matches(cfg: Any, group: str, schemas: Mapping[str, type], check) -> None:

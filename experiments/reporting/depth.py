@@ -6,8 +6,9 @@ a depth (plain, resnet), with and without normalisation.
                             at initialisation (step 0) and after the first epoch; one
                             panel per family x norm, one line per depth
 
-Gradient norms are read from the per-layer statistics every run logs ("<layer>.grad_norm"
-at step 0 before training, then at step = epoch).
+Gradient norms are read from the per-layer statistics every run logs
+("watch.<layer>.grad_norm", tracking.layer_metrics, at step 0 before training, then at
+step = epoch).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from experiments.reporting.collect import RunSummary
+from experiments.tracking.layer_metrics import layer_of
 
-GRAD_NORM = ".grad_norm"
+GRAD_NORM = "grad_norm"
 FLOW_STEPS = (0, 1)  # before training, and after the first epoch
 
 
@@ -69,12 +71,13 @@ def collect_depth_runs(runs: Sequence[RunSummary]) -> list[DepthRun]:
             continue
         run = DepthRun(r.name, r.params.get("model.name", "?"), r.params.get("model.norm", "?"),
                        int(r.params["model.depth"]), r.status, r.test_acc)
-        keys = [k for k in r.metric_keys if k.endswith(GRAD_NORM) and "shortcut" not in k]
+        layers = {k: layer for k in r.metric_keys
+                  if (layer := layer_of(k, GRAD_NORM)) is not None and "shortcut" not in layer}
         by_step: dict[int, list[tuple[str, float]]] = {s: [] for s in FLOW_STEPS}
-        for key in sorted(keys, key=lambda k: layer_order(k[: -len(GRAD_NORM)])):
+        for key in sorted(layers, key=lambda k: layer_order(layers[k])):
             for m in client.get_metric_history(r.run_id, key):
                 if m.step in by_step:
-                    by_step[m.step].append((key[: -len(GRAD_NORM)], m.value))
+                    by_step[m.step].append((layers[key], m.value))
         run.grad_norms = {s: v for s, v in by_step.items() if v}
         found.append(run)
     return found

@@ -1,6 +1,7 @@
 """Gradient flow over one run's training, read back from the per-layer statistics it
-logged (cnn.diagnostics.LayerMonitor: "<layer>.grad_norm" at step 0 before training and
-at step = epoch, "<layer>.update_ratio" at step = epoch):
+logged (cnn.diagnostics.LayerMonitor, named by tracking.layer_metrics:
+"watch.<layer>.grad_norm" at step 0 before training and at step = epoch,
+"watch.<layer>.update_ratio" at step = epoch):
 
     figures/gradient_flow.png   two heat maps, layer (input at the top) x epoch, log colour
                                 scale: the weight-gradient norm, and the mean
@@ -24,6 +25,8 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from experiments.tracking.layer_metrics import layer_metric
+
 STATS = ("grad_norm", "update_ratio")
 FIGURE = "figures/gradient_flow.png"
 VALUES = "gradient_flow.json"
@@ -45,13 +48,13 @@ def _restored(value: float) -> float:
 
 
 def read_flow(client: mlflow.MlflowClient, run_id: str, layers: Sequence[str]) -> Flow:
-    """The logged "<layer>.<stat>" series of each layer, as matrices layer x step; a step
+    """The logged "watch.<layer>.<stat>" series of each layer, as matrices layer x step; a step
     logged twice (a resumed run) keeps the later value, and an infinite value (a diverging
     run) is infinite, not MLflow's stand-in for it."""
     series: dict[tuple[str, str], dict[int, float]] = {}
     for stat in STATS:
         for layer in layers:
-            history = client.get_metric_history(run_id, f"{layer}.{stat}")
+            history = client.get_metric_history(run_id, layer_metric(layer, stat))
             series[stat, layer] = {m.step: _restored(m.value)
                                    for m in sorted(history, key=lambda m: m.timestamp)}
     steps = sorted({s for by_step in series.values() for s in by_step})

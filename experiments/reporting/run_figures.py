@@ -16,10 +16,14 @@ from matplotlib.ticker import MaxNLocator
 
 
 def learning_curves(history: Sequence[dict[str, float]], title: str = "") -> Figure:
-    """Loss and accuracy per epoch, training and (if present) validation."""
+    """Loss and accuracy per epoch, training and (if present) validation; and the
+    sharpness beside its stability threshold when the run measured it."""
     epochs = np.arange(1, len(history) + 1)
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    sharp = any("sharpness" in h for h in history)
+    fig = Figure(figsize=(15 if sharp else 10, 4), layout="constrained")
+    ax_loss, ax_acc, *rest = fig.subplots(1, 3 if sharp else 2)
+    if sharp:
+        sharpness_panel(rest[0], history)
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
         for split, style in (("train", "-o"), ("val", "--s")):
             key = f"{split}_{metric}"
@@ -34,6 +38,24 @@ def learning_curves(history: Sequence[dict[str, float]], title: str = "") -> Fig
     if title:
         fig.suptitle(title)
     return fig
+
+
+def sharpness_panel(ax, history: Sequence[dict[str, float]]) -> None:
+    """The sharpness at each epoch that measured it, and the threshold above which SGD at
+    that epoch's rate is unstable (the Edge of Stability is the sharpness meeting it)."""
+    measured = [(e, h) for e, h in enumerate(history, start=1) if "sharpness" in h]
+    ax.plot([e for e, _ in measured], [h["sharpness"] for _, h in measured], "-o", ms=3,
+            color="C3", label="sharpness")
+    with_threshold = [(e, h) for e, h in measured if "sharpness_threshold" in h]
+    if with_threshold:
+        ax.plot([e for e, _ in with_threshold],
+                [h["sharpness_threshold"] for _, h in with_threshold], "--", color="grey",
+                label="stability threshold (2/lr)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top Hessian eigenvalue")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

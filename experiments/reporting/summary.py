@@ -14,7 +14,8 @@ report/:
                                more, which summary.md says
     summary.md, summary.csv    one row per run (per trial of a search over replicates, its
                                seeds' mean): its choices (every key the sweep varies),
-                               status, final metrics and diagnosis; summary.md then lists
+                               status, final metrics and diagnosis (summary.md in tables
+                               of at most 7 columns, for MLflow's artifact view); it lists
                                the runs that did not converge, with what happened and
                                their diagnosis, and the seed groups (below)
     groups.csv                 runs that differ only in their seed, one row per group:
@@ -105,13 +106,37 @@ def diagnosis_section(runs: Sequence[RunSummary]) -> str:
     return "\n".join([*lines, ""])
 
 
-def markdown_table(rows: list[dict[str, str]]) -> str:
+# Columns of summary_rows after the run's choices: how it ended.
+OUTCOME = ("status", "epochs", "train_loss", "val_acc", "test_acc", "health", "note")
+MAX_COLUMNS = 7  # what MLflow's artifact view shows unsqueezed beside its file tree
+
+
+def markdown_table(rows: list[dict[str, str]], keys: Sequence[str] | None = None,
+                   labels: dict[str, str] | None = None) -> str:
     if not rows:
         return "(no runs)\n"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
+    keys = list(rows[0]) if keys is None else list(keys)
+    labels = labels or {}
+    lines = ["| " + " | ".join(labels.get(k, k) for k in keys) + " |",
+             "|" + "|".join("---" for _ in keys) + "|"]
     lines += ["| " + " | ".join(row[k].replace("|", "/") for k in keys) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def run_tables(rows: list[dict[str, str]]) -> str:
+    """summary_rows as markdown tables of at most MAX_COLUMNS columns, each led by the run:
+    its choices, then how it ended; columns empty in every row are left out (summary.csv
+    has them all). One table of 13 or more columns is squeezed unreadable in the UI."""
+    if not rows:
+        return markdown_table(rows)
+    shown = [k for k in rows[0] if k == "run" or any(row[k] for row in rows)]
+    choices = [k for k in shown if k != "run" and k not in OUTCOME]
+    outcome = [k for k in shown if k in OUTCOME]
+    width = MAX_COLUMNS - 1
+    parts = [choices[i:i + width] for i in range(0, len(choices), width)]
+    parts += [outcome[i:i + width] for i in range(0, len(outcome), width)]
+    labels = swept.short_names(shown)  # trainer.batch_size as batch_size: narrower
+    return "\n".join(markdown_table(rows, ["run", *part], labels) for part in parts if part)
 
 
 @dataclass
@@ -182,7 +207,7 @@ def write_report(parent_run_id: str, out_dir: str | Path,
     groups.write_groups_csv(seed_groups, out / "groups.csv")
     (out / "summary.md").write_text(f"# Sweep {parent_run_id}\n\n{summary}\n\n"
                                     + (f"{figures_note}\n" if figures_note else "")
-                                    + markdown_table(rows) + "\n" + diagnosis_section(runs)
+                                    + run_tables(rows) + "\n" + diagnosis_section(runs)
                                     + "\n" + groups.groups_section(seed_groups)
                                     + "\n" + compare.comparisons_section(seed_groups)
                                     + depth_section)

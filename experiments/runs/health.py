@@ -16,11 +16,13 @@ import mlflow
 import numpy as np
 
 from cnn.diagnostics import Check, LayerMonitor, health_checks, health_report
+from cnn.diagnostics.sharpness import SharpnessMonitor
 from cnn.diagnostics.statistics import NetworkStats, layer_statistics
 from cnn.diagnostics.verdict import Status, Verdict
 from experiments.config.validate import group_args
 from experiments.runs.build import Run, make_optimizer_from
 from experiments.tracking import tags
+from experiments.tracking.layer_metrics import layer_metrics
 from experiments.tracking.metadata import log_safely
 from experiments.tracking.offline import OfflineBuffer
 
@@ -132,7 +134,7 @@ def log_health(run: Run) -> None:
     log_safely("the health tags", mlflow.set_tags,
                {tags.HEALTH: diagnosis.verdict, tags.HEALTH_CAUSE: diagnosis.cause or "-"})
     # The untrained network's per-layer statistics start the per-epoch series at step 0.
-    mlflow.log_metrics(diagnosis.stats.metrics(), step=0)
+    mlflow.log_metrics(layer_metrics(diagnosis.stats.metrics()), step=0)
     log.info("%s", diagnosis.report.splitlines()[0])
 
 
@@ -144,17 +146,48 @@ def log_initial_statistics(run: Run) -> None:
     y = run.splits.y_train[:PROBE_IMAGES]
     with np.errstate(all="ignore"):
         stats = layer_statistics(run.net, run.loss_fn, x, y)
-    mlflow.log_metrics(stats.metrics(), step=0)
+    mlflow.log_metrics(layer_metrics(stats.metrics()), step=0)
 
 
 def layer_monitor(run: Run, buffer: OfflineBuffer | None = None) -> list[LayerMonitor]:
-    """Per-layer statistics every epoch, logged as e.g. conv1.act_std or relu1.dead_frac at
-    step=epoch, so a curve shows when activations explode or units die."""
+    """Per-layer statistics every epoch, logged as e.g. watch.conv1.act_std or
+    watch.relu1.dead_frac (tracking.layer_metrics) at step=epoch, so a curve shows when
+    activations explode or units die."""
     if not run.cfg.trainer.layer_stats:
         return []
     x = run.transform(run.splits.x_train[:PROBE_IMAGES])
     y = run.splits.y_train[:PROBE_IMAGES]
     return [LayerMonitor(run.net, run.loss_fn, x, y,
-                         on_stats=lambda epoch, stats: buffer.log_metrics(stats.metrics(), epoch)
-                         if buffer is not None else mlflow.log_metrics(stats.metrics(),
-                                                                       step=epoch))]
+                         on_stats=lambda epoch, stats: _log_layer_stats(stats, epoch, buffer))]
+
+
+def _log_layer_stats(stats: NetworkStats, epoch: int, buffer: OfflineBuffer | None) -> None:
+    metrics = layer_metrics(stats.metrics())
+    if buffer is not None:
+        buffer.log_metrics(metrics, epoch)
+    else:
+        mlflow.log_metrics(metrics, step=epoch)
+
+
+def sharpness_monitor(run: Run, buffer: OfflineBuffer | None = None,
+                      start_epoch: int = 1) -> list[SharpnessMonitor]:
+    """The sharpness every trainer.sharpness_every epochs (cnn.diagnostics.sharpness) on
+    the first trainer.sharpness_images training images, in training batches of the run's
+    size; a fresh run's untrained network is measured too, at step 0."""
+    trainer = run.cfg.trainer
+    if not trainer.sharpness_every:
+        return []
+    n = trainer.sharpness_images
+    monitor = SharpnessMonitor(run.net, run.loss_fn, run.transform(run.splits.x_train[:n]),
+                               run.splits.y_train[:n], run.optimizer, trainer.sharpness_every,
+                               trainer.batch_size, seed=trainer.seed)
+    if start_epoch == 1:
+        initial = monitor.measure()
+        if buffer is not None:
+            buffer.log_metrics(initial, 0)
+        else:
+            mlflow.log_metrics(initial, step=0)
+        log.info("sharpness at the start: %.4g (threshold %s)", initial["sharpness"],
+                 f"{initial['sharpness_threshold']:.4g}" if "sharpness_threshold" in initial
+                 else "none for this optimiser")
+    return [monitor]

@@ -216,7 +216,9 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
     try:
         fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches, run.epochs,
             val_batches=run.val_batches,
+            # The sharpness monitor adds its metrics to the epoch's: before the logger.
             callbacks=[*([run.average] if run.average is not None else []),
+                       *health.sharpness_monitor(run, buffer, start_epoch),
                        callbacks.KeepTraining(metrics, buffer), bar,
                        *([noise] if noise is not None else []),
                        *health.layer_monitor(run, buffer),

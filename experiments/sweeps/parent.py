@@ -1,12 +1,13 @@
 """A sweep's parent run: how its jobs find it, how its children are listed, how the
-runs a dead worker left RUNNING are ended, which jobs made no run, and what a sweep that
-stopped early ends as."""
+runs a dead worker left RUNNING are ended, which jobs made no run, what a sweep that
+stopped early ends as, and the saved view of its runs in MLflow's UI (tracking.views)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import mlflow
 
 from experiments.tracking import tags
 from experiments.tracking.ui import sweep_links
+from experiments.tracking.views import has_sweep_view, save_sweep_view
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,23 @@ def stopped_how(error: BaseException) -> tuple[str, str, str]:
     return "FAILED", text, f"the sweep failed: {text[:500]}"
 
 
+def save_runs_view(client: Any, parent_run_id: str,
+                   groups: Iterable[tuple[str, Iterable[str]]] | None = None) -> None:
+    """Save the sweep's view of its runs' curves; `groups`: (label, run ids) of its seed
+    groups, which each run is tagged with (tags.SEED_GROUP) and the view groups them by.
+    Without them (a sweep from before, or whose report failed) the view puts every run in
+    one group, by the sweep tag all of them have."""
+    parent = client.get_run(parent_run_id)
+    group_tag = tags.SWEEP
+    if groups is not None:
+        for label, run_ids in groups:
+            for run_id in run_ids:
+                client.set_tag(run_id, tags.SEED_GROUP, label)
+        group_tag = tags.SEED_GROUP
+    save_sweep_view(client, parent.info.experiment_id, parent_run_id,
+                    f"{parent.info.run_name}: its runs' curves", group_tag)
+
+
 class NoSweepError(LookupError):
     """The store holds no sweep to report on; the message says where it looked."""
 
@@ -141,9 +160,7 @@ def latest_sweep_links(experiment: str, address: str) -> tuple[str, dict[str, st
         return None
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_run_id)
-    # The children in the order the sweep's report lists them (reporting.collect).
-    children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{tags.PARENT}` = '{parent_run_id}'",
-        order_by=["attributes.start_time ASC"], max_results=5000)
-    return parent.info.run_name, sweep_links(address, parent.info.experiment_id,
-                                             parent_run_id, [r.info.run_id for r in children])
+    experiment_id = parent.info.experiment_id
+    if not has_sweep_view(client.get_experiment(experiment_id).tags, parent_run_id):
+        save_runs_view(client, parent_run_id)
+    return parent.info.run_name, sweep_links(address, experiment_id, parent_run_id)

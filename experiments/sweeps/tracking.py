@@ -30,6 +30,7 @@ from experiments.sweeps import launchers
 from experiments.sweeps.parent import (
     end_orphaned_runs,
     report_jobs_without_run,
+    save_runs_view,
     stopped_how,
     write_parent_run,
 )
@@ -165,8 +166,9 @@ class SweepTracking(Callback):
         for key, value in curve_metrics(report.curves).items():
             client.log_metric(self.parent_run_id, key, value, step=0)
         uri = resolve_tracking_uri(config.tracking.uri)
-        links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id,
-                            [r.run_id for r in report.runs])
+        save_runs_view(client, self.parent_run_id,
+                       [(g.label, [r.run_id for r in g.runs]) for g in report.groups])
+        links = sweep_links(ui_address(uri), parent.info.experiment_id, self.parent_run_id)
         served = uri.startswith(("http://", "https://"))
         # The UI may already run on another port (or 5000 be taken): make ui prints them.
         hint = "the tracking server's" if served else (

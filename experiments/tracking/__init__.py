@@ -12,8 +12,10 @@ happens while the tracking server is away.
     signals    the one place a stop signal (Ctrl-C, SIGTERM, SIGHUP, SLURM's) becomes a stop
     offline    training goes on while the tracking server is unreachable
     history    metric series read back, metrics sent in batches
+    layer_metrics  the names per-layer statistics are logged under (watch.<layer>.<stat>)
     server     a local `mlflow server` in a child process
     process_group  that child and all it starts, ended together, never outliving us
     ui         links into MLflow's UI, and the UI started on the store
+    views      a sweep's saved view in the UI: its runs' curves on one chart a metric
     reap       runs left RUNNING by a dead process, marked KILLED
 """

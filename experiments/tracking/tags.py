@@ -38,6 +38,7 @@ JOB_NUM = "sweep_job"  # on a sweep's child run: its job (trial) number, from 0
 TRIAL_SEEDS = "trial_seeds"
 SWEPT = "swept"  # on a sweep's child run: JSON {key: value} of the keys the sweep varies
 BEST_GROUP = "best_group"  # on a sweep's parent run: its seed group of best mean test_acc
+SEED_GROUP = "seed_group"  # on a sweep's child run, once the sweep ended: its seed group
 PARENT = "mlflow.parentRunId"  # set by MLflow (start_run(parent_run_id=...))
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows
 # On an experiment: which of its modes MLflow 3's UI opens it in. Untagged, the UI may open

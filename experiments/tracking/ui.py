@@ -1,4 +1,4 @@
-"""Links into MLflow's UI: an experiment's runs, a run's page, runs compared.
+"""Links into MLflow's UI: an experiment's runs, a run's page, a saved view of its runs.
 
 MLflow 3's UI keeps its state in the URL after `#`: `/#/experiments/<id>/runs` lists an
 experiment's runs, `/#/experiments/<id>/runs/<run id>` is a run's page, `/#/compare-runs`
@@ -6,21 +6,21 @@ compares runs. MLflow 3.17 opens in its GenAI mode (`/#/experiments/<id>` is an 
 of traces), even for an experiment tagged as model training (tags.EXPERIMENT_KIND); the
 query `workflowType=machine_learning` asks for the model-training mode, so every link here
 carries it. A sweep's child runs are nested under their parent, collapsed, in the runs
-table (a `searchFilter=` on them still shows only the parent); its parent's page lists
-them by name, and the comparison shows them side by side.
+table and its charts (a `searchFilter=` on them still shows only the parent); its parent's
+page lists them by name, and its saved view (tracking.views) draws their curves together.
+`/#/compare-runs` is not linked: it opens on a parallel-coordinates plot of the first
+metric by name and a preview per run, not on the runs' curves.
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import urllib.parse
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.tracking.server import LOOPBACK, TrackingServer
 from experiments.tracking.store import resolve_tracking_uri, use_store
+from experiments.tracking.views import SHARE_KEY_PARAM, sweep_view_key
 
 DEFAULT_UI_PORT = 5000  # `make ui`'s default PORT
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
@@ -44,20 +44,19 @@ def run_link(address: str, experiment_id: str, run_id: str) -> str:
     return f"{address}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
-def compare_link(address: str, experiment_id: str, run_ids: Sequence[str]) -> str:
-    """MLflow's comparison of runs: their names, parameters and metrics side by side."""
-    query = urllib.parse.urlencode(
-        {"runs": json.dumps(list(run_ids)), "experiments": json.dumps([experiment_id])},
-        quote_via=urllib.parse.quote)
-    return f"{address}/#/compare-runs?{query}&{MODEL_TRAINING_VIEW}"
+def view_link(address: str, experiment_id: str, view_key: str) -> str:
+    """The experiment's runs in a saved view, in chart mode: what the view draws, at once.
+    Nothing else in the query, which would override the view's filter and order."""
+    return (f"{address}/#/experiments/{experiment_id}/runs?{SHARE_KEY_PARAM}={view_key}"
+            f"&compareRunsMode=CHART&{MODEL_TRAINING_VIEW}")
 
 
-def sweep_links(address: str, experiment_id: str, parent_run_id: str,
-                run_ids: Sequence[str]) -> dict[str, str]:
-    """What a sweep's links open, to the link: its parent run's page, its runs compared,
-    the experiment. The sweep prints them when it ends, `make ui` again for the latest."""
+def sweep_links(address: str, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """What a sweep's links open, to the link: its parent run's page, its runs' curves (its
+    saved view, tracking.views), the experiment. The sweep prints them when it ends, `make
+    ui` again for the latest."""
     return {"the sweep (metrics, child runs)": run_link(address, experiment_id, parent_run_id),
-            "its runs compared": compare_link(address, experiment_id, run_ids),
+            "its runs' curves": view_link(address, experiment_id, sweep_view_key(parent_run_id)),
             "the experiment": experiment_link(address, experiment_id)}
 
 
