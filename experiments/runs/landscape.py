@@ -4,7 +4,9 @@ directions (trainer.landscape=true; cnn.diagnostics.landscape), logged after tra
     figures/loss_landscape.png   contours of the training loss over the grid
     loss_landscape.json          the values behind it: alphas, betas, the loss and
                                  accuracy grids (loss[i][j] at alphas[i], betas[j]), the
-                                 directions' seed, the images, the time it took
+                                 directions' seed, the images, the time it took (wall
+                                 and CPU seconds: on a shared machine the CPU time over
+                                 the cores used says what it would take alone)
 
 The grid is trainer.landscape_points x trainer.landscape_points over
 [-trainer.landscape_span, trainer.landscape_span]^2, on trainer.landscape_images training
@@ -54,7 +56,7 @@ def _finite(grid: np.ndarray) -> list[list[float | None]]:
     return [[float(v) if math.isfinite(v) else None for v in row] for row in grid]
 
 
-def as_json(found: Landscape, seconds: float) -> str:
+def as_json(found: Landscape, seconds: float, cpu_seconds: float) -> str:
     """The values behind the figure, as loss_landscape.json holds them."""
     return json.dumps({
         "alphas": found.alphas.tolist(),
@@ -66,20 +68,22 @@ def as_json(found: Landscape, seconds: float) -> str:
         "batch_norm": "eval mode, the trained running statistics",
         "directions": "filter-normalised; biases and batch-norm parameters zero",
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
     })
 
 
 def log_landscape(run: Run, name: str) -> Landscape:
     """Evaluate the grid and log the figure and its values to the active run."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     found = landscape_of_run(run)
-    seconds = time.perf_counter() - started
-    mlflow.log_text(as_json(found, seconds), VALUES)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    mlflow.log_text(as_json(found, seconds, cpu), VALUES)
     mlflow.log_figure(landscape_figure(found.alphas, found.betas, found.loss,
                                        f"{name}: training loss around the trained weights"),
                       FIGURE)
     points = found.loss.size
-    log.info("loss landscape: %d points on %d images in %.0f s (%.2f s a point); loss at "
-             "the trained weights %.4g", points, found.images, seconds, seconds / points,
+    log.info("loss landscape: %d points on %d images in %.0f s (%.2f s a point, %.0f CPU "
+             "seconds); loss at the trained weights %.4g", points, found.images, seconds,
+             seconds / points, cpu,
              found.at(0.0, 0.0) if 0.0 in found.alphas else float("nan"))
     return found
