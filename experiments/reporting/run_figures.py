@@ -147,7 +147,7 @@ def landscape_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray,
     high = max(high, low * 1.01)
     shown = np.clip(np.where(np.isfinite(loss), loss, high), low, high).T  # (B, A): y by x
     levels = np.geomspace(low, high, 16)
-    fig = Figure(figsize=(6.2, 5), layout="constrained")
+    fig = Figure(figsize=(6.4, 5), layout="constrained")
     ax = fig.subplots()
     filled = ax.contourf(alphas, betas, shown, levels=levels, norm=LogNorm(low, high),
                          cmap="viridis", extend="neither")
@@ -155,9 +155,8 @@ def landscape_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray,
     fig.colorbar(filled, ax=ax, label="training loss (cross-entropy), log scale",
                  format="%.3g")
     ax.plot([0.0], [0.0], marker="*", color="red", ms=12, ls="none", label="trained weights")
-    ax.set_xlabel("alpha: first filter-normalised direction")
-    ax.set_ylabel("beta: second filter-normalised direction")
-    ax.set_aspect("equal")
+    ax.set_xlabel("alpha (first filter-normalised direction)")
+    ax.set_ylabel("beta (second direction)")
     ax.legend(loc="upper right", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
