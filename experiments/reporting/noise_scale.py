@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from experiments.reporting.collect import RunSummary
 
@@ -113,7 +114,12 @@ def noise_scale_figure(runs: Sequence[RunSummary]) -> Figure:
         ax_steps.axvline(float(np.median(noise)), color="C3", ls="--", lw=1,
                          label=f"noise scale (median) {np.median(noise):.3g}")
     ax_steps.set_xscale("log", base=2)
+    ax_steps.set_xticks(list(found), [str(b) for b in found])  # the batch sizes, not 2^k
+    ax_steps.minorticks_off()
     ax_steps.set_yscale("log")
+    ax_steps.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 20, 50, 100, ...
+    ax_steps.yaxis.set_major_formatter(ScalarFormatter())
+    ax_steps.yaxis.set_minor_formatter(NullFormatter())
     ax_steps.set_xlabel("batch size")
     ax_steps.set_ylabel(f"optimiser steps to {key} {target:.2f}")
     ax_steps.legend(fontsize=8)
