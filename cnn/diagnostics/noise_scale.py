@@ -30,7 +30,7 @@ the per-example shares of the batch gradient, the usual reading for such network
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +50,7 @@ class HalfNorms:
     sizes: tuple[int, int]
 
 
-def squared_norm(arrays) -> float:
+def squared_norm(arrays: Iterable[np.ndarray]) -> float:
     """Sum of the squares of every entry, in float64."""
     return float(sum(np.sum(np.square(a, dtype=np.float64)) for a in arrays))
 
