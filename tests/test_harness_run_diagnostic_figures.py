@@ -1,5 +1,6 @@
 """The figures a run logs about how it trained: the loss along the line from its initial to
-its trained weights (trainer.interpolation=true), and the gradient flow (always), with
+its trained weights (trainer.interpolation=true), the loss on a plane through its trained
+weights (trainer.landscape=true), and the gradient flow (always), with
 the values behind them checked against what the run logged and an independent evaluation."""
 
 import json
@@ -13,7 +14,9 @@ TINY = ["data=digits", "data.n_train=200", "trainer.epochs=2", "trainer.progress
         "trainer.health_checks=false", "trainer.checkpoint_every=0",
         "tracking.log_model=false", "tracking.log_dataset=false"]
 RESNET = ["model=resnet", "model.depth=8", "model.widths=[4,4,4]", "trainer.interpolation=true",
-          "trainer.interpolation_points=5", "trainer.interpolation_images=150"]
+          "trainer.interpolation_points=5", "trainer.interpolation_images=150",
+          "trainer.landscape=true", "trainer.landscape_points=5", "trainer.landscape_images=120",
+          "trainer.landscape_seed=4", "trainer.noise_scale=true"]
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,48 @@ def test_interpolated_losses_at_0_and_1_are_the_initial_and_trained_networks(res
     assert at["train_loss"][0.0] != pytest.approx(at["train_loss"][1.0], rel=1e-3)
 
 
+def test_the_landscape_is_logged_with_its_grid_and_its_centre_is_the_trained_loss(resnet_run):
+    from cnn.diagnostics.landscape import grid_axis
+    from cnn.training import evaluate
+    from experiments.runs.build import build_run
+    from experiments.runs.interpolation import train_subset
+
+    cfg, outcome, folder, _ = resnet_run
+    client, values = _figure_and_values(resnet_run, "loss_landscape", "loss_landscape.json")
+    assert values["alphas"] == values["betas"] == grid_axis(5, 1.0).tolist()
+    assert values["seed"] == 4 and values["train_images"] == 120
+    assert values["seconds"] > 0 and values["cpu_seconds"] > 0
+    loss = np.array(values["loss"], dtype=float)
+    assert loss.shape == (5, 5) and np.isfinite(loss).all()
+    assert np.array(values["acc"], dtype=float).shape == (5, 5)
+    trained = build_run(cfg)
+    trained.net.load(client.download_artifacts(outcome.run_id, "weights.npz", str(folder)))
+    assert loss[2, 2] == pytest.approx(
+        evaluate(trained.net, trained.loss_fn, train_subset(trained, images=120)).loss,
+        rel=1e-6)
+    assert len(np.unique(loss)) == 25
+
+
+def test_the_noise_scale_is_logged_every_epoch_with_its_parts(resnet_run):
+    import mlflow
+
+    cfg, outcome, _, uri = resnet_run
+    client = mlflow.MlflowClient(uri)
+
+    def series(key):
+        return [(m.step, m.value) for m in client.get_metric_history(outcome.run_id, key)]
+
+    steps = -(-200 // cfg.trainer.batch_size)  # 200 images a epoch, the last batch smaller
+    assert series("steps") == [(1, steps), (2, 2 * steps)]
+    trace, grad_sq = dict(series("grad_noise_trace")), dict(series("grad_sq_norm"))
+    assert sorted(trace) == [1, 2] and all(v > 0 for v in trace.values())
+    for epoch, value in series("grad_noise_scale"):
+        if grad_sq[epoch] > 0:
+            assert value == pytest.approx(trace[epoch] / grad_sq[epoch], rel=1e-6)
+        else:
+            assert np.isnan(value)
+
+
 def test_gradient_flow_has_a_row_per_weighted_layer_holding_the_logged_metrics(resnet_run):
 
     from cnn.layers import WeightedLayer
@@ -140,6 +185,10 @@ def test_a_diverged_run_still_logs_its_gradient_flow_and_no_interpolation_by_def
     ("trainer.interpolation_margin=-0.1", "trainer.interpolation_margin must be >= 0"),
     ("trainer.interpolation_images=0", "trainer.interpolation_images must be >= 1, got 0"),
     ("trainer.interpolation_bn=average", "trainer.interpolation_bn='average': choose blend"),
+    ("trainer.landscape_points=1", "trainer.landscape_points must be >= 2, got 1"),
+    ("trainer.landscape_span=0", "trainer.landscape_span must be > 0 and finite, got 0"),
+    ("trainer.landscape_images=0", "trainer.landscape_images must be >= 1, got 0"),
+    ("trainer.landscape_seed=-1", "trainer.landscape_seed must be >= 0, got -1"),
 ])
 def test_bad_interpolation_settings_are_refused_naming_the_key(override, message):
     from experiments.config import ConfigError, compose_config, validate

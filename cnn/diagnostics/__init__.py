@@ -19,6 +19,12 @@ training; both measure with `statistics`, whose results are typed (`NetworkStats
 `LayerStats`), and say what they found as `Check`s of a `Status`. After training,
 `trajectory.diagnose_training` reads what happened from the logged series: divergence,
 units dying, gradients vanishing, overfitting, a plateau at chance, and whether it converged.
+
+Beside the checks, instruments of how training went: the loss along the line between
+two weight settings (`interpolation`), on a plane through the trained weights along
+filter-normalised directions (`landscape`), the gradient noise scale measured from each
+step's halves (`noise_scale.NoiseScaleMonitor`), and the sharpness, the top eigenvalue of
+the loss's Hessian, beside the threshold the optimiser's rate sets (`sharpness`).
 """
 
 

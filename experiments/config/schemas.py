@@ -191,6 +191,10 @@ class TrainerConfig:
     # Save a checkpoint (cnn.checkpoint) every this many epochs, to checkpoints/<run id>/
     # and as the run's artifact checkpoint/last.npz, for experiments.resume; 0: never.
     checkpoint_every: int = 1
+    # Log the gradient noise scale tr(Sigma)/|G|^2 every epoch (cnn.diagnostics.noise_scale:
+    # grad_noise_scale, with grad_noise_trace, grad_sq_norm and steps), from the halves of
+    # each step's batch; about a third more time per step, the training unchanged.
+    noise_scale: bool = False
     # After training, the loss along the straight line from the initial to the trained
     # weights (experiments.runs.interpolation): train loss on interpolation_images training
     # images (drawn with np.random.default_rng(seed)) and test loss, at interpolation_points
@@ -202,6 +206,16 @@ class TrainerConfig:
     interpolation_margin: float = 0.2
     interpolation_images: int = 1000
     interpolation_bn: str = "blend"
+    # After training, the training loss on a landscape_points x landscape_points grid over
+    # [-landscape_span, landscape_span]^2 around the trained weights, along two
+    # filter-normalised random directions drawn from np.random.default_rng(landscape_seed)
+    # (experiments.runs.landscape), on landscape_images training images drawn as
+    # interpolation_images are; eval mode, the trained batch-norm statistics.
+    landscape: bool = False
+    landscape_points: int = 21
+    landscape_span: float = 1.0
+    landscape_images: int = 1000
+    landscape_seed: int = 0
     # The sharpness, the top eigenvalue of the training loss's Hessian (cnn.diagnostics.
     # sharpness), every this many epochs and before training, on the first
     # sharpness_images training images (unaugmented, in training batches): the metrics

@@ -179,6 +179,14 @@ def _check_trainer(trainer: Any, check) -> None:
           f"trainer.interpolation_images must be >= 1, got {trainer.interpolation_images}")
     check(trainer.interpolation_bn in ("blend", "recompute"),
           f"trainer.interpolation_bn={trainer.interpolation_bn!r}: choose blend or recompute")
+    check(trainer.landscape_points >= 2,
+          f"trainer.landscape_points must be >= 2, got {trainer.landscape_points}")
+    check(0 < trainer.landscape_span < math.inf,
+          f"trainer.landscape_span must be > 0 and finite, got {trainer.landscape_span}")
+    check(trainer.landscape_images >= 1,
+          f"trainer.landscape_images must be >= 1, got {trainer.landscape_images}")
+    check(0 <= trainer.landscape_seed < 2**128,
+          f"trainer.landscape_seed must be >= 0, got {trainer.landscape_seed}")
     check(trainer.sharpness_every >= 0,
           f"trainer.sharpness_every must be >= 0 (0: off), got {trainer.sharpness_every}")
     check(trainer.sharpness_images >= 1,

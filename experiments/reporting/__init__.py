@@ -9,4 +9,5 @@ curves in curves, their panels, titles and y ranges in panels), its tables and d
 (search), and the learning curve of a sweep over sizes, fitted with bootstrap intervals
 (learning_curve) and shown (learning_curve_report); results tables with intervals and
 provenance rebuilt from logged sweeps (results); the sharpness of a stability sweep
-against its threshold 2/lr (stability)."""
+against its threshold 2/lr (stability); a batch-size sweep's gradient noise scale beside
+its steps to a target accuracy (noise_scale)."""

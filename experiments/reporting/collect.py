@@ -23,7 +23,9 @@ from experiments.reporting.training_diagnosis import (
 from experiments.tracking import swept, tags
 from experiments.tracking.history import metric_series
 
-CURVE_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+# Per-epoch series read back; the noise scale and the step count only if the run logged
+# them (trainer.noise_scale).
+CURVE_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "grad_noise_scale", "steps")
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Figures of one run: learning curves, confusion matrix, first-layer filters, and the loss
-along the line from the initial to the trained weights.
+"""Figures of one run: learning curves, confusion matrix, first-layer filters, the loss
+along the line from the initial to the trained weights, and the loss on a plane through
+the trained weights.
 
 Built with matplotlib's object API (`Figure`) rather than pyplot, so no global figure
 state or GUI backend is involved; save them with `fig.savefig` or `mlflow.log_figure`.
@@ -131,4 +132,32 @@ def interpolation_figure(alphas: np.ndarray, loss: Mapping[str, np.ndarray],
     ax_acc.set_ylim(0, 1)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def landscape_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray,
+                     title: str = "") -> Figure:
+    """Filled contours of loss (A, B) at (alphas[i], betas[j]) on log-spaced levels from its
+    least to its greatest finite value; a loss that overflowed (inf, NaN) is drawn at the
+    greatest. A star marks the trained weights (0, 0)."""
+    from matplotlib.colors import LogNorm
+
+    finite = loss[np.isfinite(loss) & (loss > 0)]
+    low, high = (finite.min(), finite.max()) if finite.size else (1.0, 10.0)
+    high = max(high, low * 1.01)
+    shown = np.clip(np.where(np.isfinite(loss), loss, high), low, high).T  # (B, A): y by x
+    levels = np.geomspace(low, high, 16)
+    fig = Figure(figsize=(6.4, 5), layout="constrained")
+    ax = fig.subplots()
+    filled = ax.contourf(alphas, betas, shown, levels=levels, norm=LogNorm(low, high),
+                         cmap="viridis", extend="neither")
+    ax.contour(alphas, betas, shown, levels=levels, colors="white", linewidths=0.4, alpha=0.6)
+    fig.colorbar(filled, ax=ax, label="training loss (cross-entropy), log scale",
+                 format="%.3g")
+    ax.plot([0.0], [0.0], marker="*", color="red", ms=12, ls="none", label="trained weights")
+    ax.set_xlabel("alpha (first filter-normalised direction)")
+    ax.set_ylabel("beta (second direction)")
+    ax.legend(loc="upper right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig

@@ -34,6 +34,10 @@ report/:
     learning_curve.png/.csv    for a sweep over data.n_train: test error against size,
                                fitted as a + b·n^-c with bootstrap CIs, extrapolated to
                                50,000 images (experiments.reporting.learning_curve)
+    noise_scale.png            for a sweep over trainer.batch_size with
+                               trainer.noise_scale=true: steps to a target accuracy
+                               beside the gradient noise scale (noise_scale); summary.md
+                               then has its table
 `make sweep` writes it at the end of the sweep (experiments.sweeps.tracking), and
 `python -m experiments.report` at any time.
 """
@@ -53,6 +57,7 @@ from cnn.diagnostics.trajectory import CONVERGENCE_RULE
 from experiments.reporting import compare, depth, groups, search, stability
 from experiments.reporting import learning_curve as lc
 from experiments.reporting import learning_curve_report as lc_report
+from experiments.reporting import noise_scale as noise
 from experiments.reporting.collect import (
     RunSummary,
     collect_runs,
@@ -212,6 +217,9 @@ def _write_report(parent_run_id: str, out: Path, log_to_parent: bool) -> SweepRe
         lc_report.write_curves_csv(curves, out / "learning_curve.csv")
     if lc.sweeps_size(trained):
         depth_section += "\n" + lc_report.curves_section(curves)
+    if noise.sweeps_batch_size(trained):
+        figures["noise_scale.png"] = noise.noise_scale_figure(trained)
+        depth_section += "\n" + noise.noise_scale_section(trained)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
     rows = summary_rows(runs)

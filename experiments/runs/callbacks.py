@@ -4,17 +4,21 @@
     ProgressBar     a tqdm bar over all steps with the epoch's running loss and accuracy
     KeepTraining    runs MetricsLogger so that an unreachable tracking server never
                     stops training (tracking.offline)
+    noise_scale     the gradient noise scale of every epoch (trainer.noise_scale)
     from_config     the config's own `callbacks`, instantiated with Hydra
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import mlflow
 from tqdm.auto import tqdm
 
+from cnn.diagnostics.noise_scale import NoiseScale, NoiseScaleMonitor
+from cnn.network import Sequential
 from experiments.tracking.offline import OfflineBuffer
 
 log = logging.getLogger(__name__)
@@ -82,6 +86,24 @@ class KeepTraining:
             log.info("epoch %d/%d  train_loss=%.4g (tracking server away: metrics kept)",
                      epoch, self.logger.epochs, metrics["train_loss"])
         self.buffer.add(metrics, epoch)
+
+
+def noise_scale(net: Sequential, buffer: OfflineBuffer) -> NoiseScaleMonitor:
+    """The noise scale's monitor, logging each epoch's grad_noise_scale (tr(Sigma)/|G|^2;
+    NaN when the |G|^2 estimate is not positive), grad_noise_trace (tr(Sigma)),
+    grad_sq_norm (|G|^2) and steps (the optimiser steps so far) at step=epoch. Close it
+    after training."""
+
+    def log_estimate(epoch: int, estimate: NoiseScale) -> None:
+        buffer.log_metrics({"grad_noise_scale": estimate.b_simple,
+                            "grad_noise_trace": estimate.trace,
+                            "grad_sq_norm": estimate.grad_sq,
+                            "steps": float(estimate.step)}, epoch)
+        shown = "n/a (|G|^2 estimate <= 0)" if math.isnan(estimate.b_simple) else \
+            f"{estimate.b_simple:.4g}"
+        log.info("epoch %d: gradient noise scale %s", epoch, shown)
+
+    return NoiseScaleMonitor(net, on_epoch=log_estimate)
 
 
 def from_config(cfg: Any) -> list[Any]:

@@ -35,12 +35,13 @@ FIGURE = "figures/loss_interpolation.png"
 VALUES = "loss_interpolation.json"
 
 
-def train_subset(run: Run, batch_size: int | None = None) -> BatchIterator:
-    """trainer.interpolation_images training images (all if fewer), drawn without
-    replacement by np.random.default_rng(trainer.seed), kept in index order; batches of
-    batch_size (default trainer.eval_batch_size)."""
+def train_subset(run: Run, batch_size: int | None = None,
+                 images: int | None = None) -> BatchIterator:
+    """`images` (default trainer.interpolation_images) training images (all if fewer),
+    drawn without replacement by np.random.default_rng(trainer.seed), kept in index order;
+    batches of batch_size (default trainer.eval_batch_size)."""
     x, y = run.splits.x_train, run.splits.y_train
-    n = min(run.cfg.trainer.interpolation_images, len(x))
+    n = min(run.cfg.trainer.interpolation_images if images is None else images, len(x))
     rng = np.random.default_rng(run.cfg.trainer.seed)
     index = np.sort(rng.choice(len(x), size=n, replace=False))
     return BatchIterator(x[index], y[index], batch_size or run.cfg.trainer.eval_batch_size,

@@ -31,6 +31,7 @@ from experiments.runs import callbacks, health
 from experiments.runs.build import Run, build_run
 from experiments.runs.checkpoints import checkpoint_path, checkpointer
 from experiments.runs.interpolation import log_interpolation
+from experiments.runs.landscape import log_landscape
 from experiments.runs.logged import machine_tags
 from experiments.runs.lr_find import at_rate, log_range_test, range_test
 from experiments.runs.results import log_datasets, log_test_results
@@ -225,6 +226,7 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
     if start_epoch > 1:
         bar.bar.update((start_epoch - 1) * run.steps_per_epoch)
         bar.on_epoch_end(start_epoch - 1, {})
+    noise = callbacks.noise_scale(run.net, buffer) if run.cfg.trainer.noise_scale else None
     try:
         fit(run.net, run.loss_fn, run.optimizer, run.schedule, run.train_batches, run.epochs,
             val_batches=run.val_batches,
@@ -232,6 +234,7 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
             callbacks=[*([run.average] if run.average is not None else []),
                        *health.sharpness_monitor(run, buffer, start_epoch),
                        callbacks.KeepTraining(metrics, buffer), bar,
+                       *([noise] if noise is not None else []),
                        *health.layer_monitor(run, buffer),
                        *checkpointer(run, outcome.run_id, buffer),
                        *callbacks.from_config(run.cfg)],
@@ -239,6 +242,8 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
         buffer.settle()  # waits for an absent tracking server, or raises saying what to do
     finally:
         bar.close()
+        if noise is not None:
+            noise.close()
         outcome.history = metrics.history
         if not buffer.flush(force=True):  # stopped while the server is away: keep the unsent
             buffer.save_offline()
@@ -254,6 +259,8 @@ def _fit_and_evaluate(run: Run, name: str, outcome: Outcome,
     outcome.test_loss, outcome.test_acc = log_test_results(run, name)
     if run.cfg.trainer.interpolation:
         log_interpolation(run, name)
+    if run.cfg.trainer.landscape:
+        log_landscape(run, name)
 
 
 def _log_job_file(log_file: Path | None, run_id: str) -> None:
