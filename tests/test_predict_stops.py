@@ -46,6 +46,13 @@ STOPPED = textwrap.dedent("""
 """)
 
 
+def default_signals() -> None:
+    # As a terminal's command has them, whoever runs the suite: under nohup SIGHUP is
+    # ignored, and a command that inherits that rightly keeps running.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.slow  # each case a process importing MLflow, ~5 s
 @pytest.mark.parametrize("how", ["plain", "in a finaliser"])
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
@@ -57,7 +64,8 @@ def test_a_stop_signal_removes_the_model_folder_and_ends_the_command(tmp_path, n
     env = {**os.environ, "TMPDIR": str(temp),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     done = subprocess.run([sys.executable, "-c", STOPPED, how.split()[0], name, str(image)],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          preexec_fn=default_signals)
     assert done.returncode == -getattr(signal, name), done.stderr  # died of it, as a shell sees
     assert "a prediction" not in done.stdout
     assert f"predict: stopped by {name}" in done.stderr
