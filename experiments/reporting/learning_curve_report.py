@@ -13,17 +13,15 @@ from matplotlib.figure import Figure
 
 from experiments.reporting.groups import mean_and_ci
 from experiments.reporting.learning_curve import TARGET_N, Interval, LearningCurve
+from experiments.reporting.panels import panel_figure
 
 
 def learning_curve_figure(curves: Sequence[LearningCurve]) -> Figure:
     """Test error against training images (log x), one panel per group: each run as a dot,
     each size's mean, the fitted curve out to TARGET_N with its 95% bootstrap band, and
     the extrapolation with its interval."""
-    cols = min(len(curves), 3)
-    rows = math.ceil(len(curves) / cols)
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax, curve in zip(axes, curves, strict=False):
+    fig, axes = panel_figure(len(curves), 3, sharey=False, legend_width=0.0)
+    for ax, curve in zip(axes, curves, strict=True):
         sizes = list(curve.errors)
         for n in sizes:
             ax.plot([n] * len(curve.errors[n]), curve.errors[n], "o", color="C0", ms=3,
@@ -49,8 +47,6 @@ def learning_curve_figure(curves: Sequence[LearningCurve]) -> Figure:
         ax.set_title(curve.label, fontsize=9, wrap=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes[len(curves):]:
-        ax.set_visible(False)
     fig.suptitle("learning curve: test error against training-set size "
                  "(dotted: the largest size measured)", fontsize=10, wrap=True)
     return fig

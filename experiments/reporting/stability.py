@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from experiments.reporting.collect import RunSummary
+from experiments.reporting.panels import panel_figure
 
 
 @dataclass
@@ -71,11 +72,8 @@ def sharpness_runs(runs: Sequence[RunSummary]) -> list[SharpnessRun]:
 
 
 def stability_figure(runs: Sequence[SharpnessRun]) -> Figure:
-    cols = min(len(runs), 4)
-    rows = math.ceil(len(runs) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax, s in zip(axes, runs, strict=False):
+    fig, axes = panel_figure(len(runs), 4, sharey=False, legend_width=0.0)
+    for ax, s in zip(axes, runs, strict=True):
         steps = sorted(s.sharpness)
         ax.plot(steps, [s.sharpness[k] for k in steps], "-o", ms=3, color="C3",
                 label="sharpness")
@@ -93,8 +91,6 @@ def stability_figure(runs: Sequence[SharpnessRun]) -> Figure:
             right.set_yscale("log")
             right.set_ylabel("training loss", color="C0")
         ax.legend(fontsize=7, loc="lower left")
-    for ax in axes[len(runs):]:
-        ax.set_visible(False)
     fig.suptitle("sharpness against the stability threshold 2/lr (blue: training loss)",
                  fontsize=10)
     return fig
