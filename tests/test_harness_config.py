@@ -196,6 +196,18 @@ def test_convergence_sweep_preset():
         "experiments.sweeps.tracking.SweepTracking"]
 
 
+def test_stability_sweep_preset_is_full_batch_gradient_descent_with_the_sharpness_measured():
+    cfg = _hydra_cfg(["sweep=stability"])
+    rates = [float(r) for r in cfg.hydra.sweeper.params["optim.lr"].split(",")]
+    assert len(rates) >= 3 and rates == sorted(rates)
+    assert cfg.trainer.batch_size == cfg.data.n_train == cfg.trainer.sharpness_images
+    assert cfg.optim.momentum == 0 and cfg.schedule.name == "constant"
+    assert cfg.optim.weight_decay == 0 and cfg.trainer.sharpness_every > 0
+    assert cfg.model.name == "seed"  # no batch norm: a full batch is one function
+    job = config_from_container({k: v for k, v in cfg.items() if k != "hydra"})
+    validate(job)
+
+
 def test_learning_curve_sweep_preset_only_sweeps():
     cfg = _hydra_cfg(["sweep=learning_curve"])
     params = cfg.hydra.sweeper.params

@@ -1,34 +1,10 @@
-"""The Edge of Stability sweep: its preset is full-batch gradient descent with the
-sharpness measured, and its report tables and draws each rate's sharpness against 2/lr."""
+"""The Edge of Stability sweep's report tables and draws each rate's sharpness against
+2/lr (its preset is tested with the others, in tests/test_harness_config.py)."""
 
 import pytest
 
 from experiments.reporting.collect import RunSummary
 from experiments.reporting.stability import SharpnessRun, stability_figure, stability_section
-
-
-def _hydra_cfg(overrides):
-    from hydra import compose, initialize_config_module
-
-    from experiments.config import register_configs
-
-    register_configs()
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
-
-
-def test_the_preset_is_full_batch_gradient_descent_with_the_sharpness_measured():
-    from experiments.config import config_from_container, validate
-
-    cfg = _hydra_cfg(["sweep=stability"])
-    rates = [float(r) for r in cfg.hydra.sweeper.params["optim.lr"].split(",")]
-    assert len(rates) >= 3 and rates == sorted(rates)
-    assert cfg.trainer.batch_size == cfg.data.n_train == cfg.trainer.sharpness_images
-    assert cfg.optim.momentum == 0 and cfg.schedule.name == "constant"
-    assert cfg.optim.weight_decay == 0 and cfg.trainer.sharpness_every > 0
-    assert cfg.model.name == "seed"  # no batch norm: a full batch is one function
-    job = config_from_container({k: v for k, v in cfg.items() if k != "hydra"})
-    validate(job)
 
 
 def run(lr, sharp, loss=(2.3, 1.0, 0.1)):
