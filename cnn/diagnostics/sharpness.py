@@ -69,6 +69,7 @@ class LossGradient:
         self.batch_size = batch_size
         self.keys = list(net.params)
         self.weights = [net.params[k].copy() for k in self.keys]  # the point measured at
+        self.weight_norm = _norm(self.weights)
 
     def __call__(self, direction: Vector | None = None, step: float = 0.0
                  ) -> tuple[float, Vector]:
@@ -101,7 +102,7 @@ class LossGradient:
 def hessian_vector_product(gradient: LossGradient, v: Vector, rel_step: float) -> Vector:
     """H v by the central difference of two gradients, with a step of rel_step times the
     weights' norm (v has norm 1)."""
-    r = rel_step * max(_norm(gradient.weights), 1.0)
+    r = rel_step * max(gradient.weight_norm, 1.0)
     _, plus = gradient(v, r)
     _, minus = gradient(v, -r)
     return [(p - m) / (2.0 * r) for p, m in zip(plus, minus, strict=True)]

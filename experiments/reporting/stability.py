@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from experiments.reporting.collect import RunSummary
 from experiments.reporting.panels import panel_figure
+from experiments.reporting.training_diagnosis import logged_series
 
 
 @dataclass
@@ -55,19 +56,14 @@ class SharpnessRun:
         return self.threshold[max(self.threshold)] if self.threshold else math.nan
 
 
-def _by_step(client: mlflow.MlflowClient, run_id: str, key: str) -> dict[int, float]:
-    history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
-    return {m.step: m.value for m in history}
-
-
 def sharpness_runs(runs: Sequence[RunSummary]) -> list[SharpnessRun]:
     """The runs that logged a sharpness, in order of their learning rate."""
     client = mlflow.MlflowClient()
     found = []
     for r in sorted(runs, key=lambda r: r.lr):
         if "sharpness" in r.metric_keys:
-            found.append(SharpnessRun(r, _by_step(client, r.run_id, "sharpness"),
-                                      _by_step(client, r.run_id, "sharpness_threshold")))
+            series = logged_series(client, r.run_id, ["sharpness", "sharpness_threshold"])
+            found.append(SharpnessRun(r, series["sharpness"], series["sharpness_threshold"]))
     return found
 
 
