@@ -22,13 +22,17 @@ $(STAMP): pyproject.toml
 .PHONY: install
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
+# The suite's modules run on one worker a core (pytest-xdist), each module whole on one
+# worker, so its module fixtures, servers and cluster stay together; WORKERS=0 runs it here.
+WORKERS ?= auto
+
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite
-	$(PY) -m pytest $(ARGS)
+test: $(STAMP) ## Run the whole test suite, its modules spread over the cores (WORKERS=0: in turn)
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile $(ARGS)
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## Run every test not marked slow (under 2 min on 2 cores): the inner loop
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile -m "not slow" $(ARGS)
 
 .PHONY: tutorial
 tutorial: $(STAMP) ## Run docs/tutorial.ipynb (needs CIFAR10_ROOT; ~1 min); the executed copy is outputs/tutorial.ipynb
