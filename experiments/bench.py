@@ -20,7 +20,9 @@ runs (experiments.runtime.blas.kernel_pin). Then for each model:
   why it is not shown (experiments.benchmark.load);
 - one full epoch of 50,000 synthetic images (--epoch-images) trained as the
   full-data recipe trains, in a fresh process: its time and that process's
-  peak resident memory, data set included.
+  peak resident memory, data set included;
+- with --bounds, where each layer's milliseconds go: its products at their own shapes,
+  its patch gathering and its memory traffic, beside its time (experiments.benchmark.bounds).
 
 It ends with one line a model:
 
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
                         help="skip the full epoch and its peak memory")
     parser.add_argument("--fuse", action="store_true",
                         help="build the NumPy networks with batch norm and ReLU fused")
+    parser.add_argument("--bounds", action="store_true",
+                        help="add each layer's floors: its products, patches and memory traffic")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     results = []
     for model in args.models:
         result = bench_model(model, args.batch_size, args.repeats, args.warmup, use_torch,
-                             args.rounds, fuse=args.fuse)
+                             args.rounds, fuse=args.fuse, bounds=args.bounds)
         if not args.no_epoch:
             result.epoch = epoch_in_fresh_process(model, args.batch_size, args.epoch_images)
         print(report(result), flush=True)

@@ -34,6 +34,7 @@ class LayerTiming:
     backward_ms: float
     out_shape: tuple[int, ...]  # the forward output, (N, Ho, Wo, F) or (N, D_out)
     input_grad: bool  # False when backward skipped dx (the network's first layer)
+    in_shape: tuple[int, ...] = ()  # the forward input, (N, H, W, C) or (N, D_in)
     conv_gflops: float | None = None  # filled by the FLOP count for a convolution
 
 
@@ -54,10 +55,12 @@ class _Clock(Observer):
     def __init__(self) -> None:
         self.forward_s = self.backward_s = 0.0
         self.started = 0.0
+        self.in_shape: tuple[int, ...] = ()
         self.out_shape: tuple[int, ...] = ()
         self.input_grad = True
 
     def forward_start(self, layer: Layer, x: np.ndarray) -> None:
+        self.in_shape = x.shape
         self.started = time.perf_counter()
 
     def forward_end(self, layer: Layer, x: np.ndarray, out: np.ndarray) -> None:
@@ -110,7 +113,7 @@ def profile_steps(
     layers = [
         LayerTiming(name, leaf, statistics.median(forward[name]) * 1e3,
                     statistics.median(backward[name]) * 1e3, clocks[name].out_shape,
-                    clocks[name].input_grad)
+                    clocks[name].input_grad, clocks[name].in_shape)
         for name, leaf in net.named_leaves()
     ]
     sums = [sum(forward[name][i] + backward[name][i] for name in clocks)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cnn.layers import Conv2D
 from cnn.models import build_model
+from experiments.benchmark.bounds import Floor, layer_floors
 from experiments.benchmark.ceiling import Ceiling, add_conv_gflops, ceiling, training_flops
 from experiments.benchmark.epoch import EpochResult
 from experiments.benchmark.layer_times import LayerTiming, profile_steps
@@ -35,6 +36,8 @@ class ModelResult:
     torch_infer_images_per_s: float | None = None
     rounds: list[dict[str, Turn]] = field(default_factory=list)  # each library's turn a round
     load: Load | None = None  # the machine's, while this model was measured
+    floors: list[Floor] | None = None  # each leaf's floors, with --bounds (bounds.py)
+    copy_gbps: float | None = None  # the bandwidth the memory floors assume
 
     def ratios(self, what: str) -> list[float]:
         """NumPy's throughput over PyTorch's, a round each; `what` is "train" or "infer"."""
@@ -67,13 +70,14 @@ class ModelResult:
 
 def bench_model(
     model: str, batch_size: int, repeats: int, warmup: int, use_torch: bool, rounds: int = 3,
-    fuse: bool = False,
+    fuse: bool = False, bounds: bool = False,
 ) -> ModelResult:
     """The matmul yardstick in a block of its own, each layer's time inside training
     steps, and the ceiling, in this process; then training and inference throughput of
     the NumPy network and, when use_torch, of its PyTorch twin, in `rounds` rounds of
     fresh processes (experiments.benchmark.turns), with the machine's load meanwhile.
-    `fuse` builds the NumPy network with its fused layers (cnn.models.build_model)."""
+    `fuse` builds the NumPy network with its fused layers (cnn.models.build_model);
+    `bounds` adds each leaf's floors (experiments.benchmark.bounds)."""
     meter = LoadMeter()
     net = build_model(model, fuse=fuse)
     x, y = batch(batch_size)
@@ -84,6 +88,7 @@ def bench_model(
         products = time_matmul(repeats, cores)
         profile = profile_steps(net, x, y, repeats, warmup=max(warmup, 2))
         products += time_matmul(_MATMUL_AFTER, cores)
+        floors, gbps = layer_floors(profile.layers, repeats) if bounds else (None, None)
     gflops = matmul_gflops(products)
     add_conv_gflops(profile.layers)
     libraries = LIBRARIES if use_torch else ("numpy",)
@@ -109,6 +114,8 @@ def bench_model(
         torch_infer_images_per_s=images_per_s("torch", "infer"),
         rounds=turns,
         load=load,
+        floors=floors,
+        copy_gbps=gbps,
     )
 
 

@@ -8,6 +8,7 @@ import statistics
 
 import numpy as np
 
+from experiments.benchmark.bounds import floor_lines
 from experiments.benchmark.load import untrusted
 from experiments.benchmark.models import ModelResult
 from experiments.runtime.blas import Machine
@@ -102,6 +103,8 @@ def report(result: ModelResult) -> str:
         *ceiling_lines(r),
         *rounds_lines(r),
     ]
+    if r.floors is not None:
+        lines += floor_lines(r.floors, r.copy_gbps, r.step_ms)
     if r.epoch is not None:
         e = r.epoch
         lines.append(f"one epoch of {e.images:,} synthetic images (the full-data recipe's "
