@@ -72,8 +72,10 @@ def test_streamed_bytes_are_each_tensor_once_a_pass():
 
 
 def test_the_rest_is_what_the_floors_leave_and_the_bound_the_larger_floor():
-    conv = Floor("c", 10.0, products_ms=4.0, patches_ms=3.0, memory_ms=1.0)
-    assert (conv.rest_ms, conv.bound) == (3.0, "products")
+    conv = Floor("c", 10.0, products_ms=4.0, patches_ms=9.0, memory_ms=1.0)
+    assert (conv.rest_ms, conv.bound) == (6.0, "products")  # the patches overlap, not add
+    thin = Floor("t", 10.0, products_ms=1.0, patches_ms=2.0, memory_ms=3.0)
+    assert (thin.rest_ms, thin.bound) == (7.0, "memory")
     bn = Floor("b", 5.0, products_ms=None, patches_ms=None, memory_ms=2.0)
     assert (bn.rest_ms, bn.bound) == (3.0, "memory")
 
@@ -90,9 +92,10 @@ def test_every_leaf_of_a_timed_step_gets_its_floors():
         assert (f.patches_ms is not None) == isinstance(t.layer, Conv2D)
         assert f.memory_ms > 0 and f.measured_ms == t.forward_ms + t.backward_ms
     lines = floor_lines(floors, gbps, profile.step_ms)
-    assert len(lines) == 2 + len(floors) + 1
-    assert re.match(r"^conv1 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +-?[\d.]+  (products|memory)$",
+    assert len(lines) == 2 + len(floors) + 2
+    assert re.match(r"^conv1 +[\d.]+ +[\d.]+ +[\d.]+ +-?[\d.]+  (products|memory) +[\d.]+$",
                     lines[2])
+    assert re.match(r"^relu1 +[\d.]+ +[\d.]+ +-?[\d.]+  memory$", lines[3])
 
 
 @pytest.mark.slow  # times training steps in this process and in fresh ones

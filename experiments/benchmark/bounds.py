@@ -5,14 +5,17 @@ steps (layer_times.py), what the leaf could not go below on this machine:
 - products: its own matrix products, with the shapes of its batch chunks, on operands
   already laid out, on the same chunk threads with BLAS on one thread each, as training
   runs them: what the BLAS kernel gives at these product shapes;
-- patches: for a convolution, gathering its patch matrices (im2col of the input, twice,
-  and of the padded output gradient), chunk by chunk, as its passes do;
 - memory: the bytes a pass must at least stream (forward: input in, output out;
   backward: the gradient and the input in, the input's gradient out), at the copy
   bandwidth of arrays larger than the cache, measured on the same threads.
+The larger of the two is the leaf's floor, and what it takes above it is "rest".
 
-What a layer takes above products + patches, or above the memory floor for a layer
-without products, is its extra passes over memory, padding, and Python.
+For a convolution it also times the gathering of its patch matrices alone (im2col of
+the input, twice, and of the padded output gradient), chunk by chunk. That is not a
+floor, and does not add to the products: inside the layer one thread gathers while the
+other multiplies, so the layer takes less than the two timed apart, and its rest is
+what gathering costs there. A layer without products spends its rest on extra passes
+over memory (a batch norm's statistics, its backward's sums) and Python.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ class Floor:
     name: str
     measured_ms: float
     products_ms: float | None  # None: the leaf has no products
-    patches_ms: float | None  # None: not a convolution
+    patches_ms: float | None  # timed apart; None: not a convolution
     memory_ms: float
 
     @property
@@ -167,10 +170,8 @@ class Floor:
 
     @property
     def rest_ms(self) -> float:
-        """The time above what the floors account for."""
-        if self.products_ms is None:
-            return self.measured_ms - self.memory_ms
-        return self.measured_ms - max(self.products_ms, self.memory_ms) - (self.patches_ms or 0)
+        """The time above the leaf's floor, the larger of its products and its memory."""
+        return self.measured_ms - max(self.products_ms or 0.0, self.memory_ms)
 
 
 def layer_floors(layers: list[LayerTiming], repeats: int) -> tuple[list[Floor], float]:
@@ -195,16 +196,18 @@ def floor_lines(floors: list[Floor], gbps: float, step_ms: float) -> list[str]:
         return f"{v:9.2f}" if v is not None else f"{'':>9}"
 
     lines = [f"where the {step_ms:.1f} ms step goes (copy bandwidth {gbps:.1f} GB/s):",
-             f"{'layer':<13} {'measured':>9} {'products':>9} {'patches':>9} {'memory':>9} "
-             f"{'rest':>9}  bound"]
+             f"{'layer':<13} {'measured':>9} {'products':>9} {'memory':>9} {'rest':>9}  "
+             f"{'bound':<8} {'patches':>9} (timed apart: inside the layer they overlap its "
+             f"products)"]
     for f in floors:
         lines.append(f"{f.name:<13} {f.measured_ms:9.2f} {cell(f.products_ms)} "
-                     f"{cell(f.patches_ms)} {f.memory_ms:9.2f} {f.rest_ms:9.2f}  {f.bound}")
+                     f"{f.memory_ms:9.2f} {f.rest_ms:9.2f}  {f.bound:<8} "
+                     f"{cell(f.patches_ms)}".rstrip())
     total = sum(f.measured_ms for f in floors)
     products = sum(f.products_ms or 0 for f in floors)
     patches = sum(f.patches_ms or 0 for f in floors)
     memory = sum(f.memory_ms for f in floors if f.products_ms is None)
-    lines.append(f"{'all layers':<13} {total:9.2f} {products:9.2f} {patches:9.2f} "
-                 f"{memory:9.2f} {sum(f.rest_ms for f in floors):9.2f}  (memory: layers "
-                 f"without products)")
+    lines.append(f"{'all layers':<13} {total:9.2f} {products:9.2f} {memory:9.2f} "
+                 f"{sum(f.rest_ms for f in floors):9.2f}  {'':<8} {patches:9.2f}")
+    lines.append("(the memory sum is over the layers without products)")
     return lines
