@@ -12,6 +12,7 @@ import signal
 import subprocess
 
 import pytest
+from fixtures.harness import default_signals
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.mlflow]
 
@@ -41,13 +42,6 @@ def cases():
         short = target.rsplit(":", 1)[1].rsplit(".", 1)[-1]
         for sig in sigs:
             yield pytest.param(target, when, nth, made, sig, id=f"{when}-{short}-{sig}")
-
-
-def default_signals() -> None:
-    # As a shell's foreground job: SIGINT and SIGHUP at their defaults even if the test
-    # runner inherited them ignored (a background job, nohup), which the harness keeps.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(("target", "when", "nth", "made", "sig"), list(cases()))

@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from fixtures.harness import default_signals
 from PIL import Image
 
 from experiments.datasets.images import load_image
@@ -44,13 +45,6 @@ STOPPED = textwrap.dedent("""
     serving.predict_files = lambda model, paths, k: ["a prediction"]
     sys.exit(main(["runs:/0123/model", sys.argv[3]]))
 """)
-
-
-def default_signals() -> None:
-    # As a terminal's command has them, whoever runs the suite: under nohup SIGHUP is
-    # ignored, and a command that inherits that rightly keeps running.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.slow  # each case a process importing MLflow, ~5 s
