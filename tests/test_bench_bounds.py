@@ -11,6 +11,7 @@ from cnn.models import build_model
 from experiments import bench
 from experiments.benchmark.bounds import (
     Floor,
+    Product,
     conv_products,
     floor_lines,
     layer_floors,
@@ -38,6 +39,14 @@ def test_a_convolutions_products_are_the_flops_the_ceiling_counts(n, input_grad)
     assert sum(p.m for p in forward) == n * 12 * 12  # every output pixel once
     assert len([p for p in products if p.transposed]) == len(forward)  # the weight gradient
     assert any(p.n == 16 for p in products) == input_grad  # the input gradient's C columns
+
+
+def test_a_strided_convolutions_input_gradient_is_the_scatters_product():
+    conv = Conv2D(8, 12, 3, stride=2, padding=1)
+    t = _timing(conv, (5, 9, 9, 8), (5, 5, 5, 12))
+    products = conv_products(conv, t.in_shape, True)
+    assert sum(p.flops for p in products) == training_flops(t)
+    assert products[-1] == Product(5 * 5 * 5, 12, 3 * 3 * 8)  # dout (rows, F) @ W.T (F, K)
 
 
 def test_a_dense_layers_products_are_the_flops_the_ceiling_counts():

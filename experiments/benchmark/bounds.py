@@ -53,8 +53,9 @@ class Product:
 
 def conv_products(layer: Conv2D, in_shape: tuple[int, ...], input_grad: bool) -> list[Product]:
     """The products one training step of `layer` runs on an input (N, H, W, C), in chunk
-    order: forward, then the weight gradient, then (when `input_grad`, stride 1) the input
-    gradient as a convolution of the padded output gradient."""
+    order: forward, then the weight gradient, then (when `input_grad`) the input gradient:
+    with stride 1 a convolution of the padded output gradient, else the output gradient
+    times the weights, scattered (Conv2D.backward)."""
     n, h, w, c = in_shape
     kh, kw = layer.kernel
     ho = output_size(h, kh, layer.stride, layer.padding)
@@ -63,10 +64,12 @@ def conv_products(layer: Conv2D, in_shape: tuple[int, ...], input_grad: bool) ->
     chunks = layer._chunks(np.empty((n, h, w, c), np.float32), ho, wo)
     rows = [(s.stop - s.start) * ho * wo for s in chunks]
     products = [Product(r, k, f) for r in rows] + [Product(k, r, f, True) for r in rows]
-    if input_grad:
+    if input_grad and layer.stride == 1:
         # The input gradient's chunks are cut on the output gradient (N, Ho, Wo, F).
         dchunks = layer._chunks(np.empty((n, ho, wo, f), np.float32), h, w)
         products += [Product((s.stop - s.start) * h * w, kh * kw * f, c) for s in dchunks]
+    elif input_grad:
+        products += [Product(r, f, k) for r in rows]  # the scatter's chunks are forward's
     return products
 
 
