@@ -21,7 +21,6 @@ over memory (a batch norm's statistics, its backward's sums) and Python.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from cnn import parallel
 from cnn.layers import Conv2D, Dense
 from cnn.layers.im2col import output_size
 from experiments.benchmark.layer_times import LayerTiming
+from experiments.benchmark.timing import timed
 
 # The bandwidth probe's arrays: far larger than any last-level cache of these machines.
 _PROBE_BYTES = 256 * 2**20
@@ -94,13 +94,7 @@ def streamed_bytes(t: LayerTiming) -> int:
 
 
 def _median_ms(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return statistics.median(timed(run, repeats)) * 1e3
 
 
 def time_products(products: list[Product], repeats: int) -> float:

@@ -60,13 +60,19 @@ def time_matmul(repeats: int, threads: int | None) -> list[float]:
     Timed in a block of its own: OpenBLAS's threads keep spinning for a while after a
     product and take a core, so a product timed just before layer passes slows them."""
     product, _ = matmul_product()
-    times = []
     with threadpool_limits(threads, user_api="blas"):
-        product()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            product()
-            times.append(time.perf_counter() - start)
+        return timed(product, repeats)
+
+
+def timed(run: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of `repeats` timed calls of `run`, after one untimed (its allocations and
+    the threads' start)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
     return times
 
 

@@ -11,7 +11,6 @@ conditions as the steps it is compared with.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from experiments.benchmark.timing import (
     interleaved_medians,
     matmul_operands,
     matmul_product,
+    timed,
 )
 
 LIBRARIES = ("numpy", "torch")
@@ -80,13 +80,7 @@ def _product_rate(product: Callable[[], object], flops: int) -> float:
     machine a product on several BLAS threads is slowed far more than the steps' chunks,
     each on one (a median let NumPy's steps outrun their yardstick at a load of 8 on 2
     cores)."""
-    product()
-    times = []
-    for _ in range(_PRODUCTS):
-        start = time.perf_counter()
-        product()
-        times.append(time.perf_counter() - start)
-    return flops / min(times) / 1e9
+    return flops / min(timed(product, _PRODUCTS)) / 1e9
 
 
 def torch_steps(
