@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> list[ModelResult]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of fresh processes timing NumPy and PyTorch in turn")
     parser.add_argument("--epoch-images", type=int, default=50_000,
                         help="images of the full epoch timed in a fresh process")

@@ -47,6 +47,15 @@ def test_a_ratio_is_trusted_only_when_rounds_agree_on_a_quiet_machine():
     assert untrusted([0.80, 0.81], Load(2, 0.3, None)) is None
 
 
+def test_from_five_rounds_one_outlying_round_does_not_hide_the_median():
+    # The five-round spreads of one idle machine's inference: one round a tenth off.
+    assert untrusted([0.76, 0.79, 0.78, 0.92, 0.77], QUIET) is None
+    assert untrusted([0.76, 0.79, 0.78, 0.92], QUIET) is not None  # four: all judged
+    # Two outlying rounds still disagree, and the message says which rounds were judged.
+    assert "the middle rounds disagree: 0.60 to 0.90" in untrusted(
+        [0.40, 0.60, 0.78, 0.90, 1.20], QUIET)
+
+
 def test_an_untrusted_ratio_is_said_instead_of_printed():
     wild = _result([0.10, 0.10, 0.10], [0.08, 0.26, 0.04])  # NumPy over PyTorch: 0.8, 2.6, 0.4
     lines = rounds_lines(wild)

@@ -89,7 +89,16 @@ def untrusted(ratios: list[float], load: Load) -> str | None:
         return f"the machine was busy: load average {load.load_average:.1f} on {load.cores} cores"
     if len(ratios) < 2:
         return "one round has no spread to judge it by"
-    if spread(ratios) > MAX_SPREAD:
-        return (f"the rounds disagree: {min(ratios):.2f} to {max(ratios):.2f}, "
-                f"{spread(ratios):.0%} of their median (at most {MAX_SPREAD:.0%})")
+    judged = judged_rounds(ratios)
+    if spread(judged) > MAX_SPREAD:
+        which = "the rounds" if len(judged) == len(ratios) else "the middle rounds"
+        return (f"{which} disagree: {min(judged):.2f} to {max(judged):.2f}, "
+                f"{spread(judged):.0%} of their median (at most {MAX_SPREAD:.0%})")
     return None
+
+
+def judged_rounds(ratios: list[float]) -> list[float]:
+    """The rounds whose spread decides whether their median is shown: all of them, or from
+    5 rounds on all but the lowest and the highest. One round disturbed by a passing
+    process cannot move a median of five far, but it would stretch their range."""
+    return sorted(ratios)[1:-1] if len(ratios) >= 5 else list(ratios)
