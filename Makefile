@@ -84,12 +84,12 @@ sweep-parallel: $(STAMP) ## Run a sweep with JOBS parallel jobs (default 2) on t
 	  set -x && $(PY) -m experiments.train sweep=$(or $(SWEEP),convergence) $$launcher $(ARGS)
 
 .PHONY: full-seeds
-full-seeds: $(STAMP) ## Seeds 0-2 of a full-data recipe as a SLURM job array: RECIPE=seed_full|vgg_full URI=http://<server>:5000 DATA=<root> PARTITION=
+full-seeds: $(STAMP) ## Seeds 0-2 of a full-data recipe as a SLURM job array: RECIPE=seed_full|vgg_full|frontier_full URI=http://<server>:5000 DATA=<root> PARTITION=
 	@test -n "$(URI)" -a -n "$(DATA)" || \
 	  { echo 'usage: make full-seeds RECIPE=seed_full URI=http://<tracking server>:5000 DATA=<folder with CIFAR-10 on the shared disk> [PARTITION=<p>] [TIMEOUT=<min>] [ARGS=...]' >&2; exit 2; }
 	$(PY) -m experiments.train -m experiment=$(or $(RECIPE),seed_full) trainer.seed=0,1,2 \
 	  data.root=$(DATA) hydra/launcher=slurm $(if $(PARTITION),hydra.launcher.partition=$(PARTITION)) \
-	  hydra.launcher.cpus_per_task=2 hydra.launcher.timeout_min=$(or $(TIMEOUT),$(if $(findstring vgg,$(RECIPE)),600,120)) \
+	  hydra.launcher.cpus_per_task=2 hydra.launcher.timeout_min=$(or $(TIMEOUT),$(if $(filter-out seed_full,$(or $(RECIPE),seed_full)),600,120)) \
 	  'hydra.launcher.setup=["source $(abspath $(VENV))/bin/activate"]' \
 	  tracking=server tracking.uri=$(URI) $(ARGS)
 

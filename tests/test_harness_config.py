@@ -302,7 +302,8 @@ def _make_command(target: str, *variables: str) -> list[str]:
     return args[args.index("-m") :]
 
 
-@pytest.mark.parametrize(("recipe", "timeout"), [("seed_full", 120), ("vgg_full", 600)])
+@pytest.mark.parametrize(("recipe", "timeout"), [("seed_full", 120), ("vgg_full", 600),
+                                                    ("frontier_full", 600)])
 def test_full_seeds_target_submits_three_seeds_to_slurm(recipe, timeout):
     args = _make_command("full-seeds", f"RECIPE={recipe}", "URI=http://mlflow.lab:5000",
                          "DATA=/shared/cifar10", "PARTITION=lab")

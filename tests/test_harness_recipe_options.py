@@ -1,5 +1,6 @@
-"""The accuracy-frontier ingredients as config options: experiment=resnet_subset composes
-them, each is switched off by one override, and bad values are refused naming the key.
+"""The accuracy-frontier ingredients as config options: experiment=frontier_subset composes
+them, each is switched off by one override, and bad values are refused naming the key;
+experiment=resnet_subset (its first name) and frontier_full are that recipe.
 The whitened stem is built from the training images as the network sees them.
 (tests/test_harness_models.py trains a tiny resnet with them on.)"""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from cnn.whitening import whitening_filters
 from experiments.config import compose_config
@@ -23,24 +25,38 @@ INGREDIENTS_OFF = {
 
 
 def test_every_ingredient_is_on_in_the_recipe_and_off_by_default():
-    recipe, default = compose_config(["experiment=resnet_subset"]), compose_config([])
+    recipe, default = compose_config(["experiment=frontier_subset"]), compose_config([])
     validate(recipe)
     for override, (group, key, off) in INGREDIENTS_OFF.items():
         assert recipe[group][key] != off, override
-        ablated = compose_config(["experiment=resnet_subset", override])
+        ablated = compose_config(["experiment=frontier_subset", override])
         assert ablated[group][key] == off
     assert (default.trainer.label_smoothing, default.trainer.weight_average,
             default.trainer.test_flip) == (0.0, 0.0, False)
-    # The whitened stem is an option the recipe leaves off.
+    # The whitened stem is an option the recipe leaves off (validation did not choose it).
     assert not recipe.init.whiten_first_conv and not default.init.whiten_first_conv
 
 
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg)
+
+
+def test_the_first_name_and_the_full_data_recipe_are_the_frontier_recipe():
+    # resnet_subset runs logged before the rename rerun as they were.
+    assert _plain(compose_config(["experiment=resnet_subset"])) == _plain(
+        compose_config(["experiment=frontier_subset"]))
+    full = compose_config(["experiment=frontier_full"])
+    assert full.data.n_val == 5000
+    assert _plain(full) == _plain(compose_config(["experiment=frontier_subset", "data.n_val=5000"]))
+    validate(full)
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["experiment=resnet_subset", "trainer.weight_average=1.0"],
+    (["experiment=frontier_subset", "trainer.weight_average=1.0"],
      "trainer.weight_average must be in [0, 1)"),
-    (["experiment=resnet_subset", "trainer.weight_average=-0.1"],
+    (["experiment=frontier_subset", "trainer.weight_average=-0.1"],
      "trainer.weight_average must be in [0, 1)"),
-    (["experiment=resnet_subset", "+trainer.test_flips=true"], "trainer.test_flips: unknown key"),
+    (["experiment=frontier_subset", "+trainer.test_flips=true"], "trainer.test_flips: unknown key"),
     (["model=resnet", "model.bn_momentum=0.0"],
      "model.bn_momentum=0.0: resnet bn_momentum must be in (0, 1]"),
 ])
