@@ -14,13 +14,16 @@ import pytest
 from omegaconf import OmegaConf
 
 from cnn.models import ARCHITECTURES, build_model
+from cnn.training import evaluate
 from experiments.config import compose_config
 from experiments.config.compose import config_from_container
 from experiments.config.validate import ConfigError, validate
+from experiments.runs.build import build_run
 
 # A resnet-8 with 4, 8 and 8 channels on 300 images, 2 epochs: a few seconds of training,
 # with the accuracy frontier's options on (a whitened stem, a weight average, test flips).
 TINY_RESNET = ["model=resnet", "model.depth=8", "model.widths=[4,8,8]", "data.n_train=300",
+               "data.n_val=100",
                "trainer.epochs=2", "trainer.batch_size=50", "trainer.progress=false",
                "trainer.health_checks=false", "tracking.log_dataset=false",
                "init.whiten_first_conv=true", "trainer.weight_average=0.9",
@@ -128,6 +131,37 @@ def test_tiny_resnet_tests_and_saves_its_weight_average(tiny_resnet, module_harn
                       / "last.npz")
     assert set(saved.files) == {k[len("net/"):] for k in trained.files if k.startswith("net/")}
     assert not np.allclose(saved["dense1.W"], trained["net/dense1.W"])
+
+
+@pytest.mark.slow  # trains the tiny resnet (module fixture)
+def test_tiny_resnet_logs_validation_measured_as_test_is(tiny_resnet, module_harness_cli,
+                                                        tmp_path):
+    # final_val_acc: the averaged weights with flips, as test_acc; its ablations likewise.
+    metrics = tiny_resnet.data.metrics
+    root = module_harness_cli.env["CIFAR10_ROOT"]
+    run = build_run(compose_config([*TINY_RESNET, f"data.root={root}"]))
+    mlflow.set_tracking_uri(module_harness_cli.tracking_uri)
+    averaged = np.load(mlflow.artifacts.download_artifacts(
+        run_id=tiny_resnet.info.run_id, artifact_path="weights.npz", dst_path=str(tmp_path)))
+    trained = np.load(module_harness_cli.folder / "checkpoints" / tiny_resnet.info.run_id
+                      / "last.npz")
+
+    def val_acc(state, flip: bool) -> float:
+        run.net.load_state_dict(state)
+        return evaluate(run.net, run.loss_fn, run.val_batches, flip=flip).acc
+
+    run.net.load_state_dict(dict(averaged))
+    final = evaluate(run.net, run.loss_fn, run.val_batches, flip=True)
+    # The loss tells flips and weights apart where 100 images' accuracies may tie.
+    assert metrics["final_val_loss"] == pytest.approx(final.loss, rel=1e-6)
+    assert metrics["final_val_loss"] != pytest.approx(
+        evaluate(run.net, run.loss_fn, run.val_batches).loss, rel=1e-6)
+    assert metrics["final_val_acc"] == final.acc
+    assert metrics["final_val_acc_without_flip"] == val_acc(dict(averaged), flip=False)
+    trained_state = {k[len("net/"):]: v for k, v in trained.items() if k.startswith("net/")}
+    assert metrics["final_val_acc_without_average"] == val_acc(trained_state, flip=True)
+    # The last epoch's val_acc is the trained weights without flips.
+    assert metrics["val_acc"] == val_acc(trained_state, flip=False)
 
 
 @pytest.mark.slow  # trains the tiny resnet (module fixture)

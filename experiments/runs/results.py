@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from cnn.layers import Conv2D
 from cnn.network import Sequential
-from cnn.training import evaluate
+from cnn.training import Evaluation, evaluate
 from experiments.config.validate import group_args
 from experiments.reporting import run_figures
 from experiments.runs.build import Run
@@ -60,6 +60,31 @@ def first_conv_weights(net: Sequential) -> np.ndarray | None:
                  if isinstance(leaf, Conv2D)), None)
 
 
+def _evaluate_as_tested(run: Run) -> tuple[Evaluation, dict[str, float]]:
+    """The test Evaluation of the weights and flips the run is tested with, and the
+    accuracies each ingredient's absence would give ({split}_acc_without_average,
+    {split}_acc_without_flip). With a validation split, validation is measured the way
+    test is (final_val_loss, final_val_acc), so a choice made on it is made on the
+    quantity that is reported. Leaves the weight average, if any, in run.net."""
+    splits = {"test": run.test_batches}
+    if run.val_batches is not None:
+        splits["final_val"] = run.val_batches
+    accuracies = {}
+    if run.average is not None:
+        for split, batches in splits.items():
+            accuracies[f"{split}_acc_without_average"] = evaluate(
+                run.net, run.loss_fn, batches, flip=run.test_flip).acc
+        run.average.copy_to()
+    if run.test_flip:
+        for split, batches in splits.items():
+            accuracies[f"{split}_acc_without_flip"] = evaluate(run.net, run.loss_fn,
+                                                               batches).acc
+    if "final_val" in splits:
+        val = evaluate(run.net, run.loss_fn, run.val_batches, flip=run.test_flip)
+        accuracies.update(final_val_loss=val.loss, final_val_acc=val.acc)
+    return evaluate(run.net, run.loss_fn, run.test_batches, flip=run.test_flip), accuracies
+
+
 def log_test_results(run: Run, name: str) -> tuple[float, float]:
     """Evaluate on the test set; log the loss, accuracy, confusion matrix, first-layer
     filters, weights and (with tracking.log_model) the model. Returns (loss, accuracy).
@@ -68,20 +93,13 @@ def log_test_results(run: Run, name: str) -> tuple[float, float]:
     trained weights in run.net); with test_flip, the test logits are averaged over mirror
     images. Each also logs the accuracy without it (test_acc_without_average,
     test_acc_without_flip), which is what switching it off would give, since neither
-    changes training.
+    changes training. With a validation split, final_val_loss and final_val_acc (with the
+    accuracy's two ablations) are validation measured the same way.
     """
-    ablations = {}
-    if run.average is not None:
-        ablations["test_acc_without_average"] = evaluate(
-            run.net, run.loss_fn, run.test_batches, flip=run.test_flip).acc
-        run.average.copy_to()
-    result = evaluate(run.net, run.loss_fn, run.test_batches, flip=run.test_flip)
-    if run.test_flip:
-        ablations["test_acc_without_flip"] = evaluate(run.net, run.loss_fn,
-                                                      run.test_batches).acc
-    mlflow.log_metrics({"test_loss": result.loss, "test_acc": result.acc, **ablations},
+    result, accuracies = _evaluate_as_tested(run)
+    mlflow.log_metrics({"test_loss": result.loss, "test_acc": result.acc, **accuracies},
                        step=run.epochs)
-    log.info("test loss %.4f, test accuracy %.4f %s", result.loss, result.acc, ablations or "")
+    log.info("test loss %.4f, test accuracy %.4f %s", result.loss, result.acc, accuracies or "")
 
     counts = run_figures.confusion_matrix(result.labels, result.predictions,
                                           run.splits.num_classes)
