@@ -4,7 +4,7 @@ Everything here is NumPy and the standard library; images are channels-last uint
 (N, 32, 32, 3) until a BatchIterator turns each batch into float32.
 """
 
-from cnn.data.augment import Augmenter, random_crop, random_flip
+from cnn.data.augment import Augmenter, cutout, random_crop, random_flip
 from cnn.data.cifar10 import (
     OFFICIAL_MD5,
     OFFICIAL_URL,
@@ -43,6 +43,7 @@ __all__ = [
     "Splits",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "cutout",
     "download",
     "extract_tar",
     "load_cifar10",

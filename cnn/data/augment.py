@@ -1,4 +1,4 @@
-"""Random crops and horizontal flips of image batches (N, H, W, C), vectorised over N.
+"""Random crops, horizontal flips and cutout of image batches (N, H, W, C), vectorised over N.
 
 Every function draws from the Generator it is given and returns a new array with the
 input's shape and dtype (uint8 or float32 alike).
@@ -59,9 +59,35 @@ def random_flip(x: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.n
     return out
 
 
+def cutout(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Zero a size x size square of each image (DeVries and Taylor 2017, "Improved
+    Regularization of Convolutional Neural Networks with Cutout").
+
+    x: (N, H, W, C). Each square's centre is uniform over the image's pixels and the square
+    is clipped at the edges, so near a border less is cut; on standardised input zero is
+    the mean colour. size=0 returns an unchanged copy and draws nothing.
+    Returns (N, H, W, C) with x's dtype.
+    """
+    _check_batch(x)
+    if size < 0:
+        raise ValueError(f"cutout size must be >= 0, got {size}")
+    out = x.copy()
+    if size == 0:
+        return out
+    n, height, width, _ = x.shape
+    top = rng.integers(0, height, size=n)[:, None] - size // 2  # (N, 1): the square's first row
+    left = rng.integers(0, width, size=n)[:, None] - size // 2  # (N, 1)
+    rows = np.arange(height) - top  # (N, H): a row is cut where 0 <= rows < size
+    cols = np.arange(width) - left  # (N, W)
+    cut = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    out[cut] = 0  # cut: (N, H, W), every channel of a cut pixel
+    return out
+
+
 @dataclass(frozen=True)
 class Augmenter:
-    """Training augmentation applied per batch: random crop (if crop_pad > 0), then flip.
+    """Training augmentation applied per batch: random crop (if crop_pad > 0), then flip,
+    then cutout (if cutout > 0: the square's side in pixels).
 
     Call as augmenter(x_batch, rng) with x_batch (B, H, W, C); returns a new array of the
     same shape and dtype. With crop_pad=0 and flip=False it returns an unchanged copy.
@@ -70,6 +96,7 @@ class Augmenter:
     crop_pad: int = 0
     pad_mode: str = "reflect"
     flip: bool = False
+    cutout: int = 0
 
     def __post_init__(self) -> None:
         # Fail when the config is read rather than at the first batch of training.
@@ -77,9 +104,11 @@ class Augmenter:
             raise ValueError(f"pad_mode must be one of {sorted(_PAD_MODES)}, got {self.pad_mode!r}")
         if self.crop_pad < 0:
             raise ValueError(f"crop_pad must be >= 0, got {self.crop_pad}")
+        if self.cutout < 0:
+            raise ValueError(f"cutout must be >= 0, got {self.cutout}")
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = random_crop(x, self.crop_pad, rng, self.pad_mode) if self.crop_pad else x.copy()
         if self.flip:
             out = random_flip(out, rng)
-        return out
+        return cutout(out, self.cutout, rng) if self.cutout else out

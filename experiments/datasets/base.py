@@ -33,6 +33,7 @@ class AugmentConfig:
     crop_pad: int = 0  # pad by this many pixels, then crop back at a random offset; 0: off
     pad_mode: str = "reflect"  # reflect | zero
     flip: bool = False  # random horizontal flip
+    cutout: int = 0  # zero a square of this side at a random centre, after crop and flip; 0: off
 
 
 @dataclass
@@ -94,6 +95,9 @@ class DataConfig:
             except ValueError as e:
                 found.append(f"data.augment.crop_pad={pad} does not fit {side}x{side} "
                              f"images: {e}")
+            if self.augment.cutout > side:
+                found.append(f"data.augment.cutout={self.augment.cutout} is larger than the "
+                             f"{side}x{side} images")
         return found
 
     def prepare(self) -> None:

@@ -143,8 +143,8 @@ def build_run(cfg: Any, *, splits: Splits | None = None, validated: bool = False
         whiten_first_conv(net, transform(splits.x_train[:WHITENING_IMAGES]).astype(dtype))
     aug = cfg.data.augment
     augmenter = None
-    if aug.crop_pad or aug.flip:
-        augmenter = Augmenter(aug.crop_pad, aug.pad_mode, aug.flip)
+    if aug.crop_pad or aug.flip or aug.cutout:
+        augmenter = Augmenter(aug.crop_pad, aug.pad_mode, aug.flip, aug.cutout)
 
     batch, eval_batch = cfg.trainer.batch_size, cfg.trainer.eval_batch_size
     train_batches = BatchIterator(
