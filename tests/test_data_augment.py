@@ -1,9 +1,9 @@
-"""Random crops and flips: shapes, dtypes, seeds, and agreement with a naive reference."""
+"""Random crops, flips and cutout: shapes, dtypes, seeds, and agreement with a naive reference."""
 
 import numpy as np
 import pytest
 
-from cnn.data import Augmenter, random_crop, random_flip
+from cnn.data import Augmenter, cutout, random_crop, random_flip
 
 
 def _batch(dtype, n=16, size=8, channels=3, seed=0) -> np.ndarray:
@@ -124,3 +124,66 @@ def test_augmenter_combines_crop_and_flip():
     np.testing.assert_array_equal(out, by_hand)
     with pytest.raises(ValueError, match="pad_mode"):
         Augmenter(crop_pad=2, pad_mode="mirror")
+
+
+def _naive_cutout(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Pixel by pixel, from the same draws (every centre row, then every centre column):
+    the square spans size rows from centre - size // 2, and as many columns."""
+    n, height, width, _ = x.shape
+    rows, cols = rng.integers(0, height, size=n), rng.integers(0, width, size=n)
+    out = x.copy()
+    for i in range(n):
+        top, left = rows[i] - size // 2, cols[i] - size // 2
+        for r in range(height):
+            for c in range(width):
+                if top <= r < top + size and left <= c < left + size:
+                    out[i, r, c, :] = 0
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 4, 5, 8])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_cutout_matches_a_naive_loop(size, dtype):
+    x = _batch(dtype, n=40) + 1  # no zero pixels before the cut
+    out = cutout(x, size, np.random.default_rng(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_array_equal(out, _naive_cutout(x, size, np.random.default_rng(0)))
+
+
+def test_cutout_cuts_one_square_clipped_at_the_edges():
+    x = np.ones((500, 8, 8, 3), np.float32)
+    cut = cutout(x, 4, np.random.default_rng(1)) == 0
+    assert np.array_equal(cut.all(axis=-1), cut.any(axis=-1))  # every channel or none
+    for image in cut[..., 0]:
+        rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+        # One rectangle, at most 4 x 4, smaller only where it meets a border.
+        assert image.sum() == len(rows) * len(cols) and np.all(np.diff(rows) == 1)
+        assert len(rows) == 4 or rows[0] == 0 or rows[-1] == 7
+        assert len(cols) == 4 or cols[0] == 0 or cols[-1] == 7
+    areas = cut[..., 0].sum(axis=(1, 2))
+    assert areas.min() >= 4 and areas.max() == 16 and (areas < 16).any()
+
+
+def test_cutout_of_size_zero_draws_nothing_and_bad_sizes_are_refused():
+    x, rng = _batch(np.float32), np.random.default_rng(0)
+    out = cutout(x, 0, rng)
+    np.testing.assert_array_equal(out, x)
+    assert out is not x and rng.integers(1000) == np.random.default_rng(0).integers(1000)
+    with pytest.raises(ValueError, match="cutout size must be >= 0, got -1"):
+        cutout(x, -1, rng)
+    with pytest.raises(ValueError, match="cutout must be >= 0, got -2"):
+        Augmenter(cutout=-2)
+
+
+def test_augmenter_cuts_out_after_crop_and_flip_and_draws_nothing_for_it_when_off():
+    x = _batch(np.float32) + 1
+    rng = np.random.default_rng(0)
+    by_hand = cutout(random_flip(random_crop(x, 2, rng), rng), 3, rng)
+    np.testing.assert_array_equal(Augmenter(2, flip=True, cutout=3)(x, np.random.default_rng(0)),
+                                  by_hand)
+    # Off, it leaves the generator where crop and flip leave it: recipes without it are
+    # the numbers they were.
+    a, b = np.random.default_rng(0), np.random.default_rng(0)
+    Augmenter(2, flip=True)(x, a)
+    random_flip(random_crop(x, 2, b), b)
+    assert a.integers(1000) == b.integers(1000)

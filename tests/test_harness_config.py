@@ -56,14 +56,15 @@ def test_every_option_composes_and_builds(group, option, tiny_splits):
 
 def test_choices_reach_the_built_objects(tiny_splits):
     cfg = compose_config(["model=vgg", "init=unit_normal", "optim=adamw", "schedule=onecycle",
-                          "data=cifar10_aug", "trainer.batch_size=16", "data.n_train=40",
-                          "data.n_val=20"])
+                          "data=cifar10_aug", "data.augment.cutout=8", "trainer.batch_size=16",
+                          "data.n_train=40", "data.n_val=20"])
     run = build_run(cfg, splits=tiny_splits)
     assert type(run.optimizer).__name__ == "AdamW"
     assert any(type(layer).__name__ == "BatchNorm2D" for layer in run.net.layers)
     # unit_normal draws weights with std 1.0, whatever the layer's width
     assert abs(float(run.net.layers[0].params["W"].std()) - 1.0) < 0.1
     assert run.augmenter is not None and run.augmenter.flip and run.augmenter.crop_pad == 4
+    assert run.augmenter.cutout == 8
     assert run.steps_per_epoch == len(run.train_batches) == 3  # 40 images in batches of 16
     # one-cycle starts at lr / div_factor and peaks at lr
     peak = max(run.schedule(s) for s in range(run.total_steps))
@@ -107,6 +108,8 @@ def test_unknown_option_lists_the_available_ones():
     (["data.augment.crop_pad=40"], "data.augment.crop_pad=40 does not fit 32x32 images"),
     (["data=digits", "data.image_size=16", "data.augment.crop_pad=16"],
      "data.augment.crop_pad=16 does not fit 16x16 images"),
+    (["data.augment.cutout=33"], "data.augment.cutout=33 is larger than the 32x32 images"),
+    (["data.augment.cutout=-1"], "data.augment: cutout must be >= 0, got -1"),
     (["data.classes=[3,3]"], "data.classes"),
     (["data.classes=[12]"], "data.classes"),
     (["optim.lr=inf"], "optim.lr"),
