@@ -73,18 +73,22 @@ class Evaluation:
 
 
 def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches, *,
-             flip: bool = False) -> Evaluation:
+             flip: bool = False, translate: int = 0) -> Evaluation:
     """Loss (batch means weighted by batch size), accuracy and predictions, in evaluation mode.
 
     flip: test-time augmentation; the logits are the mean of those of each (B, H, W, C)
     image and of its mirror image (W reversed), so a class seen facing either way counts.
+    translate: test-time augmentation by shifts of `translate` pixels (0: none); the
+    logits are half those of the image and a quarter each of it shifted down-right and
+    up-left, reflect-padded (with flip, each view with its mirror: airbench's six views).
     """
     total_loss, labels, predictions = 0.0, [], []
     for x, y in batches:
-        logits = net.infer(x)  # (B, K), as forward(x, training=False) gives them
-        if flip:
-            mirrored = np.ascontiguousarray(x[:, :, ::-1])  # (B, H, W, C), W reversed
-            logits = 0.5 * (logits + net.infer(mirrored))
+        logits = _view_logits(net, x, flip)  # (B, K)
+        if translate:
+            down_right, up_left = shifted_views(x, translate)
+            logits = 0.5 * logits + 0.25 * (_view_logits(net, down_right, flip)
+                                            + _view_logits(net, up_left, flip))
         total_loss += loss_fn.forward(logits, y) * len(y)
         labels.append(y)
         predictions.append(logits.argmax(axis=1))  # (B,)
@@ -93,6 +97,28 @@ def evaluate(net: Sequential, loss_fn: SoftmaxCrossEntropy, batches: Batches, *,
     y_true, y_pred = np.concatenate(labels), np.concatenate(predictions)  # (N,), (N,)
     correct = int((y_true == y_pred).sum())
     return Evaluation(total_loss / len(y_true), correct / len(y_true), y_true, y_pred)
+
+
+def _view_logits(net: Sequential, x: np.ndarray, flip: bool) -> np.ndarray:
+    """(B, K) logits of (B, H, W, C) images x, averaged with their mirror images' if flip."""
+    logits = net.infer(x)  # as forward(x, training=False) gives them
+    if flip:
+        mirrored = np.ascontiguousarray(x[:, :, ::-1])  # (B, H, W, C), W reversed
+        logits = 0.5 * (logits + net.infer(mirrored))
+    return logits
+
+
+def shifted_views(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, H, W, C) images x moved n pixels down-right and n pixels up-left, the pixels
+    that come in reflected from the edge (as the training crop pads them)."""
+    height, width = x.shape[1:3]
+    if not 0 < n < min(height, width):
+        raise ValueError(f"a shift of {n} pixels needs 0 < n < {min(height, width)} "
+                         f"for {height}x{width} images")
+    padded = np.pad(x, ((0, 0), (n, n), (n, n), (0, 0)), mode="reflect")  # (B, H+2n, W+2n, C)
+    down_right = padded[:, :height, :width]  # view[i, j] = x[i - n, j - n]
+    up_left = padded[:, 2 * n:, 2 * n:]  # view[i, j] = x[i + n, j + n]
+    return np.ascontiguousarray(down_right), np.ascontiguousarray(up_left)
 
 
 def train_step(

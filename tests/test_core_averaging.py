@@ -1,4 +1,5 @@
-"""The moving average of the weights (cnn.averaging) and test-time flips (cnn.training)."""
+"""The moving average of the weights (cnn.averaging) and test-time flips and shifts
+(cnn.training)."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from cnn.averaging import WeightAverage
 from cnn.losses import SoftmaxCrossEntropy
 from cnn.models import build_model
 from cnn.optim import SGD
-from cnn.training import evaluate, train_step
+from cnn.training import evaluate, shifted_views, train_step
 
 
 def _tiny_resnet(seed=0):
@@ -86,3 +87,54 @@ def test_flip_averages_the_logits_of_each_image_and_its_mirror():
     assert both.loss == pytest.approx(plain.loss, rel=1e-5)
     # Images that are not symmetric: the flip changes the loss.
     assert flipped.loss != pytest.approx(evaluate(net, loss_fn, [(x, y)]).loss, rel=1e-6)
+
+
+def _shifted_naive(x, dy, dx):
+    """x moved dy pixels down and dx right, pixel by pixel; what comes in from beyond an
+    edge is the mirror image about that edge's pixel (NumPy's "reflect")."""
+    def reflect(i, size):
+        i = abs(i)
+        return 2 * (size - 1) - i if i >= size else i
+
+    out = np.empty_like(x)
+    _, height, width, _ = x.shape
+    for i in range(height):
+        for j in range(width):
+            out[:, i, j] = x[:, reflect(i - dy, height), reflect(j - dx, width)]
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_shifted_views_match_a_pixel_loop(n):
+    x = np.random.default_rng(n).standard_normal((3, 8, 8, 2)).astype(np.float32)
+    down_right, up_left = shifted_views(x, n)
+    np.testing.assert_array_equal(down_right, _shifted_naive(x, n, n))
+    np.testing.assert_array_equal(up_left, _shifted_naive(x, -n, -n))
+    assert down_right.flags.c_contiguous and up_left.flags.c_contiguous
+    for bad in (0, 8, -1):
+        with pytest.raises(ValueError, match=f"a shift of {bad} pixels"):
+            shifted_views(x, bad)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_translate_weighs_the_image_half_and_each_shift_a_quarter(flip):
+    net, (x, y) = _tiny_resnet(), _data(12)
+    loss_fn = SoftmaxCrossEntropy()
+
+    def logits_of(images):
+        plain = net.forward(images, training=False)
+        if not flip:
+            return plain
+        return 0.5 * (plain + net.forward(images[:, :, ::-1].copy(), training=False))
+
+    logits = (0.5 * logits_of(x) + 0.25 * logits_of(_shifted_naive(x, 2, 2))
+              + 0.25 * logits_of(_shifted_naive(x, -2, -2)))
+    shifted = evaluate(net, loss_fn, [(x[:5], y[:5]), (x[5:], y[5:])], flip=flip, translate=2)
+    np.testing.assert_array_equal(shifted.predictions, logits.argmax(axis=1))
+    assert shifted.loss == pytest.approx(loss_fn.forward(logits, y), rel=1e-5)
+    # A constant image looks the same shifted: the views change nothing.
+    flat = np.broadcast_to(x[:, :1, :1], x.shape).copy()
+    plain, views = (evaluate(net, loss_fn, [(flat, y)], flip=flip, translate=t) for t in (0, 2))
+    assert views.loss == pytest.approx(plain.loss, rel=1e-5)
+    assert shifted.loss != pytest.approx(
+        evaluate(net, loss_fn, [(x, y)], flip=flip).loss, rel=1e-6)

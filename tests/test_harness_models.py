@@ -21,13 +21,14 @@ from experiments.config.validate import ConfigError, validate
 from experiments.runs.build import build_run
 
 # A resnet-8 with 4, 8 and 8 channels on 300 images, 2 epochs: a few seconds of training,
-# with the accuracy frontier's options on (a whitened stem, a weight average, test flips).
+# with the accuracy frontier's options on (a whitened stem, a weight average, test flips
+# and shifts).
 TINY_RESNET = ["model=resnet", "model.depth=8", "model.widths=[4,8,8]", "data.n_train=300",
                "data.n_val=100",
                "trainer.epochs=2", "trainer.batch_size=50", "trainer.progress=false",
                "trainer.health_checks=false", "tracking.log_dataset=false",
                "init.whiten_first_conv=true", "trainer.weight_average=0.9",
-               "trainer.test_flip=true"]
+               "trainer.test_flip=true", "trainer.test_translate=1"]
 
 # conf/model/ gets a file of the user's own: the layer list written in YAML.
 TINY_CUSTOM_YAML = """\
@@ -121,7 +122,8 @@ def test_tiny_resnet_logs_block_statistics_and_its_architecture(tiny_resnet,
 def test_tiny_resnet_tests_and_saves_its_weight_average(tiny_resnet, module_harness_cli,
                                                        tmp_path):
     metrics = tiny_resnet.data.metrics
-    for key in ("test_acc", "test_acc_without_average", "test_acc_without_flip"):
+    for key in ("test_acc", "test_acc_without_average", "test_acc_without_flip",
+                "test_acc_without_translate"):
         assert 0.0 <= metrics[key] <= 1.0, key
     mlflow.set_tracking_uri(module_harness_cli.tracking_uri)
     saved = np.load(mlflow.artifacts.download_artifacts(
@@ -136,7 +138,8 @@ def test_tiny_resnet_tests_and_saves_its_weight_average(tiny_resnet, module_harn
 @pytest.mark.slow  # trains the tiny resnet (module fixture)
 def test_tiny_resnet_logs_validation_measured_as_test_is(tiny_resnet, module_harness_cli,
                                                         tmp_path):
-    # final_val_acc: the averaged weights with flips, as test_acc; its ablations likewise.
+    # final_val_acc: the averaged weights with flips and shifts, as test_acc; its ablations
+    # likewise, each without one of them.
     metrics = tiny_resnet.data.metrics
     root = module_harness_cli.env["CIFAR10_ROOT"]
     run = build_run(compose_config([*TINY_RESNET, f"data.root={root}"]))
@@ -146,22 +149,25 @@ def test_tiny_resnet_logs_validation_measured_as_test_is(tiny_resnet, module_har
     trained = np.load(module_harness_cli.folder / "checkpoints" / tiny_resnet.info.run_id
                       / "last.npz")
 
-    def val_acc(state, flip: bool) -> float:
+    def val_acc(state, flip: bool = True, translate: int = 1) -> float:
         run.net.load_state_dict(state)
-        return evaluate(run.net, run.loss_fn, run.val_batches, flip=flip).acc
+        return evaluate(run.net, run.loss_fn, run.val_batches, flip=flip,
+                        translate=translate).acc
 
     run.net.load_state_dict(dict(averaged))
-    final = evaluate(run.net, run.loss_fn, run.val_batches, flip=True)
-    # The loss tells flips and weights apart where 100 images' accuracies may tie.
+    final = evaluate(run.net, run.loss_fn, run.val_batches, flip=True, translate=1)
+    # The loss tells views and weights apart where 100 images' accuracies may tie.
     assert metrics["final_val_loss"] == pytest.approx(final.loss, rel=1e-6)
-    assert metrics["final_val_loss"] != pytest.approx(
-        evaluate(run.net, run.loss_fn, run.val_batches).loss, rel=1e-6)
+    for fewer_views in ({"flip": True}, {"translate": 1}):
+        assert metrics["final_val_loss"] != pytest.approx(
+            evaluate(run.net, run.loss_fn, run.val_batches, **fewer_views).loss, rel=1e-6)
     assert metrics["final_val_acc"] == final.acc
     assert metrics["final_val_acc_without_flip"] == val_acc(dict(averaged), flip=False)
+    assert metrics["final_val_acc_without_translate"] == val_acc(dict(averaged), translate=0)
     trained_state = {k[len("net/"):]: v for k, v in trained.items() if k.startswith("net/")}
-    assert metrics["final_val_acc_without_average"] == val_acc(trained_state, flip=True)
-    # The last epoch's val_acc is the trained weights without flips.
-    assert metrics["val_acc"] == val_acc(trained_state, flip=False)
+    assert metrics["final_val_acc_without_average"] == val_acc(trained_state)
+    # The last epoch's val_acc is the trained weights without flips or shifts.
+    assert metrics["val_acc"] == val_acc(trained_state, flip=False, translate=0)
 
 
 @pytest.mark.slow  # trains the tiny resnet (module fixture)

@@ -59,6 +59,10 @@ def test_the_first_name_and_the_full_data_recipe_are_the_frontier_recipe():
     (["experiment=frontier_subset", "trainer.weight_average=-0.1"],
      "trainer.weight_average must be in [0, 1)"),
     (["experiment=frontier_subset", "+trainer.test_flips=true"], "trainer.test_flips: unknown key"),
+    (["experiment=frontier_subset", "trainer.test_translate=-1"],
+     "trainer.test_translate must be >= 0"),
+    (["experiment=frontier_subset", "trainer.test_translate=32"],
+     "trainer.test_translate=32 must be smaller than the 32x32 images"),
     (["model=resnet", "model.bn_momentum=0.0"],
      "model.bn_momentum=0.0: resnet bn_momentum must be in (0, 1]"),
 ])

@@ -180,6 +180,9 @@ class TrainerConfig:
     weight_average: float = 0.0
     # Test-time augmentation: test logits are the mean over each image and its mirror image.
     test_flip: bool = False
+    # Test-time augmentation by shifts: with n > 0, test logits are half the image's and a
+    # quarter each of it moved n pixels down-right and up-left (cnn.training.evaluate).
+    test_translate: int = 0
     dtype: str = "float32"  # float32 | float64
     progress: bool = True  # show a tqdm progress bar
     # Check the configured network before training (experiments.runs.health: initial loss,

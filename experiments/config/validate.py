@@ -73,6 +73,9 @@ def validate(cfg: Any) -> None:
         _check_model(cfg, data.image_shape, check)
         _check_optim_and_schedule(cfg, check)
         problems += data.problems()
+        check(cfg.trainer.test_translate < data.image_side,
+              f"trainer.test_translate={cfg.trainer.test_translate} must be smaller than the "
+              f"{data.image_side}x{data.image_side} images")
     _check_trainer(cfg.trainer, check)
     _check_lr_find(cfg.lr_find, check)
     check(cfg.search.seeds >= 1,
@@ -167,6 +170,9 @@ def _check_trainer(trainer: Any, check) -> None:
     check(0 <= trainer.weight_average < 1,
           f"trainer.weight_average must be in [0, 1) (0: no average), got "
           f"{trainer.weight_average}")
+    check(trainer.test_translate >= 0,
+          f"trainer.test_translate must be >= 0 (0: no shifted views), got "
+          f"{trainer.test_translate}")
     check(trainer.dtype in ("float32", "float64"),
           f"trainer.dtype={trainer.dtype!r}: choose float32 or float64")
     check(trainer.checkpoint_every >= 0,

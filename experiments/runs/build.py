@@ -58,6 +58,7 @@ class Run:
     epochs, steps_per_epoch, total_steps: the length of training in optimiser steps.
     average: the moving average of the weights (trainer.weight_average > 0), else None.
     test_flip: whether evaluation averages each image's logits with its mirror image's.
+    test_translate: the shift in pixels of evaluation's shifted views (0: none).
     """
 
     cfg: Any
@@ -78,6 +79,7 @@ class Run:
     total_steps: int
     average: WeightAverage | None = None
     test_flip: bool = False
+    test_translate: int = 0
 
 
 class _OwnStream:
@@ -183,4 +185,5 @@ def build_run(cfg: Any, *, splits: Splits | None = None, validated: bool = False
         total_steps=steps_per_epoch * epochs,
         average=WeightAverage(net, decay) if decay else None,
         test_flip=cfg.trainer.test_flip,
+        test_translate=cfg.trainer.test_translate,
     )

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import mlflow
@@ -61,28 +62,34 @@ def first_conv_weights(net: Sequential) -> np.ndarray | None:
 
 
 def _evaluate_as_tested(run: Run) -> tuple[Evaluation, dict[str, float]]:
-    """The test Evaluation of the weights and flips the run is tested with, and the
+    """The test Evaluation of the weights and views the run is tested with, and the
     accuracies each ingredient's absence would give ({split}_acc_without_average,
-    {split}_acc_without_flip). With a validation split, validation is measured the way
-    test is (final_val_loss, final_val_acc), so a choice made on it is made on the
-    quantity that is reported. Leaves the weight average, if any, in run.net."""
+    {split}_acc_without_flip, {split}_acc_without_translate). With a validation split,
+    validation is measured the way test is (final_val_loss, final_val_acc), so a choice
+    made on it is made on the quantity that is reported. Leaves the weight average, if
+    any, in run.net."""
     splits = {"test": run.test_batches}
     if run.val_batches is not None:
         splits["final_val"] = run.val_batches
-    accuracies = {}
+    views = {"flip": run.test_flip, "translate": run.test_translate}  # as tested
+    off = {"flip": False, "translate": 0}
+
+    def accuracy(batches: Iterable, **chosen) -> float:
+        return evaluate(run.net, run.loss_fn, batches, **chosen).acc
+
+    accuracies: dict[str, float] = {}
     if run.average is not None:
         for split, batches in splits.items():
-            accuracies[f"{split}_acc_without_average"] = evaluate(
-                run.net, run.loss_fn, batches, flip=run.test_flip).acc
+            accuracies[f"{split}_acc_without_average"] = accuracy(batches, **views)
         run.average.copy_to()
-    if run.test_flip:
+    for name in (name for name in views if views[name]):
         for split, batches in splits.items():
-            accuracies[f"{split}_acc_without_flip"] = evaluate(run.net, run.loss_fn,
-                                                               batches).acc
+            accuracies[f"{split}_acc_without_{name}"] = accuracy(batches,
+                                                                 **{**views, name: off[name]})
     if "final_val" in splits:
-        val = evaluate(run.net, run.loss_fn, run.val_batches, flip=run.test_flip)
+        val = evaluate(run.net, run.loss_fn, run.val_batches, **views)
         accuracies.update(final_val_loss=val.loss, final_val_acc=val.acc)
-    return evaluate(run.net, run.loss_fn, run.test_batches, flip=run.test_flip), accuracies
+    return evaluate(run.net, run.loss_fn, run.test_batches, **views), accuracies
 
 
 def log_test_results(run: Run, name: str) -> tuple[float, float]:
@@ -90,11 +97,12 @@ def log_test_results(run: Run, name: str) -> tuple[float, float]:
     filters, weights and (with tracking.log_model) the model. Returns (loss, accuracy).
 
     With a weight average, the average is what is tested, logged and saved (it replaces the
-    trained weights in run.net); with test_flip, the test logits are averaged over mirror
-    images. Each also logs the accuracy without it (test_acc_without_average,
-    test_acc_without_flip), which is what switching it off would give, since neither
-    changes training. With a validation split, final_val_loss and final_val_acc (with the
-    accuracy's two ablations) are validation measured the same way.
+    trained weights in run.net); with test_flip and test_translate, the test logits are
+    averaged over mirror images and shifted images. Each also logs the accuracy without it
+    (test_acc_without_average, test_acc_without_flip, test_acc_without_translate), which is
+    what switching it off would give, since none changes training. With a validation
+    split, final_val_loss and final_val_acc (with the accuracy's ablations) are validation
+    measured the same way.
     """
     result, accuracies = _evaluate_as_tested(run)
     mlflow.log_metrics({"test_loss": result.loss, "test_acc": result.acc, **accuracies},
