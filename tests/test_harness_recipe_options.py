@@ -33,10 +33,11 @@ def test_every_ingredient_is_on_in_the_recipe_and_off_by_default():
         assert ablated[group][key] == off
     assert (default.trainer.label_smoothing, default.trainer.weight_average,
             default.trainer.test_flip) == (0.0, 0.0, False)
-    # The whitened stem and cutout are options the recipe leaves off (validation did not
-    # choose them).
+    # The whitened stem, cutout and shifted test views are options the recipe leaves off
+    # (validation did not choose them).
     assert not recipe.init.whiten_first_conv and not default.init.whiten_first_conv
     assert recipe.data.augment.cutout == default.data.augment.cutout == 0
+    assert recipe.trainer.test_translate == default.trainer.test_translate == 0
 
 
 def _plain(cfg) -> dict:
