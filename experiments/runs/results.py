@@ -82,10 +82,11 @@ def _evaluate_as_tested(run: Run) -> tuple[Evaluation, dict[str, float]]:
         for split, batches in splits.items():
             accuracies[f"{split}_acc_without_average"] = accuracy(batches, **views)
         run.average.copy_to()
-    for name in (name for name in views if views[name]):
-        for split, batches in splits.items():
-            accuracies[f"{split}_acc_without_{name}"] = accuracy(batches,
-                                                                 **{**views, name: off[name]})
+    for name, on in views.items():
+        if on:
+            for split, batches in splits.items():
+                accuracies[f"{split}_acc_without_{name}"] = accuracy(
+                    batches, **{**views, name: off[name]})
     if "final_val" in splits:
         val = evaluate(run.net, run.loss_fn, run.val_batches, **views)
         accuracies.update(final_val_loss=val.loss, final_val_acc=val.acc)
